@@ -1,0 +1,63 @@
+"""The one place where the kit touches libc.
+
+Symbols are looked up with dlopen(NULL): the process's global scope. An LD_PRELOAD
+interposer (a fault injector, or a user-space emulation such as an epoll shim) is
+therefore what the kit calls when one is loaded, exactly as a C program would.
+
+Every call returns a Result: the raw return value and the errno *name*, captured
+immediately after the call so nothing in between can clobber it.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import errno as _errno
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+libc = ctypes.CDLL(None, use_errno=True)
+
+# syscall(2) is variadic; every argument the kit passes fits in a long.
+libc.syscall.restype = ctypes.c_long
+
+
+@dataclass
+class Result:
+    """Outcome of one adapter call: never an exception, always the errno."""
+
+    ret: int
+    errno: str | None = None
+    value: Any = None
+    duration: float = 0.0
+    # Descriptors this call created, so the run can close what a spec forgets to.
+    created_fds: list[int] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return self.errno is None
+
+    def as_dict(self) -> dict:
+        return {"ret": self.ret, "errno": self.errno, "value": self.value,
+                "duration": round(self.duration, 6)}
+
+
+def errno_name(code: int) -> str:
+    return _errno.errorcode.get(code, f"E{code}")
+
+
+def call(fn, *args, value=None) -> Result:
+    """Call a libc function; -1 means failure and errno is read right away."""
+    ctypes.set_errno(0)
+    start = time.monotonic()
+    ret = fn(*args)
+    err = ctypes.get_errno()
+    duration = time.monotonic() - start
+    if ret == -1:
+        return Result(ret=-1, errno=errno_name(err), duration=duration)
+    return Result(ret=ret, value=ret if value is None else value, duration=duration)
+
+
+def syscall(number: int, *args) -> Result:
+    """The raw syscall(2) path, bypassing any libc wrapper logic."""
+    return call(libc.syscall, ctypes.c_long(number), *[ctypes.c_long(a) for a in args])

@@ -1,0 +1,70 @@
+"""What /proc says about the kit's own descriptors: link names and fdinfo fields."""
+
+from __future__ import annotations
+
+import errno
+import os
+
+from kit.adapter.libc import Result
+from kit.registry import operation
+
+# Fields whose kernel format is not decimal: fs/proc/fd.c prints flags in octal,
+# fs/eventfd.c prints eventfd-count with %llx.
+_FIELD_BASES = {"flags": 8, "eventfd-count": 16}
+
+
+def parse_fdinfo(text: str) -> dict:
+    """Parse 'key: value' lines; numbers are converted in the base the kernel prints them.
+
+    Repeated keys (epoll's tfd lines) are kept as lists of raw strings.
+    """
+    fields: dict = {}
+    for line in text.splitlines():
+        key, sep, raw = line.partition(":")
+        if not sep:
+            continue
+        key, raw = key.strip(), raw.strip()
+        try:
+            value = int(raw, _FIELD_BASES.get(key, 10))
+        except ValueError:
+            value = raw
+        if key in fields:
+            prev = fields[key]
+            fields[key] = (prev if isinstance(prev, list) else [prev]) + [value]
+        else:
+            fields[key] = value
+    return fields
+
+
+def _oserror(exc: OSError) -> Result:
+    return Result(ret=-1, errno=errno.errorcode.get(exc.errno or 0, "EIO"))
+
+
+@operation(family="proc", fd="fd")
+def fd_link(fd: int) -> Result:
+    """readlink of /proc/self/fd/N; value is the link text (e.g. anon_inode:[eventfd])."""
+    try:
+        return Result(ret=0, value=os.readlink(f"/proc/self/fd/{fd}"))
+    except OSError as exc:
+        return _oserror(exc)
+
+
+@operation(family="proc", fd="fd")
+def fdinfo(fd: int) -> Result:
+    """/proc/self/fdinfo/N parsed into fields (flags octal, eventfd-count hex, rest decimal)."""
+    try:
+        with open(f"/proc/self/fdinfo/{fd}") as fh:
+            return Result(ret=0, value=parse_fdinfo(fh.read()))
+    except OSError as exc:
+        return _oserror(exc)
+
+
+@operation(family="proc", fd="fd")
+def fd_is_open(fd: int) -> Result:
+    """Whether /proc/self/fd/N exists; value is a boolean."""
+    return Result(ret=0, value=os.path.lexists(f"/proc/self/fd/{fd}"))
+
+
+def open_fds() -> set[int]:
+    """The process's open descriptors, for leak checks."""
+    return {int(name) for name in os.listdir("/proc/self/fd")}

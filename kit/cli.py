@@ -1,0 +1,225 @@
+"""`kit`: the command line.
+
+    kit run       conformance run on the running kernel; writes the report
+    kit list      the behaviours in the spec set
+    kit explain   what one behaviour checks, its citation, its last verdict
+    kit replay    re-run one behaviour (optionally with exact parameters), full trace
+    kit schema    print the JSON Schema of spec files
+
+Exit codes of `kit run` and `kit replay`:
+    0  every checked behaviour conforms (not-applicable/untestable ones do not count)
+    1  deviations or timeouts were found
+    2  the kit itself failed: a spec error, a leak, a crash
+    3  usage error, or nothing was selected
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import kit
+
+EXIT_CONFORMS, EXIT_DEVIATES, EXIT_KIT_ERROR, EXIT_USAGE = 0, 1, 2, 3
+DEFAULT_REPORT = "report"
+
+
+def default_specs() -> Path:
+    """specs/ beside the kit package (a source checkout), else ./specs."""
+    beside = Path(kit.__file__).resolve().parent.parent / "specs"
+    return beside if beside.is_dir() else Path.cwd() / "specs"
+
+
+def _pytest(args: list[str]) -> int:
+    import pytest
+
+    return int(pytest.main(args))
+
+
+def _exit_code(pytest_code: int, report_dir: Path | None) -> int:
+    if pytest_code == 5:
+        return EXIT_USAGE
+    if pytest_code not in (0, 1):
+        return EXIT_KIT_ERROR
+    statuses = set()
+    if report_dir and (report_dir / "report.json").exists():
+        report = json.loads((report_dir / "report.json").read_text())
+        statuses = {b["status"] for b in report["behaviours"]}
+    if "error" in statuses:
+        return EXIT_KIT_ERROR
+    return EXIT_DEVIATES if pytest_code == 1 else EXIT_CONFORMS
+
+
+def _common_pytest_args(ns) -> list[str]:
+    args = ["-p", "kit.plugin", "--rootdir", str(Path(ns.specs[0]).resolve().parent),
+            "--kit-profile", ns.profile, "--kit-seed", str(ns.seed)]
+    if ns.keyword:
+        args += ["-k", ns.keyword]
+    return args
+
+
+def cmd_run(ns) -> int:
+    report_dir = Path(ns.report)
+    args = [*map(str, ns.specs), *_common_pytest_args(ns), "--kit-report", str(report_dir),
+            "-q" if not ns.verbose else "-v", "-n", str(ns.jobs), "-p", "no:cacheprovider"]
+    if ns.exitfirst:
+        args.append("-x")
+    return _exit_code(_pytest(args + ns.pytest_args), report_dir)
+
+
+def cmd_replay(ns) -> int:
+    args = [*map(str, ns.specs), *_common_pytest_args(ns), "-vv", "-p", "no:cacheprovider",
+            "-k", ns.id, "-n", "0"]
+    if ns.params:
+        args += ["--kit-params", ns.params]
+    code = _pytest(args)
+    return _exit_code(code, None)
+
+
+def _all_behaviours(specs: list[Path]):
+    from kit.spec.loader import load_tree
+
+    for root in specs:
+        for loaded in load_tree(root):
+            yield from ((b, None) for b in loaded.behaviours)
+            yield from ((None, e) for e in loaded.errors)
+
+
+def _last_verdicts(report: Path) -> dict:
+    path = report / "report.json"
+    if not path.exists():
+        return {}
+    return {b["id"]: b for b in json.loads(path.read_text())["behaviours"]}
+
+
+def cmd_list(ns) -> int:
+    last = _last_verdicts(Path(ns.report))
+    rows, errors = [], 0
+    for behaviour, error in _all_behaviours(ns.specs):
+        if error:
+            errors += 1
+            print(f"spec error: {error}", file=sys.stderr)
+            continue
+        if ns.keyword and ns.keyword not in behaviour.id:
+            continue
+        if ns.family and behaviour.family != ns.family:
+            continue
+        status = last.get(behaviour.id, {}).get("status", "")
+        if ns.status and status != ns.status:
+            continue
+        rows.append({"id": behaviour.id, "family": behaviour.family, "title": behaviour.title,
+                     "last_status": status, "file": behaviour.file, "line": behaviour.line})
+    if ns.json:
+        print(json.dumps(rows, indent=2))
+    else:
+        width = max((len(r["id"]) for r in rows), default=10)
+        for r in rows:
+            print(f"{r['id']:<{width}}  {r['last_status'] or '-':<14}  {r['title']}")
+        print(f"{len(rows)} behaviours", file=sys.stderr)
+    return EXIT_KIT_ERROR if errors else EXIT_CONFORMS
+
+
+def cmd_explain(ns) -> int:
+    last = _last_verdicts(Path(ns.report))
+    for behaviour, _ in _all_behaviours(ns.specs):
+        if behaviour and behaviour.id == ns.id:
+            break
+    else:
+        print(f"no behaviour with id {ns.id!r} (see `kit list`)", file=sys.stderr)
+        return EXIT_USAGE
+    verdict = last.get(ns.id)
+    if ns.json:
+        print(json.dumps({"id": behaviour.id, "title": behaviour.title,
+                          "cite": behaviour.cite.__dict__, "file": behaviour.file,
+                          "line": behaviour.line, "spec": behaviour.source,
+                          "last_verdict": verdict}, indent=2))
+        return EXIT_CONFORMS
+    c = behaviour.cite
+    print(f"{behaviour.id}: {behaviour.title}\n")
+    print(f"Documented in {c.page}, {c.section}:\n  \"{c.quote}\"\n")
+    print(f"Spec ({behaviour.file}:{behaviour.line}):\n{behaviour.source}\n")
+    if verdict:
+        print(f"Last run: {verdict['status']}" + (f" - {verdict['message']}"
+                                                  if verdict.get("message") else ""))
+        if verdict.get("replay"):
+            print(f"Replay: {verdict['replay']}")
+    else:
+        print(f"Last run: no verdict in {ns.report}/report.json")
+    return EXIT_CONFORMS
+
+
+def cmd_schema(ns) -> int:
+    from kit.spec.schema import build_schema
+
+    print(json.dumps(build_schema(), indent=2, sort_keys=True))
+    return EXIT_CONFORMS
+
+
+def parser() -> argparse.ArgumentParser:
+    top = argparse.ArgumentParser(
+        prog="kit", description="Check, behaviour by behaviour, that the running kernel does "
+                                "what the Linux man-pages say.",
+        epilog="Exit codes: 0 conforms, 1 deviations or timeouts, 2 kit or spec error, "
+               "3 usage error or nothing selected.")
+    top.add_argument("--version", action="version", version=f"kit {kit.__version__}")
+    sub = top.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def common(p, selection=True):
+        p.add_argument("--specs", dest="specs", action="append", type=Path,
+                       help="spec file or directory (default: the kit's specs/)")
+        p.add_argument("--report", default=DEFAULT_REPORT, metavar="DIR",
+                       help="report directory (default: %(default)s)")
+        if selection:
+            p.add_argument("-k", dest="keyword", help="select behaviours like pytest -k")
+            p.add_argument("--profile", default="quick", choices=("quick", "default",
+                                                                  "thorough"),
+                           help="examples per behaviour (default: %(default)s)")
+            p.add_argument("--seed", type=int, default=0, help="example generation seed")
+
+    run = sub.add_parser("run", help="run the conformance suite and write the report")
+    common(run)
+    run.add_argument("-n", "--jobs", default="auto",
+                     help="parallel workers, as pytest-xdist -n (default: %(default)s)")
+    run.add_argument("-x", "--exitfirst", action="store_true", help="stop at the first failure")
+    run.add_argument("-v", "--verbose", action="store_true", help="one line per behaviour")
+    run.add_argument("pytest_args", nargs="*", help="extra pytest arguments, after --")
+    run.set_defaults(func=cmd_run)
+
+    lst = sub.add_parser("list", help="list behaviours")
+    common(lst, selection=False)
+    lst.add_argument("-k", dest="keyword", help="substring of the id")
+    lst.add_argument("--family", help="only this family (eventfd, epoll, ...)")
+    lst.add_argument("--status", help="only behaviours with this status in the last report")
+    lst.add_argument("--json", action="store_true", help="machine-readable output")
+    lst.set_defaults(func=cmd_list)
+
+    explain = sub.add_parser("explain", help="what a behaviour checks and its last verdict")
+    common(explain, selection=False)
+    explain.add_argument("id")
+    explain.add_argument("--json", action="store_true")
+    explain.set_defaults(func=cmd_explain)
+
+    replay = sub.add_parser("replay", help="re-run one behaviour with a full trace")
+    common(replay)
+    replay.add_argument("id")
+    replay.add_argument("--params", help="exact parameters as JSON (from the report)")
+    replay.set_defaults(func=cmd_replay)
+
+    schema = sub.add_parser("schema", help="print the JSON Schema of spec files")
+    schema.set_defaults(func=cmd_schema)
+    return top
+
+
+def main(argv: list[str] | None = None) -> int:
+    ns = parser().parse_args(argv)
+    if getattr(ns, "specs", None) is None and ns.command != "schema":
+        ns.specs = [default_specs()]
+    if getattr(ns, "keyword", None) and ns.command == "replay":
+        pass
+    return ns.func(ns)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

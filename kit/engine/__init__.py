@@ -1,0 +1,1 @@
+"""Running validated behaviours: applicability, steps on the adapter, verdicts."""

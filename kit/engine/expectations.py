@@ -1,0 +1,165 @@
+"""Expectations: each kind compares one aspect of a Result and explains a mismatch.
+
+Every checker returns a list of human sentences; empty means the kernel did what
+the spec says. Add a kind here, in the schema (kit.spec.schema.EXPECT) and in
+tests/test_expectations_fail.py, which proves the new kind can fail.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any, Callable
+
+from kit.adapter.libc import Result
+from kit.spec import expressions as ex
+
+
+def _show(value: Any) -> str:
+    if isinstance(value, bool) or value is None:
+        return str(value).lower() if value is not None else "nothing"
+    if isinstance(value, int) and value > 0xFFFF:
+        return f"{value:#x} ({value})"
+    return repr(value) if isinstance(value, str) else str(value)
+
+
+def _outcome(result: Result) -> str:
+    if result.errno:
+        return f"failed with {result.errno}"
+    return f"returned {_show(result.ret)}" + (
+        f", value {_show(result.value)}" if result.value != result.ret else "")
+
+
+def _errno(expected, result: Result, env) -> list[str]:
+    names = [expected] if isinstance(expected, str) else list(expected)
+    if result.errno in names:
+        return []
+    want = " or ".join(names)
+    return [f"expected failure with {want}, but the call {_outcome(result)}"]
+
+
+def _ok(expected, result: Result, env) -> list[str]:
+    if bool(expected) == result.ok:
+        return []
+    return [f"expected the call to {'succeed' if expected else 'fail'}, "
+            f"but it {_outcome(result)}"]
+
+
+def _returns(expected, result: Result, env) -> list[str]:
+    want = ex.evaluate(expected, env)
+    if result.ok and result.ret == want:
+        return []
+    return [f"expected a return of {_show(want)}, but the call {_outcome(result)}"]
+
+
+def compare_value(want: Any, got: Any, what: str) -> list[str]:
+    # True == 1 in Python; a spec that says `true` means a boolean.
+    if want == got and isinstance(want, bool) == isinstance(got, bool):
+        return []
+    return [f"expected {what} {_show(want)}, got {_show(got)}"]
+
+
+def _value(expected, result: Result, env) -> list[str]:
+    return compare_value(ex.evaluate(expected, env), result.value, "value")
+
+
+def check_bits(spec: dict, actual: Any, env, what: str = "value") -> list[str]:
+    if not isinstance(actual, int):
+        return [f"expected {what} to be a bit mask, got {_show(actual)}"]
+    out = []
+    if "set" in spec:
+        mask = ex.evaluate(spec["set"], env)
+        if actual & mask != mask:
+            out.append(f"expected bits {ex.describe(spec['set'])} set in {what}; "
+                       f"{what} is {actual:#x}, missing {mask & ~actual:#x}")
+    if "clear" in spec:
+        mask = ex.evaluate(spec["clear"], env)
+        if actual & mask:
+            out.append(f"expected bits {ex.describe(spec['clear'])} clear in {what}; "
+                       f"{what} is {actual:#x}, unexpectedly set {actual & mask:#x}")
+    return out
+
+
+def _bits(expected, result: Result, env) -> list[str]:
+    return check_bits(expected, result.value, env)
+
+
+def check_matches(pattern: str, actual: Any, what: str = "value") -> list[str]:
+    if re.search(pattern, str(actual)):
+        return []
+    return [f"expected {what} to match /{pattern}/, got {_show(actual)}"]
+
+
+def _matches(expected, result: Result, env) -> list[str]:
+    return check_matches(expected, result.value)
+
+
+def check_fields(spec: dict, actual: Any, env, prefix: str = "") -> list[str]:
+    if not isinstance(actual, dict):
+        return [f"expected a mapping with fields {sorted(map(str, spec))}, got {_show(actual)}"]
+    out = []
+    for key, want in spec.items():
+        name = f"{prefix}{key}"
+        present = key in actual
+        if isinstance(want, dict):
+            if "present" in want and want["present"] != present:
+                out.append(f"expected field {name} to be "
+                           f"{'present' if want['present'] else 'absent'}")
+                continue
+            if not present:
+                if set(want) - {"present"}:
+                    out.append(f"expected field {name}, which is absent "
+                               f"(fields: {', '.join(map(str, actual))})")
+                continue
+            got = actual[key]
+            if "value" in want:
+                out += compare_value(ex.evaluate(want["value"], env), got, f"field {name}")
+            if "bits" in want:
+                out += check_bits(want["bits"], got, env, f"field {name}")
+            if "matches" in want:
+                out += check_matches(want["matches"], got, f"field {name}")
+            if "fields" in want:
+                out += check_fields(want["fields"], got, env, f"{name}.")
+        elif not present:
+            out.append(f"expected field {name} = {_show(ex.evaluate(want, env))}, "
+                       f"but it is absent (fields: {', '.join(map(str, actual))})")
+        else:
+            out += compare_value(ex.evaluate(want, env), actual[key], f"field {name}")
+    return out
+
+
+def _fields(expected, result: Result, env) -> list[str]:
+    return check_fields(expected, result.value, env)
+
+
+def _blocks(expected, result: Result, env) -> list[str]:
+    floor = expected["at_least"]
+    if result.duration >= floor:
+        return []
+    return [f"expected the call to block for at least {floor}s, but it returned after "
+            f"{result.duration:.4f}s"]
+
+
+def _returns_within(expected, result: Result, env) -> list[str]:
+    if result.duration <= expected:
+        return []
+    return [f"expected the call to return within {expected}s, it took {result.duration:.4f}s"]
+
+
+CHECKS: dict[str, Callable[[Any, Result, dict], list[str]]] = {
+    "errno": _errno, "ok": _ok, "returns": _returns, "value": _value, "bits": _bits,
+    "fields": _fields, "matches": _matches, "blocks": _blocks,
+    "returns_within": _returns_within,
+}
+
+# Kinds that describe a successful call: if the call failed, say that once, plainly.
+_SUCCESS_KINDS = {"returns", "value", "bits", "fields", "matches"}
+
+
+def check(expect: dict, result: Result, env: dict) -> list[str]:
+    if "errno" not in expect and "ok" not in expect and result.errno and \
+            _SUCCESS_KINDS & set(expect):
+        return [f"expected the call to succeed, but it failed with {result.errno}"]
+    out: list[str] = []
+    for kind, expected in expect.items():
+        out += CHECKS[kind](expected, result, env)
+    return out

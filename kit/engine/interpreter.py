@@ -1,0 +1,274 @@
+"""Steps on the adapter: one example of one behaviour, from arguments to verdict.
+
+A run owns every descriptor its steps create and closes what the spec left open;
+every call that may block runs under the watchdog; threads and children are joined
+or killed within a bound. The trace records each call with expected and actual, so
+a deviation explains itself.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from kit.adapter import libc
+from kit.adapter.process import run_forked
+from kit.adapter.watchdog import TargetTimeout, bounded
+from kit.engine import expectations
+from kit.engine.target import Target
+from kit.registry import OPERATIONS
+from kit.spec import expressions as ex
+from kit.spec.model import Behaviour, Step
+
+DEFAULT_BOUND = 5.0
+
+CONFORMS, DEVIATES, TIMEOUT, ERROR = "conforms", "deviates", "timeout", "error"
+
+
+@dataclass
+class StepRecord:
+    line: int
+    call: str
+    result: dict | None = None
+    expected: dict | None = None
+    variant: str | None = None        # the reason, when a kernel-version variant applied
+    mismatches: list[str] = field(default_factory=list)
+    status: str = CONFORMS
+    where: str = "main"
+
+    def render(self) -> str:
+        mark = {"conforms": "ok  ", "deviates": "FAIL", "timeout": "HANG", "error": "ERR "}
+        got = ""
+        if self.result is not None:
+            r = self.result
+            got = f" -> {r['errno']}" if r["errno"] else f" -> {r['ret']}"
+            if r["value"] not in (None, r["ret"]) and not r["errno"]:
+                got += f" (value {expectations._show(r['value'])})"
+        where = "" if self.where == "main" else f"[{self.where}] "
+        lines = [f"{mark[self.status]} line {self.line}: {where}{self.call}{got}"]
+        if self.expected and self.status != CONFORMS:
+            lines.append(f"       expected: {_describe_expect(self.expected)}")
+        if self.variant:
+            lines.append(f"       (kernel-specific expectation: {self.variant})")
+        lines += [f"       {m}" for m in self.mismatches]
+        return "\n".join(lines)
+
+    def as_dict(self) -> dict:
+        return dict(self.__dict__)
+
+
+def _show_arg(raw: Any, value: Any) -> str:
+    """Flags keep their names (EFD_NONBLOCK|EFD_SEMAPHORE); big numbers show in hex."""
+    if isinstance(raw, (list, str)) and not str(raw).startswith("$") and raw != value:
+        return ex.describe(raw)
+    if hasattr(value, "names"):
+        return repr(value)
+    return ex.describe(value)
+
+
+def _describe_expect(expect: dict) -> str:
+    return ", ".join(f"{k} {ex.describe(v)}" for k, v in expect.items())
+
+
+@dataclass
+class Outcome:
+    status: str
+    records: list[StepRecord]
+    message: str = ""
+    variants: list[str] = field(default_factory=list)
+
+    def trace(self) -> str:
+        return "\n".join(r.render() for r in self.records)
+
+
+class StepFailure(Exception):
+    """Stops a run at the first step that deviates, times out or errs."""
+
+    def __init__(self, status: str, message: str):
+        super().__init__(message)
+        self.status, self.message = status, message
+
+
+class _Thread:
+    def __init__(self, run: "Run", step: Step, env: dict):
+        self.run, self.step, self.env = run, step, dict(env)
+        self.records: list[StepRecord] = []
+        self.failure: StepFailure | None = None
+        self.thread = threading.Thread(target=self._main, name=f"kit-step-{step.bind}",
+                                       daemon=True)
+
+    def _main(self) -> None:
+        try:
+            if self.step.after:
+                time.sleep(self.step.after)
+            self.run.execute(self.step.substeps, self.env, self.records, where=self.step.bind)
+        except StepFailure as exc:
+            self.failure = exc
+        except TargetTimeout as exc:
+            self.failure = StepFailure(TIMEOUT, str(exc))
+        except Exception as exc:  # noqa: BLE001 - reported against the behaviour
+            self.failure = StepFailure(ERROR, f"{type(exc).__name__}: {exc}")
+
+
+class Run:
+    """One example of one behaviour."""
+
+    def __init__(self, behaviour: Behaviour, target: Target, params: dict,
+                 bound: float = DEFAULT_BOUND):
+        self.behaviour, self.target, self.params = behaviour, target, params
+        self.bound = bound
+        self.owned: set[int] = set()
+        self.lock = threading.Lock()
+        self.threads: dict[str, _Thread] = {}
+        self.variants: list[str] = []
+
+    # -- the public entry point -------------------------------------------------------
+
+    def outcome(self) -> Outcome:
+        records: list[StepRecord] = []
+        status, message = CONFORMS, ""
+        try:
+            self.execute(self.behaviour.steps, dict(self.params), records)
+        except StepFailure as exc:
+            status, message = exc.status, exc.message
+        finally:
+            leftover = self._finish_threads(records)
+            self._close_owned()
+        if status == CONFORMS and leftover:
+            status, message = leftover.status, leftover.message
+        return Outcome(status, records, message, self.variants)
+
+    # -- steps ------------------------------------------------------------------------
+
+    def execute(self, steps: list[Step], env: dict, records: list[StepRecord],
+                where: str = "main") -> None:
+        for step in steps:
+            if step.action == "sleep":
+                time.sleep(step.args)
+            elif step.action == "in_thread":
+                worker = _Thread(self, step, env)
+                self.threads[step.bind] = worker
+                worker.thread.start()
+            elif step.action == "join":
+                self._join(step, env, records)
+            elif step.action == "in_child":
+                self._in_child(step, env, records, where)
+            else:
+                self._call(step, env, records, where)
+
+    def _resolve_args(self, step: Step, env: dict) -> dict:
+        op = OPERATIONS[step.action]
+        args = dict(op.defaults)
+        for name, raw in (step.args or {}).items():
+            kind = op.args[name]
+            if kind == "str" and not (isinstance(raw, str) and raw.startswith("$")):
+                args[name] = raw
+                continue
+            value = ex.evaluate(raw, env)
+            if kind in ("int", "fd", "flags") and not isinstance(value, int):
+                raise StepFailure(ERROR, f"line {step.line}: argument {name} of {step.action} "
+                                         f"must be an integer, got {value!r}")
+            args[name] = float(value) if kind == "seconds" else value
+        return args
+
+    def _call(self, step: Step, env: dict, records: list[StepRecord], where: str) -> None:
+        op = OPERATIONS[step.action]
+        try:
+            args = self._resolve_args(step, env)
+        except ex.UnboundReference as exc:
+            raise StepFailure(ERROR, f"line {step.line}: {exc}") from None
+        shown = ", ".join(f"{k}={_show_arg(step.args[k], v)}" for k, v in args.items()
+                          if k in (step.args or {}))
+        record = StepRecord(line=step.line, call=f"{step.action}({shown})", where=where)
+        records.append(record)
+        bound = step.within or self.bound
+        if op.blocking:
+            with bounded(bound) as guard:
+                result = op.fn(**args)
+            if guard.fired and result.errno == "EINTR":
+                record.status = TIMEOUT
+                record.result = result.as_dict()
+                raise StepFailure(TIMEOUT, f"line {step.line}: {record.call} did not return "
+                                           f"within {bound}s")
+        else:
+            result = op.fn(**args)
+        record.result = result.as_dict()
+        self._track(step.action, args, result)
+        expect, variant = self._expectation(step)
+        record.expected, record.variant = expect, variant
+        mismatches = expectations.check(expect, result, env) if expect else (
+            [] if result.ok else [f"this set-up step failed with {result.errno}"])
+        if step.bind:
+            env[step.bind] = result.value
+        if mismatches:
+            record.status, record.mismatches = DEVIATES, mismatches
+            raise StepFailure(DEVIATES, f"line {step.line}: {record.call}: {mismatches[0]}")
+
+    def _expectation(self, step: Step) -> tuple[dict | None, str | None]:
+        for variant in step.differs:
+            if self.target.in_range(variant.kernel):
+                note = f"kernel {variant.kernel}: {variant.reason}"
+                self.variants.append(f"line {step.line}: {note}")
+                return variant.expect, note
+        return step.expect, None
+
+    def _track(self, action: str, args: dict, result: libc.Result) -> None:
+        with self.lock:
+            self.owned.update(result.created_fds)
+            if action == "close":
+                self.owned.discard(args["fd"])
+
+    # -- threads and children ---------------------------------------------------------
+
+    def _join(self, step: Step, env: dict, records: list[StepRecord]) -> None:
+        worker = self.threads.pop(step.args)
+        worker.thread.join(step.within or self.bound * 2)
+        records.extend(worker.records)
+        if worker.thread.is_alive():
+            raise StepFailure(TIMEOUT, f"line {step.line}: thread {step.args} did not finish")
+        if worker.failure:
+            raise worker.failure
+        env.update({k: v for k, v in worker.env.items() if k not in env})
+
+    def _finish_threads(self, records: list[StepRecord]) -> StepFailure | None:
+        """Threads a failed run never joined: join them (bounded) so none is left behind."""
+        failure = None
+        for name, worker in list(self.threads.items()):
+            worker.thread.join(self.bound * 2)
+            records.extend(worker.records)
+            if worker.thread.is_alive():
+                failure = StepFailure(TIMEOUT, f"thread {name} did not finish")
+            elif worker.failure and failure is None:
+                failure = worker.failure
+        self.threads.clear()
+        return failure
+
+    def _in_child(self, step: Step, env: dict, records: list[StepRecord], where: str) -> None:
+        def work():
+            child = Run(self.behaviour, self.target, {}, self.bound)
+            child_records: list[StepRecord] = []
+            failure = None
+            try:
+                child.execute(step.substeps, dict(env), child_records, where="child")
+            except StepFailure as exc:
+                failure = [exc.status, exc.message]
+            return {"records": [r.as_dict() for r in child_records], "failure": failure}
+
+        status, data = run_forked(work, step.within or self.bound * 2)
+        if status != "ok":
+            records.append(StepRecord(line=step.line, call="in_child", where=where,
+                                      status=TIMEOUT if status == "timeout" else ERROR,
+                                      mismatches=[str(data)]))
+            raise StepFailure(TIMEOUT if status == "timeout" else ERROR,
+                              f"line {step.line}: child process: {data}")
+        records.extend(StepRecord(**r) for r in data["records"])
+        if data["failure"]:
+            raise StepFailure(*data["failure"])
+
+    def _close_owned(self) -> None:
+        with self.lock:
+            for fd in sorted(self.owned):
+                libc.libc.close(fd)
+            self.owned.clear()

@@ -1,0 +1,103 @@
+"""The system under test, described once per run: kernel, architecture, privileges, libc."""
+
+from __future__ import annotations
+
+import os
+import platform
+import re
+from dataclasses import asdict, dataclass, field
+
+from packaging.specifiers import SpecifierSet
+from packaging.version import Version
+
+from kit.adapter import arch
+
+# include/uapi/linux/capability.h
+CAPABILITIES = {name: bit for bit, name in enumerate((
+    "CAP_CHOWN", "CAP_DAC_OVERRIDE", "CAP_DAC_READ_SEARCH", "CAP_FOWNER", "CAP_FSETID",
+    "CAP_KILL", "CAP_SETGID", "CAP_SETUID", "CAP_SETPCAP", "CAP_LINUX_IMMUTABLE",
+    "CAP_NET_BIND_SERVICE", "CAP_NET_BROADCAST", "CAP_NET_ADMIN", "CAP_NET_RAW",
+    "CAP_IPC_LOCK", "CAP_IPC_OWNER", "CAP_SYS_MODULE", "CAP_SYS_RAWIO", "CAP_SYS_CHROOT",
+    "CAP_SYS_PTRACE", "CAP_SYS_PACCT", "CAP_SYS_ADMIN", "CAP_SYS_BOOT", "CAP_SYS_NICE",
+    "CAP_SYS_RESOURCE", "CAP_SYS_TIME", "CAP_SYS_TTY_CONFIG", "CAP_MKNOD", "CAP_LEASE",
+    "CAP_AUDIT_WRITE", "CAP_AUDIT_CONTROL", "CAP_SETFCAP", "CAP_MAC_OVERRIDE",
+    "CAP_MAC_ADMIN", "CAP_SYSLOG", "CAP_WAKE_ALARM", "CAP_BLOCK_SUSPEND", "CAP_AUDIT_READ",
+    "CAP_PERFMON", "CAP_BPF", "CAP_CHECKPOINT_RESTORE"))}
+
+
+def kernel_version(release: str) -> Version:
+    """'6.18.44-fc-v669' -> Version('6.18.44'): only the numeric prefix counts."""
+    match = re.match(r"(\d+)\.(\d+)(?:\.(\d+))?", release)
+    if not match:
+        return Version("0")
+    return Version(".".join(g for g in match.groups() if g is not None))
+
+
+def effective_capabilities() -> int:
+    try:
+        with open("/proc/self/status") as fh:
+            for line in fh:
+                if line.startswith("CapEff:"):
+                    return int(line.split()[1], 16)
+    except OSError:
+        pass
+    return 0
+
+
+def _libc() -> str:
+    name, version = platform.libc_ver()
+    return f"{name} {version}".strip() or "unknown (not glibc)"
+
+
+@dataclass
+class Target:
+    release: str
+    version_string: str
+    arch: str
+    capabilities: int
+    libc: str
+    platform: str = "linux"     # "gvisor", "qemu", ... set by the matrix runner
+    uid: int = field(default_factory=os.getuid)
+
+    @classmethod
+    def current(cls) -> "Target":
+        uts = os.uname()
+        return cls(release=uts.release, version_string=uts.version, arch=arch.ARCH,
+                   capabilities=effective_capabilities(), libc=_libc(),
+                   platform=os.environ.get("KIT_PLATFORM", "linux"))
+
+    @property
+    def kernel(self) -> Version:
+        return kernel_version(self.release)
+
+    def in_range(self, spec: str) -> bool:
+        return SpecifierSet(spec).contains(self.kernel, prereleases=True)
+
+    def has_capability(self, name: str) -> bool:
+        return bool(self.capabilities >> CAPABILITIES[name] & 1)
+
+    def describe(self) -> dict:
+        out = asdict(self)
+        out["kernel"] = str(self.kernel)
+        return out
+
+
+def not_applicable_reason(behaviour, target: Target) -> str | None:
+    """Why a behaviour does not apply to this target, or None if it does."""
+    applies = behaviour.applies
+    if applies.kernel and not target.in_range(applies.kernel):
+        return f"kernel {target.kernel} is outside {applies.kernel}"
+    if applies.arch and target.arch not in applies.arch:
+        return f"architecture {target.arch} is not one of {', '.join(applies.arch)}"
+    for name in applies.syscalls:
+        if not arch.has_syscall(name):
+            return f"{target.arch} has no {name} system call"
+    for cap in applies.capabilities:
+        if cap not in CAPABILITIES:
+            return f"unknown capability {cap}"
+        if not target.has_capability(cap):
+            return f"needs {cap}, which this process lacks"
+    for cap in applies.without_capabilities:
+        if cap in CAPABILITIES and target.has_capability(cap):
+            return f"must run without {cap}, which this process has"
+    return None

@@ -1,0 +1,1 @@
+"""The spec language: YAML files -> validated Behaviour objects."""

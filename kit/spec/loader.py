@@ -1,0 +1,278 @@
+"""Spec file -> validated Behaviours, or SpecErrors that name file, line, id and field.
+
+A broken behaviour never hides its neighbours: schema errors are grouped per
+behaviour, and only a file that is broken as a whole fails whole.
+"""
+
+from __future__ import annotations
+
+import difflib
+import errno as _errno
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+import yaml
+from jsonschema.exceptions import best_match
+from packaging.specifiers import InvalidSpecifier, SpecifierSet
+
+from kit.registry import CONSTANTS, OPERATIONS
+from kit.spec import expressions as ex
+from kit.spec.errors import SpecError
+from kit.spec.model import (Applicability, Behaviour, Citation, KnownDeviation, Step, Variant)
+from kit.spec.schema import CONTROL, build_schema
+from kit.spec.source import line_of, load_yaml
+
+_VALIDATOR = jsonschema.Draft202012Validator(build_schema())
+_ERRNOS = set(_errno.errorcode.values())
+
+
+@dataclass
+class LoadResult:
+    path: str
+    behaviours: list[Behaviour] = field(default_factory=list)
+    errors: list[SpecError] = field(default_factory=list)
+
+
+def _field(path) -> str:
+    out = ""
+    for part in path:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out or "(top)"
+
+
+def _schema_error(err: jsonschema.ValidationError, doc, file: str, base: list) -> SpecError:
+    path = list(err.absolute_path)
+    message = err.message
+    if err.validator == "additionalProperties" and isinstance(err.instance, dict):
+        extras = [k for k in err.instance if k not in err.schema.get("properties", {})]
+        if extras:
+            path = path + [extras[0]]
+            known = list(err.schema.get("properties", {}))
+            close = difflib.get_close_matches(str(extras[0]), known, n=1)
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            what = "operation or step key" if "expect" in known else "field"
+            message = f"unknown {what} {extras[0]!r}{hint}"
+    behaviour_id = None
+    if len(path) >= 2 and path[0] == "behaviours" and isinstance(doc, dict):
+        try:
+            behaviour_id = doc["behaviours"][path[1]].get("id")
+        except (IndexError, AttributeError, KeyError):
+            pass
+    inner = path[2:] if len(path) >= 2 and path[0] == "behaviours" else path
+    return SpecError(message, file=file, line=line_of(doc, base + path),
+                     behaviour=behaviour_id, field=_field(inner))
+
+
+class _Checker:
+    """Checks a schema-valid behaviour for what a schema cannot express."""
+
+    def __init__(self, raw: dict, file: str):
+        self.raw, self.file = raw, file
+        self.bid = raw.get("id")
+
+    def fail(self, message: str, node, key, field_name: str) -> SpecError:
+        lines = getattr(node, "lines", {})
+        line = lines.get(key, getattr(node, "line", 0)) if key is not None else getattr(
+            node, "line", 0)
+        return SpecError(message, file=self.file, line=line, behaviour=self.bid,
+                         field=field_name)
+
+    def expr(self, value, bound: set[str], node, key, field_name: str) -> None:
+        for leaf in ex.walk(value):
+            ref = ex.REF.match(leaf)
+            if ref and ref.group(1) not in bound:
+                raise self.fail(f"${ref.group(1)} is not a parameter or an earlier step's "
+                                f"`as` name", node, key, field_name)
+            if not ref and ex.NAME.match(leaf) and leaf not in CONSTANTS:
+                close = difflib.get_close_matches(leaf, list(CONSTANTS), n=1)
+                hint = f" (did you mean {close[0]}?)" if close else ""
+                raise self.fail(f"unknown constant {leaf}{hint}", node, key, field_name)
+
+    def kernel(self, text: str, node, key, field_name: str) -> None:
+        try:
+            SpecifierSet(text)
+        except InvalidSpecifier:
+            raise self.fail(f"invalid kernel range {text!r} (write e.g. '>=6.9' or "
+                            f"'>=2.6.27,<6.9')", node, key, field_name) from None
+
+    def expect(self, expect: dict, bound: set[str], field_name: str) -> None:
+        for key, value in expect.items():
+            if key == "errno":
+                for name in [value] if isinstance(value, str) else value:
+                    if name not in _ERRNOS:
+                        raise self.fail(f"unknown errno {name}", expect, key,
+                                        f"{field_name}.errno")
+            elif key != "matches":
+                self.expr(value, bound, expect, key, f"{field_name}.{key}")
+
+    def steps(self, steps: list, bound: set[str], prefix: str,
+              threads: set[str]) -> list[Step]:
+        out = []
+        for i, raw in enumerate(steps):
+            where = f"{prefix}[{i}]"
+            actions = [k for k in raw if k in OPERATIONS or k in CONTROL]
+            if len(actions) != 1:
+                raise self.fail(f"a step needs exactly one operation, found "
+                                f"{actions or 'none'}", steps, i, where)
+            action = actions[0]
+            args = raw[action]
+            step = Step(action=action, args=args, line=raw.line, bind=raw.get("as"),
+                        within=raw.get("within"))
+            if action in OPERATIONS:
+                for arg, value in (args or {}).items():
+                    if OPERATIONS[action].args[arg] != "str":
+                        self.expr(value, bound, args, arg, f"{where}.{action}.{arg}")
+            elif action == "in_thread":
+                if not step.bind:
+                    raise self.fail("in_thread needs `as: NAME` so a later join can name it",
+                                    steps, i, where)
+                step.after = args.get("after", 0.0)
+                step.substeps = self.steps(args["steps"], set(bound), f"{where}.in_thread.steps",
+                                           set())
+                threads.add(step.bind)
+            elif action == "in_child":
+                step.substeps = self.steps(args["steps"], set(bound), f"{where}.in_child.steps",
+                                           set())
+            elif action == "join" and args not in threads:
+                raise self.fail(f"join names {args!r}, which no earlier in_thread started",
+                                raw, "join", f"{where}.join")
+            if raw.get("expect"):
+                step.expect = raw["expect"]
+                self.expect(step.expect, bound | ({step.bind} if step.bind else set()),
+                            f"{where}.expect")
+            for j, variant in enumerate(raw.get("differs", [])):
+                self.kernel(variant["kernel"], variant, "kernel", f"{where}.differs[{j}].kernel")
+                self.expect(variant["expect"], bound, f"{where}.differs[{j}].expect")
+                step.differs.append(Variant(variant["kernel"], variant["expect"],
+                                            variant["reason"]))
+            if (raw.get("expect") or raw.get("differs")) and action in ("join", "sleep",
+                                                                         "in_thread"):
+                raise self.fail(f"{action} produces nothing to expect", raw, "expect", where)
+            if step.bind:
+                if step.bind in bound:
+                    raise self.fail(f"name {step.bind!r} is already bound", raw, "as",
+                                    f"{where}.as")
+                bound.add(step.bind)
+            out.append(step)
+        return out
+
+    def behaviour(self, family: str, source: str) -> Behaviour:
+        raw = self.raw
+        params = raw.get("params", {})
+        bound: set[str] = set()
+        for name, spec in params.items():
+            self.expr(spec, bound, params, name, f"params.{name}")
+            bound.add(name)
+        for i, pred in enumerate(raw.get("assume", [])):
+            self.expr(pred, bound, raw["assume"], i, f"assume[{i}]")
+        for i, example in enumerate(raw.get("examples", [])):
+            missing = set(params) ^ set(example)
+            if missing:
+                raise self.fail(f"an example must give exactly the parameters "
+                                f"{sorted(params)}; differs in {sorted(missing)}",
+                                raw["examples"], i, f"examples[{i}]")
+        applies = raw.get("applies", {})
+        if "kernel" in applies:
+            self.kernel(applies["kernel"], applies, "kernel", "applies.kernel")
+        for i, dev in enumerate(raw.get("known_deviations", [])):
+            if "kernel" in dev:
+                self.kernel(dev["kernel"], dev, "kernel", f"known_deviations[{i}].kernel")
+        steps = self.steps(raw["steps"], bound, "steps", set()) if "steps" in raw else []
+        cite = raw["cite"]
+        return Behaviour(
+            id=raw["id"], title=raw["title"], file=self.file, line=raw.line, family=family,
+            cite=Citation(cite["page"], cite["section"], cite["quote"], cite.get("source")),
+            applies=Applicability(
+                kernel=applies.get("kernel"), arch=tuple(applies.get("arch", ())),
+                capabilities=tuple(applies.get("capabilities", ())),
+                without_capabilities=tuple(applies.get("without_capabilities", ())),
+                syscalls=tuple(applies.get("syscalls", ()))),
+            params=dict(params), assume=list(raw.get("assume", [])),
+            examples=[dict(e) for e in raw.get("examples", [])],
+            max_examples=raw.get("max_examples"), steps=steps, untestable=raw.get("untestable"),
+            known_deviations=[KnownDeviation(d["reason"], d.get("kernel"), d.get("platform"))
+                              for d in raw.get("known_deviations", [])],
+            source=source)
+
+
+def _source_slices(text: str, starts: list[int]) -> list[str]:
+    lines = text.splitlines()
+    ends = starts[1:] + [len(lines) + 1]
+    return ["\n".join(lines[s - 1:e - 1]).rstrip() for s, e in zip(starts, ends)]
+
+
+def load_text(text: str, file: str) -> LoadResult:
+    result = LoadResult(file)
+    try:
+        doc = load_yaml(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None) or getattr(exc, "context_mark", None)
+        problem = getattr(exc, "problem", None) or str(exc)
+        result.errors.append(SpecError(f"not valid YAML: {problem}", file=file,
+                                       line=mark.line + 1 if mark else 0))
+        return result
+    if not isinstance(doc, dict) or not isinstance(doc.get("behaviours"), list):
+        result.errors.append(SpecError("a spec file is a mapping with a `behaviours` list",
+                                       file=file, line=getattr(doc, "line", 1)))
+        return result
+    per_behaviour: dict[int, list] = {}
+    for err in _VALIDATOR.iter_errors(doc):
+        path = list(err.absolute_path)
+        if len(path) >= 2 and path[0] == "behaviours":
+            per_behaviour.setdefault(path[1], []).append(err)
+        else:
+            result.errors.append(_schema_error(best_match([err]), doc, file, []))
+    if result.errors:
+        return result
+    family = doc.get("family") or Path(file).parent.name
+    behaviours = doc["behaviours"]
+    sources = _source_slices(text, [getattr(b, "line", 1) for b in behaviours])
+    seen: dict[str, int] = {}
+    for i, raw in enumerate(behaviours):
+        if i in per_behaviour:
+            result.errors.append(_schema_error(best_match(per_behaviour[i]), doc, file, []))
+            continue
+        try:
+            behaviour = _Checker(raw, file).behaviour(family, sources[i])
+        except SpecError as exc:
+            result.errors.append(exc)
+            continue
+        if behaviour.id in seen:
+            result.errors.append(SpecError(f"duplicate id (first at line {seen[behaviour.id]})",
+                                           file=file, line=raw.line, behaviour=behaviour.id,
+                                           field="id"))
+            continue
+        seen[behaviour.id] = raw.line
+        result.behaviours.append(behaviour)
+    return result
+
+
+def load_file(path: Path | str) -> LoadResult:
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except (OSError, UnicodeDecodeError) as exc:
+        return LoadResult(str(path), errors=[SpecError(f"cannot read: {exc}", file=str(path))])
+    return load_text(text, str(path))
+
+
+def spec_files(root: Path | str) -> list[Path]:
+    root = Path(root)
+    if root.is_file():
+        return [root]
+    return sorted(p for p in root.rglob("*") if p.suffix in (".yaml", ".yml"))
+
+
+def load_tree(root: Path | str) -> list[LoadResult]:
+    return [load_file(p) for p in spec_files(root)]
+
+
+def typed(value: Any) -> Any:
+    """Strip the line-tracking subclasses, for JSON and Hypothesis output."""
+    if isinstance(value, dict):
+        return {k: typed(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [typed(v) for v in value]
+    return value

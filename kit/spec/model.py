@@ -1,0 +1,74 @@
+"""Validated specs as plain data objects: what the interpreter and reports consume."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass(frozen=True)
+class Citation:
+    page: str
+    section: str
+    quote: str
+    source: str | None = None
+
+    def __str__(self) -> str:
+        return f'{self.page}, {self.section}: "{self.quote}"'
+
+
+@dataclass(frozen=True)
+class Applicability:
+    kernel: str | None = None
+    arch: tuple[str, ...] = ()
+    capabilities: tuple[str, ...] = ()
+    without_capabilities: tuple[str, ...] = ()
+    syscalls: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Variant:
+    """An expectation that replaces the default one on some kernels."""
+
+    kernel: str
+    expect: dict
+    reason: str
+
+
+@dataclass
+class Step:
+    action: str                    # an operation name, or in_thread / join / in_child / sleep
+    args: Any                      # operation arguments, or the control word's payload
+    line: int
+    bind: str | None = None
+    expect: dict | None = None
+    differs: list[Variant] = field(default_factory=list)
+    within: float | None = None
+    substeps: list["Step"] = field(default_factory=list)
+    after: float = 0.0
+
+
+@dataclass(frozen=True)
+class KnownDeviation:
+    reason: str
+    kernel: str | None = None
+    platform: str | None = None
+
+
+@dataclass
+class Behaviour:
+    id: str
+    title: str
+    cite: Citation
+    file: str
+    line: int
+    family: str
+    applies: Applicability = Applicability()
+    params: dict[str, dict] = field(default_factory=dict)
+    assume: list[dict] = field(default_factory=list)
+    examples: list[dict] = field(default_factory=list)
+    max_examples: int | None = None
+    steps: list[Step] = field(default_factory=list)
+    untestable: str | None = None
+    known_deviations: list[KnownDeviation] = field(default_factory=list)
+    source: str = ""               # the behaviour's YAML as written, for reports

@@ -1,0 +1,212 @@
+"""The JSON Schema of spec files, generated from the operation registry.
+
+Generated rather than hand-written so that an operation added to the adapter is
+immediately valid in specs; `kit schema` prints it and schema/spec.schema.json is
+the published copy (a test keeps the two identical).
+"""
+
+from __future__ import annotations
+
+import kit.adapter  # noqa: F401 - registers every operation
+from kit.registry import OPERATIONS
+
+NAME = r"^[A-Z][A-Z0-9_]*$"
+REF = r"^\$[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z0-9_-]+)*$"
+ARITH = ("add", "sub", "or", "min", "max")
+PREDICATES = ("eq", "ne", "lt", "le", "gt", "ge")
+CONTROL = ("in_thread", "join", "in_child", "sleep")
+STEP_KEYS = ("as", "expect", "differs", "within", "note")
+
+EXPR = {
+    "description": "an integer, a $reference, a CONSTANT, a list (bitwise OR) or one arithmetic form",
+    "anyOf": [
+        {"type": "integer"},
+        {"type": "number"},
+        {"type": "boolean"},
+        {"type": "null"},
+        {"type": "string", "pattern": f"{REF}|{NAME}"},
+        {"type": "array", "items": {"$ref": "#/$defs/expr"}},
+        {"type": "object", "minProperties": 1, "maxProperties": 1, "additionalProperties": False,
+         "properties": {op: {"type": "array", "minItems": 1, "items": {"$ref": "#/$defs/expr"}}
+                        for op in ARITH}},
+    ],
+}
+
+KIND_SCHEMA = {
+    "int": {"$ref": "#/$defs/expr"},
+    "fd": {"$ref": "#/$defs/expr"},
+    "flags": {"$ref": "#/$defs/expr"},
+    "seconds": {"$ref": "#/$defs/expr"},
+    "bool": {"anyOf": [{"type": "boolean"}, {"type": "string", "pattern": REF}]},
+    "str": {"type": "string"},
+    "list": {"type": "array"},
+    "any": {},
+}
+
+EXPECT = {
+    "type": "object",
+    "additionalProperties": False,
+    "minProperties": 1,
+    "properties": {
+        "ok": {"type": "boolean", "description": "the call succeeded (true) or failed (false)"},
+        "returns": {"$ref": "#/$defs/expr", "description": "the return value"},
+        "errno": {"description": "the call failed with this errno (or one of these)",
+                  "anyOf": [{"type": "string", "pattern": "^E[A-Z0-9]+$"},
+                            {"type": "array", "minItems": 1,
+                             "items": {"type": "string", "pattern": "^E[A-Z0-9]+$"}}]},
+        "value": {"description": "the value the call produced (number read, fd, link...)"},
+        "bits": {"type": "object", "additionalProperties": False, "minProperties": 1,
+                 "description": "bits that must be set / clear in the value (readiness, flags)",
+                 "properties": {"set": {"$ref": "#/$defs/expr"},
+                                "clear": {"$ref": "#/$defs/expr"}}},
+        "fields": {"type": "object", "minProperties": 1,
+                   "description": "per-field expectations on a mapping value: a plain value or "
+                                  "a nested expectation (value, bits, matches, present)",
+                   "additionalProperties": {"$ref": "#/$defs/field_expect"}},
+        "matches": {"type": "string", "description": "a regular expression the value must match"},
+        "blocks": {"type": "object", "additionalProperties": False, "required": ["at_least"],
+                   "description": "the call blocks for at least this long (seconds)",
+                   "properties": {"at_least": {"type": "number", "minimum": 0}}},
+        "returns_within": {"type": "number", "exclusiveMinimum": 0,
+                           "description": "the call returns within this many seconds"},
+    },
+}
+
+FIELD_EXPECT = {
+    "anyOf": [
+        {"type": ["integer", "number", "string", "boolean", "null", "array"]},
+        {"type": "object", "additionalProperties": False, "minProperties": 1,
+         "properties": {"value": {}, "bits": EXPECT["properties"]["bits"],
+                        "matches": {"type": "string"}, "present": {"type": "boolean"},
+                        "fields": EXPECT["properties"]["fields"]}},
+    ]
+}
+
+PARAM = {
+    "type": "object", "minProperties": 1, "maxProperties": 1, "additionalProperties": False,
+    "properties": {
+        "integers": {"type": "object", "additionalProperties": False, "required": ["min", "max"],
+                     "description": "integers in [min, max]; the bounds and their neighbours "
+                                    "are always among the values tried",
+                     "properties": {"min": {"$ref": "#/$defs/expr"},
+                                    "max": {"$ref": "#/$defs/expr"}}},
+        "sampled_from": {"type": "array", "minItems": 1, "items": {"$ref": "#/$defs/expr"}},
+        "booleans": {"const": True},
+        "flag_sets": {"type": "array", "minItems": 1,
+                      "items": {"type": "string", "pattern": NAME},
+                      "description": "any combination (bitwise OR) of these flags"},
+        "invalid_flags": {"type": "object", "additionalProperties": False, "required": ["valid"],
+                          "description": "values of `bits` width with at least one bit outside "
+                                         "`valid`",
+                          "properties": {"valid": {"type": "array",
+                                                   "items": {"type": "string", "pattern": NAME}},
+                                         "bits": {"type": "integer", "minimum": 1,
+                                                  "maximum": 64}}},
+        "just": {"$ref": "#/$defs/expr"},
+    },
+}
+
+PREDICATE = {
+    "type": "object", "minProperties": 1, "maxProperties": 1, "additionalProperties": False,
+    "properties": {p: {"type": "array", "minItems": 2, "maxItems": 2,
+                       "items": {"$ref": "#/$defs/expr"}} for p in PREDICATES},
+}
+
+KERNEL_RANGE = {"type": "string", "minLength": 1,
+                "description": "a version range such as '>=6.9' or '>=2.6.27,<6.9'"}
+
+
+def _op_schema(op) -> dict:
+    return {"type": "object", "additionalProperties": False, "description": op.summary(),
+            "required": list(op.required),
+            "properties": {arg: KIND_SCHEMA[kind] for arg, kind in op.args.items()}}
+
+
+def _step_schema() -> dict:
+    props = {name: _op_schema(op) for name, op in sorted(OPERATIONS.items())}
+    props.update({
+        "in_thread": {"type": "object", "additionalProperties": False, "required": ["steps"],
+                      "description": "run steps in a second thread (name it with `as`)",
+                      "properties": {"steps": {"$ref": "#/$defs/steps"},
+                                     "after": {"type": "number", "minimum": 0}}},
+        "join": {"type": "string", "description": "wait (bounded) for a named thread"},
+        "in_child": {"type": "object", "additionalProperties": False, "required": ["steps"],
+                     "description": "run steps in a forked child process",
+                     "properties": {"steps": {"$ref": "#/$defs/steps"}}},
+        "sleep": {"type": "number", "minimum": 0, "maximum": 5},
+        "as": {"type": "string", "pattern": r"^[A-Za-z_][A-Za-z0-9_]*$"},
+        "expect": {"$ref": "#/$defs/expect"},
+        "differs": {"type": "array", "minItems": 1, "items": {
+            "type": "object", "additionalProperties": False,
+            "required": ["kernel", "expect", "reason"],
+            "properties": {"kernel": KERNEL_RANGE, "expect": {"$ref": "#/$defs/expect"},
+                           "reason": {"type": "string", "minLength": 10}}}},
+        "within": {"type": "number", "exclusiveMinimum": 0, "maximum": 60,
+                   "description": "bound on this step (seconds) before it is a timeout"},
+        "note": {"type": "string"},
+    })
+    return {"type": "object", "minProperties": 1, "additionalProperties": False,
+            "properties": props}
+
+
+def build_schema() -> dict:
+    behaviour = {
+        "type": "object",
+        "additionalProperties": False,
+        "required": ["id", "title", "cite"],
+        "properties": {
+            "id": {"type": "string", "pattern": r"^[a-z0-9_]+(\.[a-z0-9_]+)+$"},
+            "title": {"type": "string", "minLength": 5},
+            "cite": {"type": "object", "additionalProperties": False,
+                     "required": ["page", "section", "quote"],
+                     "properties": {"page": {"type": "string", "pattern": r"^[a-z_0-9]+\(\d\)$"},
+                                    "section": {"type": "string"},
+                                    "quote": {"type": "string", "minLength": 5},
+                                    "source": {"type": "string"}}},
+            "applies": {"type": "object", "additionalProperties": False, "properties": {
+                "kernel": KERNEL_RANGE,
+                "arch": {"type": "array", "items": {"type": "string"}},
+                "capabilities": {"type": "array", "items": {"type": "string",
+                                                            "pattern": "^CAP_[A-Z_]+$"}},
+                "without_capabilities": {"type": "array",
+                                         "items": {"type": "string", "pattern": "^CAP_[A-Z_]+$"}},
+                "syscalls": {"type": "array", "items": {"type": "string"}}}},
+            "untestable": {"type": "string", "minLength": 10,
+                           "description": "why no experiment from user space can check this"},
+            "params": {"type": "object", "additionalProperties": {"$ref": "#/$defs/param"},
+                       "propertyNames": {"pattern": r"^[a-z_][a-z0-9_]*$"}},
+            "assume": {"type": "array", "items": {"$ref": "#/$defs/predicate"}},
+            "examples": {"type": "array", "items": {"type": "object"}},
+            "max_examples": {"type": "integer", "minimum": 1},
+            "known_deviations": {"type": "array", "items": {
+                "type": "object", "additionalProperties": False, "required": ["reason"],
+                "anyOf": [{"required": ["kernel"]}, {"required": ["platform"]}],
+                "properties": {"kernel": KERNEL_RANGE, "platform": {"type": "string"},
+                               "reason": {"type": "string", "minLength": 10}}}},
+            "steps": {"$ref": "#/$defs/steps"},
+        },
+        "oneOf": [{"required": ["steps"]}, {"required": ["untestable"]}],
+    }
+    return {
+        "$schema": "https://json-schema.org/draft/2020-12/schema",
+        "$id": "https://example.invalid/syscall-conformance-kit/spec.schema.json",
+        "title": "Syscall conformance kit: behaviour spec file",
+        "type": "object",
+        "additionalProperties": False,
+        "required": ["behaviours"],
+        "properties": {
+            "family": {"type": "string"},
+            "description": {"type": "string"},
+            "behaviours": {"type": "array", "minItems": 1, "items": {"$ref": "#/$defs/behaviour"}},
+        },
+        "$defs": {
+            "behaviour": behaviour,
+            "steps": {"type": "array", "minItems": 1, "items": {"$ref": "#/$defs/step"}},
+            "step": _step_schema(),
+            "expect": EXPECT,
+            "field_expect": FIELD_EXPECT,
+            "expr": EXPR,
+            "param": PARAM,
+            "predicate": PREDICATE,
+        },
+    }

@@ -1,0 +1,50 @@
+"""A behaviour's verdict as a plain record: what every report writer consumes."""
+
+from __future__ import annotations
+
+import shlex
+import time
+from dataclasses import asdict, dataclass, field
+
+from kit.spec.model import Behaviour
+
+STATUSES = ("conforms", "deviates", "timeout", "error", "not applicable", "untestable")
+
+
+def replay_command(behaviour_id: str, params: dict | None) -> str:
+    cmd = ["kit", "replay", behaviour_id]
+    if params:
+        import json
+        cmd += ["--params", json.dumps(params, sort_keys=True)]
+    return shlex.join(cmd)
+
+
+@dataclass
+class Verdict:
+    id: str
+    title: str
+    family: str
+    file: str
+    line: int
+    cite: dict
+    status: str
+    message: str = ""
+    counterexample: dict | None = None
+    trace: list[dict] = field(default_factory=list)
+    variants: list[str] = field(default_factory=list)
+    known_deviation: str | None = None
+    duration: float = 0.0
+    seed: int | None = None
+    nodeid: str = ""
+    replay: str = ""
+    source: str = ""
+    finished: float = field(default_factory=time.time)
+
+    @classmethod
+    def of(cls, behaviour: Behaviour, status: str, **kw) -> "Verdict":
+        return cls(id=behaviour.id, title=behaviour.title, family=behaviour.family,
+                   file=behaviour.file, line=behaviour.line, cite=asdict(behaviour.cite),
+                   status=status, source=behaviour.source, **kw)
+
+    def as_dict(self) -> dict:
+        return asdict(self)
