@@ -168,47 +168,72 @@ class BehaviourItem(pytest.Item):
         if reason:
             self._settle("not applicable", message=reason)
             pytest.skip(f"not applicable: {reason}")
-        bound = config.getoption("kit_step_bound")
-        run_seed = config.getoption("kit_seed")
         fixed = config.getoption("kit_params")
-        variants: set[str] = set()
-
-        def check(params):
-            outcome = interp.Run(b, target, params, bound).outcome()
-            variants.update(outcome.variants)
-            if outcome.status == interp.TIMEOUT:
-                raise _Timeout(params, outcome)
-            if outcome.status != interp.CONFORMS:
-                raise Deviation(params, outcome)
-
+        fixed = json.loads(fixed) if fixed is not None else None
         profile = settings.get_profile(f"kit-{config.getoption('kit_profile')}")
-        if fixed is not None:
-            params = json.loads(fixed)
-            test = lambda: check(params)  # noqa: E731
-        else:
-            examples = min(profile.max_examples, b.max_examples or profile.max_examples)
-            if not b.params:
-                examples = 1
-            test = given(behaviour_params(b))(check)
-            for ex in reversed(b.examples):
-                test = example(ex)(test)
-            phases = tuple(profile.phases) if b.params else (Phase.explicit, Phase.generate)
-            test = seed(item_seed(b.id, run_seed))(
-                settings(profile, max_examples=examples, phases=phases)(test))
+        run_seed = config.getoption("kit_seed")
+        self._variants: set[str] = set()
         try:
-            test()
+            if b.model:
+                self._run_model(fixed, profile, item_seed(b.id, run_seed))
+            else:
+                self._run_steps(fixed, profile, item_seed(b.id, run_seed))
         except (Deviation, _Timeout) as exc:
             params = typed(exc.params)
             status = exc.outcome.status
             known = self._known_deviation() if status == interp.DEVIATES else None
             self._settle(status, message=exc.outcome.message, counterexample=params,
                          trace=[r.as_dict() for r in exc.outcome.records],
-                         variants=sorted(variants), known_deviation=known, seed=run_seed,
-                         replay=replay_command(b.id, params))
+                         variants=sorted(self._variants), known_deviation=known,
+                         seed=run_seed, replay=replay_command(b.id, params))
             if known:
                 pytest.xfail(f"known deviation: {known}")
             raise
-        self._settle("conforms", variants=sorted(variants), seed=run_seed)
+        self._settle("conforms", variants=sorted(self._variants), seed=run_seed)
+
+    def _run_steps(self, fixed: dict | None, profile, test_seed: int) -> None:
+        b, target = self.behaviour, self.config.kit_target
+        bound = self.config.getoption("kit_step_bound")
+
+        def check(params):
+            outcome = interp.Run(b, target, params, bound).outcome()
+            self._variants.update(outcome.variants)
+            if outcome.status == interp.TIMEOUT:
+                raise _Timeout(params, outcome)
+            if outcome.status != interp.CONFORMS:
+                raise Deviation(params, outcome)
+
+        if fixed is not None:
+            check(fixed)
+            return
+        examples = min(profile.max_examples, b.max_examples or profile.max_examples)
+        if not b.params:
+            examples = 1
+        test = given(behaviour_params(b))(check)
+        for ex in reversed(b.examples):
+            test = example(ex)(test)
+        phases = tuple(profile.phases) if b.params else (Phase.explicit, Phase.generate)
+        seed(test_seed)(settings(profile, max_examples=examples, phases=phases)(test))()
+
+    def _run_model(self, fixed: dict | None, profile, test_seed: int) -> None:
+        from hypothesis.stateful import run_state_machine_as_test
+
+        from kit.model import load_machine, replayer
+        from kit.model.program import ModelDisagreement
+
+        b = self.behaviour
+        if fixed is not None:
+            outcome = replayer(b.model)(fixed["program"])
+            if outcome.status != interp.CONFORMS:
+                raise Deviation(fixed, outcome)
+            return
+        machine = seed(test_seed)(load_machine(b.model))
+        examples = min(profile.max_examples, b.max_examples or profile.max_examples)
+        try:
+            run_state_machine_as_test(machine, settings=settings(
+                profile, max_examples=examples, stateful_step_count=40))
+        except ModelDisagreement as exc:
+            raise Deviation({"program": exc.program}, exc.outcome) from None
 
     def _known_deviation(self) -> str | None:
         target = self.config.kit_target

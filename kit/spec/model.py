@@ -70,5 +70,6 @@ class Behaviour:
     max_examples: int | None = None
     steps: list[Step] = field(default_factory=list)
     untestable: str | None = None
+    model: str | None = None       # a reference model from kit.model, instead of steps
     known_deviations: list[KnownDeviation] = field(default_factory=list)
     source: str = ""               # the behaviour's YAML as written, for reports

@@ -8,6 +8,7 @@ the published copy (a test keeps the two identical).
 from __future__ import annotations
 
 import kit.adapter  # noqa: F401 - registers every operation
+from kit.model import MODELS
 from kit.registry import OPERATIONS
 
 NAME = r"^[A-Z][A-Z0-9_]*$"
@@ -184,8 +185,12 @@ def build_schema() -> dict:
                 "properties": {"kernel": KERNEL_RANGE, "platform": {"type": "string"},
                                "reason": {"type": "string", "minLength": 10}}}},
             "steps": {"$ref": "#/$defs/steps"},
+            "model": {"enum": sorted(MODELS),
+                      "description": "run random operation sequences against this reference "
+                                     "model (kit.model) instead of steps"},
         },
-        "oneOf": [{"required": ["steps"]}, {"required": ["untestable"]}],
+        "oneOf": [{"required": ["steps"]}, {"required": ["untestable"]},
+                  {"required": ["model"]}],
     }
     return {
         "$schema": "https://json-schema.org/draft/2020-12/schema",

@@ -1,0 +1,39 @@
+"""Reference models written from the man pages, and random operation sequences that
+run against the kernel and the model side by side (model-based testing).
+
+A behaviour in specs/ names a model with `model: NAME`; its counterexample is the
+shortest program (a JSON list of operations) on which kernel and model disagree, and
+`kit replay ID --params '{"program": [...]}'` runs exactly that program again.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+
+@dataclass(frozen=True)
+class ModelTest:
+    machine: str        # "module:Class" of the RuleBasedStateMachine, imported on demand
+    summary: str
+
+
+MODELS: dict[str, ModelTest] = {
+    "eventfd_epoll": ModelTest(
+        "kit.model.machine:EventfdEpollMachine",
+        "eventfd counters (plain and semaphore) watched by epoll instances: LT, ET, "
+        "ONESHOT, ADD/MOD/DEL, close; every operation compared with the reference model"),
+}
+
+
+def load_machine(name: str):
+    module, _, cls = MODELS[name].machine.partition(":")
+    import importlib
+
+    return getattr(importlib.import_module(module), cls)
+
+
+def replayer(name: str) -> Callable:
+    from kit.model.program import run_program
+
+    return run_program
