@@ -1,0 +1,66 @@
+"""report.md: a summary a person reads in a terminal, a pull request or a release note."""
+
+from __future__ import annotations
+
+
+def _cell(text) -> str:
+    return str(text).replace("|", "\\|").replace("\n", " ")
+
+
+def render_markdown(report: dict) -> str:
+    t, s = report["target"], report["summary"]
+    ratio = s["conformance"]
+    out = [
+        "# Syscall conformance report",
+        "",
+        f"- kernel: `{t['release']}` ({t['version_string']})",
+        f"- architecture: {t['arch']}; libc: {t['libc']}; platform: {t['platform']}",
+        f"- kit {report['kit_version']}, profile {report['run']['profile']}, "
+        f"seed {report['run']['seed']}, {report['run']['duration']}s",
+        f"- conformance: {ratio:.1%} of checked behaviours" if ratio is not None
+        else "- conformance: nothing was checked",
+        "",
+        "| status | behaviours |",
+        "|---|---|",
+    ]
+    out += [f"| {status} | {n} |" for status, n in s["statuses"].items()]
+    out += ["", "## By family", "", "| family | " + " | ".join(s["statuses"]) + " |",
+            "|---|" + "---|" * len(s["statuses"])]
+    for family, counts in s["families"].items():
+        out.append(f"| {family} | " + " | ".join(str(counts.get(st, 0))
+                                                 for st in s["statuses"]) + " |")
+    problems = [b for b in report["behaviours"]
+                if b["status"] in ("deviates", "timeout", "error")]
+    if problems:
+        out += ["", "## Deviations, timeouts and errors", ""]
+        for b in problems:
+            known = f" — known: {b['known_deviation']}" if b.get("known_deviation") else ""
+            out += [f"### `{b['id']}`: {b['status']}{known}", ""]
+            if b.get("cite"):
+                c = b["cite"]
+                out += [f"{b['title']} — {c['page']}, {c['section']}:", "", f"> {c['quote']}",
+                        ""]
+            out += [f"- spec: `{b['file']}:{b['line']}`", f"- {b['message']}"]
+            if b.get("counterexample") is not None:
+                out.append(f"- counterexample: `{b['counterexample']}`")
+            if b.get("replay"):
+                out.append(f"- replay: `{b['replay']}`")
+            out.append("")
+    gated = [b for b in report["behaviours"] if b.get("variants")]
+    if gated:
+        out += ["", "## Kernel-version-specific expectations applied", ""]
+        for b in gated:
+            for v in b["variants"]:
+                out.append(f"- `{b['id']}` {_cell(v)}")
+    skipped = [b for b in report["behaviours"] if b["status"] in ("not applicable", "untestable")]
+    if skipped:
+        out += ["", "## Not applicable and untestable", "", "| behaviour | status | reason |",
+                "|---|---|---|"]
+        out += [f"| `{b['id']}` | {b['status']} | {_cell(b['message'])} |" for b in skipped]
+    out += ["", "## All behaviours", "", "| behaviour | status | title | source |",
+            "|---|---|---|---|"]
+    for b in report["behaviours"]:
+        cite = f"{b['cite'].get('page', '')} {b['cite'].get('section', '')}" if b.get(
+            "cite") else ""
+        out.append(f"| `{b['id']}` | {b['status']} | {_cell(b['title'])} | {_cell(cite)} |")
+    return "\n".join(out) + "\n"

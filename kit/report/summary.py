@@ -1,0 +1,27 @@
+"""Counting verdicts, shared by every writer."""
+
+from __future__ import annotations
+
+from collections import Counter
+
+from kit.verdict import STATUSES
+
+
+def status_counts(verdicts: list[dict]) -> dict[str, int]:
+    counts = Counter(v["status"] for v in verdicts)
+    return {s: counts[s] for s in STATUSES if counts[s]}
+
+
+def by_family(verdicts: list[dict]) -> dict[str, dict[str, int]]:
+    families: dict[str, list[dict]] = {}
+    for v in verdicts:
+        families.setdefault(v.get("family") or "?", []).append(v)
+    return {name: status_counts(vs) for name, vs in sorted(families.items())}
+
+
+def conformance_ratio(verdicts: list[dict]) -> float | None:
+    """Share of the behaviours that were checked (conform or not) that conform."""
+    checked = [v for v in verdicts if v["status"] in ("conforms", "deviates", "timeout")]
+    if not checked:
+        return None
+    return sum(v["status"] == "conforms" for v in checked) / len(checked)
