@@ -1,9 +1,11 @@
-"""The pytest plugin: every behaviour in specs/ is a pytest item run as a Hypothesis property.
+"""The pytest plugin: every behaviour in specs/ is a pytest item.
 
-    spec file --(loader)--> Behaviour --(strategies)--> params --(interpreter)--> Outcome
-              --> Verdict --(report writers)--> report.json, report.md, junit.xml
+    spec file --(kit.spec.loader)--> Behaviour --(kit.engine.runner)--> Verdict
+              --> pytest outcome, and (kit.report) report.json, report.md, junit.xml
 
 Items are named by behaviour id, so -k, -x, -n (xdist) and --timeout work as usual.
+A deviation or timeout fails the item, a known deviation is an xfail, "not applicable"
+and "untestable" are skips with their reason.
 """
 
 from __future__ import annotations
@@ -11,34 +13,19 @@ from __future__ import annotations
 import json
 import threading
 import time
-import zlib
 from pathlib import Path
 
 import pytest
-from hypothesis import HealthCheck, Phase, example, given, seed, settings
 
 from kit.adapter import watchdog
 from kit.adapter.proc import open_fds
 from kit.engine import interpreter as interp
-from kit.engine.target import Target, not_applicable_reason
+from kit.engine.runner import PROFILES, check_behaviour, explain
+from kit.engine.target import Target
 from kit.spec.errors import SpecError
-from kit.spec.loader import load_file, typed
+from kit.spec.loader import load_file
 from kit.spec.model import Behaviour
-from kit.spec.strategies import behaviour_params
-from kit.verdict import Verdict, replay_command
-
-PROFILES = {
-    # quick: CI on every commit; thorough: before a release.
-    "quick": dict(max_examples=25),
-    "default": dict(max_examples=60),
-    "thorough": dict(max_examples=400),
-}
-for _name, _values in PROFILES.items():
-    settings.register_profile(
-        f"kit-{_name}", deadline=None, database=None, print_blob=True,
-        suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much,
-                               HealthCheck.differing_executors],
-        **_values)
+from kit.verdict import Verdict
 
 USER_PROPERTY = "kit-verdict"
 
@@ -88,6 +75,14 @@ class SpecFile(pytest.File):
             yield SpecErrorItem.from_parent(self, name=name, error=error)
 
 
+class KitError(Exception):
+    """The kit itself misbehaved (a leak, a crash): never blamed on the kernel."""
+
+
+class _Reported(Exception):
+    """A deviation or timeout, already explained by its verdict."""
+
+
 class SpecErrorItem(pytest.Item):
     """A malformed spec: reported as an error of its own; the other specs still run."""
 
@@ -104,29 +99,11 @@ class SpecErrorItem(pytest.Item):
         self.user_properties.append((USER_PROPERTY, json.dumps(verdict.as_dict())))
         raise self.error
 
-    def repr_failure(self, excinfo):
+    def repr_failure(self, excinfo, style=None):
         return f"spec error: {excinfo.value}"
 
     def reportinfo(self):
         return self.path, self.error.line - 1, f"spec error {self.name}"
-
-
-class Deviation(Exception):
-    """The kernel did not do what the spec says (raised from inside Hypothesis)."""
-
-    def __init__(self, params: dict, outcome: interp.Outcome):
-        super().__init__(outcome.message)
-        self.params, self.outcome = params, outcome
-
-
-class _Timeout(watchdog.TargetTimeout):
-    def __init__(self, params: dict, outcome: interp.Outcome):
-        super().__init__(outcome.message)
-        self.params, self.outcome = params, outcome
-
-
-def item_seed(behaviour_id: str, run_seed: int) -> int:
-    return zlib.crc32(behaviour_id.encode()) ^ run_seed
 
 
 class BehaviourItem(pytest.Item):
@@ -135,157 +112,51 @@ class BehaviourItem(pytest.Item):
         self.behaviour = behaviour
         self.add_marker("kit")
         self.add_marker(pytest.mark.family(behaviour.family))
-        self.verdict: Verdict | None = None
 
     def reportinfo(self):
         return self.path, self.behaviour.line - 1, self.behaviour.id
 
-    # -- running ----------------------------------------------------------------------
-
     def runtest(self):
-        started = time.monotonic()
-        fds_before = open_fds()
-        threads_before = set(threading.enumerate())
-        try:
-            self._run()
-        finally:
-            self._check_leaks(fds_before, threads_before)
-            if self.verdict:
-                self.verdict.duration = round(time.monotonic() - started, 4)
-                self.user_properties.append((USER_PROPERTY, json.dumps(self.verdict.as_dict())))
-
-    def _settle(self, status: str, **kw) -> Verdict:
-        self.verdict = Verdict.of(self.behaviour, status, nodeid=self.nodeid, **kw)
-        return self.verdict
-
-    def _run(self):
         config = self.config
-        b, target = self.behaviour, config.kit_target
-        if b.untestable:
-            self._settle("untestable", message=b.untestable)
-            pytest.skip(f"untestable: {b.untestable}")
-        reason = not_applicable_reason(b, target)
-        if reason:
-            self._settle("not applicable", message=reason)
-            pytest.skip(f"not applicable: {reason}")
-        fixed = config.getoption("kit_params")
-        fixed = json.loads(fixed) if fixed is not None else None
-        profile = settings.get_profile(f"kit-{config.getoption('kit_profile')}")
-        run_seed = config.getoption("kit_seed")
-        self._variants: set[str] = set()
-        try:
-            if b.model:
-                self._run_model(fixed, profile, item_seed(b.id, run_seed))
-            else:
-                self._run_steps(fixed, profile, item_seed(b.id, run_seed))
-        except (Deviation, _Timeout) as exc:
-            params = typed(exc.params)
-            status = exc.outcome.status
-            known = self._known_deviation() if status == interp.DEVIATES else None
-            self._settle(status, message=exc.outcome.message, counterexample=params,
-                         trace=[r.as_dict() for r in exc.outcome.records],
-                         variants=sorted(self._variants), known_deviation=known,
-                         seed=run_seed, replay=replay_command(b.id, params))
-            if known:
-                pytest.xfail(f"known deviation: {known}")
-            raise
-        self._settle("conforms", variants=sorted(self._variants), seed=run_seed)
+        fds_before, threads_before = open_fds(), set(threading.enumerate())
+        params = config.getoption("kit_params")
+        verdict = check_behaviour(
+            self.behaviour, config.kit_target, profile=config.getoption("kit_profile"),
+            run_seed=config.getoption("kit_seed"), bound=config.getoption("kit_step_bound"),
+            params=json.loads(params) if params is not None else None, nodeid=self.nodeid)
+        leak = _leaks(fds_before, threads_before)
+        if leak and verdict.status not in ("deviates", "timeout"):
+            verdict.status, verdict.message = "error", leak
+        self.user_properties.append((USER_PROPERTY, json.dumps(verdict.as_dict())))
+        self._outcome(verdict)
 
-    def _run_steps(self, fixed: dict | None, profile, test_seed: int) -> None:
-        b, target = self.behaviour, self.config.kit_target
-        bound = self.config.getoption("kit_step_bound")
-
-        def check(params):
-            outcome = interp.Run(b, target, params, bound).outcome()
-            self._variants.update(outcome.variants)
-            if outcome.status == interp.TIMEOUT:
-                raise _Timeout(params, outcome)
-            if outcome.status != interp.CONFORMS:
-                raise Deviation(params, outcome)
-
-        if fixed is not None:
-            check(fixed)
-            return
-        examples = min(profile.max_examples, b.max_examples or profile.max_examples)
-        if not b.params:
-            examples = 1
-        test = given(behaviour_params(b))(check)
-        for ex in reversed(b.examples):
-            test = example(ex)(test)
-        phases = tuple(profile.phases) if b.params else (Phase.explicit, Phase.generate)
-        seed(test_seed)(settings(profile, max_examples=examples, phases=phases)(test))()
-
-    def _run_model(self, fixed: dict | None, profile, test_seed: int) -> None:
-        from hypothesis.stateful import run_state_machine_as_test
-
-        from kit.model import load_machine, replayer
-        from kit.model.program import ModelDisagreement
-
-        b = self.behaviour
-        if fixed is not None:
-            outcome = replayer(b.model)(fixed["program"])
-            if outcome.status != interp.CONFORMS:
-                raise Deviation(fixed, outcome)
-            return
-        machine = seed(test_seed)(load_machine(b.model))
-        examples = min(profile.max_examples, b.max_examples or profile.max_examples)
-        try:
-            run_state_machine_as_test(machine, settings=settings(
-                profile, max_examples=examples, stateful_step_count=40))
-        except ModelDisagreement as exc:
-            raise Deviation({"program": exc.program}, exc.outcome) from None
-
-    def _known_deviation(self) -> str | None:
-        target = self.config.kit_target
-        for dev in self.behaviour.known_deviations:
-            if dev.platform and dev.platform != target.platform:
-                continue
-            if dev.kernel and not target.in_range(dev.kernel):
-                continue
-            return dev.reason
-        return None
-
-    def _check_leaks(self, fds_before: set[int], threads_before: set) -> None:
-        leaked_fds = open_fds() - fds_before
-        leaked_threads = [t.name for t in set(threading.enumerate()) - threads_before
-                          if t.is_alive()]
-        if not (leaked_fds or leaked_threads):
-            return
-        message = "the kit leaked " + "; ".join(filter(None, [
-            f"descriptors {sorted(leaked_fds)}" if leaked_fds else "",
-            f"threads {leaked_threads}" if leaked_threads else ""]))
-        if self.verdict is None or self.verdict.status == "conforms":
-            self._settle("error", message=message)
-            raise KitError(message)
-
-    # -- reporting --------------------------------------------------------------------
+    def _outcome(self, verdict: Verdict) -> None:
+        if verdict.status in ("not applicable", "untestable"):
+            pytest.skip(f"{verdict.status}: {verdict.message}")
+        if verdict.status == "deviates" and verdict.known_deviation:
+            pytest.xfail(f"known deviation: {verdict.known_deviation}")
+        if verdict.status in ("deviates", "timeout"):
+            raise _Reported(explain(verdict))
+        if verdict.status == "error":
+            raise KitError(explain(verdict) if verdict.trace else verdict.message)
 
     def repr_failure(self, excinfo, style=None):
-        exc = excinfo.value
-        if isinstance(exc, (Deviation, _Timeout)):
-            return self._explain(exc)
-        if isinstance(exc, KitError):
-            return f"kit error in {self.behaviour.id}: {exc}"
+        if isinstance(excinfo.value, _Reported):
+            return str(excinfo.value)
+        if isinstance(excinfo.value, KitError):
+            return f"kit error in {self.behaviour.id}:\n{excinfo.value}"
         return super().repr_failure(excinfo, style=style)
 
-    def _explain(self, exc) -> str:
-        b = self.behaviour
-        verb = "timed out" if isinstance(exc, _Timeout) else "deviates"
-        lines = [
-            f"{b.id} {verb}: {b.title}",
-            f"  documented in {b.cite.page}, {b.cite.section}:",
-            f'    "{b.cite.quote}"',
-            f"  spec: {b.file}:{b.line}",
-            f"  counterexample: {json.dumps(typed(exc.params), sort_keys=True)}",
-            "  trace:",
-        ]
-        lines += ["    " + line for r in exc.outcome.records for line in r.render().splitlines()]
-        lines.append(f"  replay: {replay_command(b.id, typed(exc.params))}")
-        return "\n".join(lines)
 
-
-class KitError(Exception):
-    """The kit itself misbehaved (a leak, a crash): never blamed on the kernel."""
+def _leaks(fds_before: set[int], threads_before: set) -> str | None:
+    leaked_fds = open_fds() - fds_before
+    leaked_threads = [t.name for t in set(threading.enumerate()) - threads_before
+                      if t.is_alive()]
+    if not (leaked_fds or leaked_threads):
+        return None
+    return "the kit leaked " + "; ".join(filter(None, [
+        f"descriptors {sorted(leaked_fds)}" if leaked_fds else "",
+        f"threads {leaked_threads}" if leaked_threads else ""]))
 
 
 # -- collecting verdicts (on the xdist controller, or the only process) --------------------

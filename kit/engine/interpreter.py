@@ -41,7 +41,9 @@ class StepRecord:
     def render(self) -> str:
         mark = {"conforms": "ok  ", "deviates": "FAIL", "timeout": "HANG", "error": "ERR "}
         got = ""
-        if self.result is not None:
+        if self.status == TIMEOUT:
+            got = " -> did not return within its bound (interrupted by the watchdog)"
+        elif self.result is not None:
             r = self.result
             got = f" -> {r['errno']}" if r["errno"] else f" -> {r['ret']}"
             if r["value"] not in (None, r["ret"]) and not r["errno"]:

@@ -1,0 +1,177 @@
+"""One behaviour, start to verdict, without pytest: applicability, Hypothesis over the
+parameters (or a reference model's state machine), and the verdict record.
+
+The pytest plugin, the unprivileged-run test and the matrix runner all call
+check_behaviour(); pytest only maps verdicts to its outcomes.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import traceback
+import zlib
+
+from hypothesis import HealthCheck, Phase, example, given, seed, settings
+
+from kit.adapter.watchdog import TargetTimeout
+from kit.engine import interpreter as interp
+from kit.engine.target import Target, not_applicable_reason
+from kit.spec.loader import typed
+from kit.spec.model import Behaviour
+from kit.spec.strategies import behaviour_params
+from kit.verdict import Verdict, replay_command
+
+PROFILES = {
+    # quick: CI on every commit; thorough: before a release.
+    "quick": dict(max_examples=25),
+    "default": dict(max_examples=60),
+    "thorough": dict(max_examples=400),
+}
+for _name, _values in PROFILES.items():
+    settings.register_profile(
+        f"kit-{_name}", deadline=None, database=None, print_blob=False,
+        suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much,
+                               HealthCheck.differing_executors],
+        **_values)
+
+
+class Deviation(Exception):
+    """The kernel did not do what the spec says (raised inside Hypothesis to shrink)."""
+
+    def __init__(self, params: dict, outcome: interp.Outcome):
+        super().__init__(outcome.message)
+        self.params, self.outcome = params, outcome
+
+
+class _Timeout(TargetTimeout):
+    """A hang: a BaseException, so Hypothesis stops at once instead of shrinking it."""
+
+    def __init__(self, params: dict, outcome: interp.Outcome):
+        super().__init__(outcome.message)
+        self.params, self.outcome = params, outcome
+
+
+def item_seed(behaviour_id: str, run_seed: int) -> int:
+    return zlib.crc32(behaviour_id.encode()) ^ run_seed
+
+
+def known_deviation(behaviour: Behaviour, target: Target) -> str | None:
+    for dev in behaviour.known_deviations:
+        if dev.platform and dev.platform != target.platform:
+            continue
+        if dev.kernel and not target.in_range(dev.kernel):
+            continue
+        return dev.reason
+    return None
+
+
+class _Checker:
+    def __init__(self, behaviour: Behaviour, target: Target, profile: str, run_seed: int,
+                 bound: float):
+        self.b, self.target, self.bound = behaviour, target, bound
+        self.profile = settings.get_profile(f"kit-{profile}")
+        self.seed = item_seed(behaviour.id, run_seed)
+        self.variants: set[str] = set()
+
+    def examples(self) -> int:
+        return min(self.profile.max_examples, self.b.max_examples or self.profile.max_examples)
+
+    def steps(self, fixed: dict | None) -> None:
+        def check(params):
+            outcome = interp.Run(self.b, self.target, params, self.bound).outcome()
+            self.variants.update(outcome.variants)
+            if outcome.status == interp.TIMEOUT:
+                raise _Timeout(params, outcome)
+            if outcome.status != interp.CONFORMS:
+                raise Deviation(params, outcome)
+
+        if fixed is not None:
+            check(fixed)
+            return
+        test = given(behaviour_params(self.b))(check)
+        for ex in reversed(self.b.examples):
+            test = example(ex)(test)
+        if self.b.params:
+            tuned = settings(self.profile, max_examples=self.examples())
+        else:  # nothing to draw: one run, nothing to shrink
+            tuned = settings(self.profile, max_examples=1,
+                             phases=(Phase.explicit, Phase.generate))
+        seed(self.seed)(tuned(test))()
+
+    def model(self, fixed: dict | None) -> None:
+        from hypothesis.stateful import run_state_machine_as_test
+
+        from kit.model import load_machine, replayer
+        from kit.model.program import ModelDisagreement
+
+        if fixed is not None:
+            outcome = replayer(self.b.model)(fixed["program"])
+            if outcome.status != interp.CONFORMS:
+                raise Deviation(fixed, outcome)
+            return
+        machine = seed(self.seed)(load_machine(self.b.model))
+        try:
+            run_state_machine_as_test(machine, settings=settings(
+                self.profile, max_examples=self.examples(), stateful_step_count=40))
+        except ModelDisagreement as exc:
+            raise Deviation({"program": exc.program}, exc.outcome) from None
+
+
+def check_behaviour(behaviour: Behaviour, target: Target, *, profile: str = "quick",
+                    run_seed: int = 0, bound: float = interp.DEFAULT_BOUND,
+                    params: dict | None = None, nodeid: str = "") -> Verdict:
+    """Check one behaviour on the target; never raises for what the target does."""
+    started = time.monotonic()
+
+    def verdict(status: str, **kw) -> Verdict:
+        return Verdict.of(behaviour, status, nodeid=nodeid, seed=run_seed,
+                          duration=round(time.monotonic() - started, 4), **kw)
+
+    if behaviour.untestable:
+        return verdict("untestable", message=behaviour.untestable)
+    reason = not_applicable_reason(behaviour, target)
+    if reason:
+        return verdict("not applicable", message=reason)
+    checker = _Checker(behaviour, target, profile, run_seed, bound)
+    try:
+        (checker.model if behaviour.model else checker.steps)(params)
+    except (Deviation, _Timeout) as exc:
+        found = typed(exc.params)
+        status = exc.outcome.status
+        return verdict(status, message=exc.outcome.message, counterexample=found,
+                       trace=[r.as_dict() for r in exc.outcome.records],
+                       variants=sorted(checker.variants),
+                       known_deviation=known_deviation(behaviour, target)
+                       if status == interp.DEVIATES else None,
+                       replay=replay_command(behaviour.id, found))
+    except Exception as exc:  # noqa: BLE001 - a kit bug becomes an error verdict, not a crash
+        return verdict("error", message=f"kit error: {type(exc).__name__}: {exc}",
+                       trace=[{"traceback": traceback.format_exc(limit=8)}])
+    return verdict("conforms", variants=sorted(checker.variants))
+
+
+def explain(verdict: Verdict | dict) -> str:
+    """The failure text: citation, counterexample, step trace, replay command."""
+    v = verdict if isinstance(verdict, dict) else verdict.as_dict()
+    verb = {"timeout": "timed out", "deviates": "deviates"}.get(v["status"], v["status"])
+    cite = v.get("cite") or {}
+    lines = [f"{v['id']} {verb}: {v['title']}"]
+    if cite:
+        lines += [f"  documented in {cite['page']}, {cite['section']}:",
+                  f'    "{cite["quote"]}"']
+    lines.append(f"  spec: {v['file']}:{v['line']}")
+    if v.get("counterexample") is not None:
+        lines.append(f"  counterexample: {json.dumps(v['counterexample'], sort_keys=True)}")
+    if v.get("known_deviation"):
+        lines.append(f"  known deviation: {v['known_deviation']}")
+    lines.append("  trace:")
+    for record in v.get("trace", []):
+        if "traceback" in record:
+            lines += ["    " + line for line in record["traceback"].splitlines()]
+        else:
+            lines += ["    " + line for line in
+                      interp.StepRecord(**record).render().splitlines()]
+    if v.get("replay"):
+        lines.append(f"  replay: {v['replay']}")
+    return "\n".join(lines)
