@@ -159,6 +159,10 @@ def _leaks(fds_before: set[int], threads_before: set) -> str | None:
         f"threads {leaked_threads}" if leaked_threads else ""]))
 
 
+def _is_spec(nodeid: str) -> bool:
+    return nodeid.split("::", 1)[0].endswith((".yaml", ".yml")) and "::" in nodeid
+
+
 # -- collecting verdicts (on the xdist controller, or the only process) --------------------
 
 
@@ -175,7 +179,7 @@ class VerdictCollector:
         props = dict(report.user_properties)
         if USER_PROPERTY in props and (report.when == "call" or report.skipped):
             self.verdicts[report.nodeid] = json.loads(props[USER_PROPERTY])
-        elif report.failed and report.nodeid not in self.verdicts and "::" in report.nodeid:
+        elif report.failed and report.nodeid not in self.verdicts and _is_spec(report.nodeid):
             # A crash (a lost xdist worker, a setup error) still gets its line in the report.
             self.verdicts[report.nodeid] = {
                 "id": report.nodeid.rsplit("::", 1)[-1], "title": "", "family": "",

@@ -32,11 +32,15 @@ class EventfdEpollMachine(RuleBasedStateMachine):
         models = self.program.eventfds if kind == "e" else self.program.epolls
         return sorted(models)
 
-    @initialize(initval=st.sampled_from([0, 1, 0xFFFFFFFF]), semaphore=st.booleans())
-    def start(self, initval, semaphore):
+    @initialize(initval=st.sampled_from([0, 1, 0xFFFFFFFF]), semaphore=st.booleans(),
+                watch=st.booleans(), events=EVENTS, et=st.booleans(), oneshot=st.booleans())
+    def start(self, initval, semaphore, watch, events, et, oneshot):
         # Most interesting programs need an eventfd watched by an epoll instance.
         self.eventfd(initval, semaphore)
         self.epoll()
+        if watch:
+            self.program.apply({"op": "add", "ep": "p2", "efd": "e1", "events": events,
+                                "et": et, "oneshot": oneshot})
 
     @precondition(lambda self: len(self.program.eventfds) < MAX_EVENTFDS)
     @rule(initval=st.sampled_from([0, 1, 5, 0xFFFFFFFF]), semaphore=st.booleans())

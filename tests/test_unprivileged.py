@@ -1,0 +1,44 @@
+"""The kit works for an unprivileged user: run the whole spec set after dropping root.
+
+The child process sets its uid/gid to nobody (losing every capability) and checks each
+behaviour through kit.engine.runner, as `kit run` would. Behaviours that need a
+capability become "not applicable"; none may deviate or err because of privileges.
+"""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+from kit.adapter.process import run_forked
+from kit.engine.runner import check_behaviour
+from kit.engine.target import Target
+from kit.spec.loader import load_tree
+
+SPECS = os.path.join(os.path.dirname(__file__), "..", "specs")
+NOBODY = 65534
+
+
+def _check_all_as_nobody() -> dict:
+    os.setgroups([])
+    os.setgid(NOBODY)
+    os.setuid(NOBODY)
+    target = Target.current()
+    out = {"uid": os.getuid(), "capabilities": target.capabilities, "verdicts": {}}
+    for loaded in load_tree(SPECS):
+        for behaviour in loaded.behaviours:
+            verdict = check_behaviour(behaviour, target, profile="quick")
+            out["verdicts"][behaviour.id] = [verdict.status, verdict.message]
+    return out
+
+
+@pytest.mark.skipif(os.getuid() != 0, reason="needs root to drop to another user")
+def test_every_behaviour_holds_without_privileges():
+    status, data = run_forked(_check_all_as_nobody, bound=300)
+    assert status == "ok", data
+    assert data["uid"] == NOBODY and data["capabilities"] == 0
+    bad = {bid: v for bid, v in data["verdicts"].items()
+           if v[0] in ("deviates", "timeout", "error")}
+    assert not bad, f"unprivileged run found problems: {bad}"
+    assert any(v[0] == "conforms" for v in data["verdicts"].values())
