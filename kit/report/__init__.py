@@ -1,4 +1,4 @@
-"""Report writers: report.json (the record), report.md (for people); junit.xml comes
+"""Report writers: report.json (the record), report.md and report.html (for people); junit.xml comes
 from pytest's own --junitxml, pointed into the same directory by the plugin."""
 
 from __future__ import annotations
@@ -9,6 +9,7 @@ from pathlib import Path
 
 import kit
 from kit.engine.target import Target
+from kit.report.html import write_html
 from kit.report.markdown import render_markdown
 from kit.report.summary import by_family, conformance_ratio, status_counts
 
@@ -37,4 +38,5 @@ def write_reports(directory: Path, verdicts: list[dict], target: Target, **run) 
     json_path.write_text(json.dumps(report, indent=2, sort_keys=False, default=str) + "\n")
     md_path = directory / "report.md"
     md_path.write_text(render_markdown(report))
-    return [json_path, md_path]
+    html_path = write_html(directory / "report.html", [report])
+    return [json_path, md_path, html_path]

@@ -1,0 +1,102 @@
+"""report.html: one self-contained page (no network) for one run or a matrix of targets.
+
+Rows are behaviours, columns are targets; the page filters by family, status and text,
+can show only the rows where targets differ, and opens a behaviour's details (citation,
+spec as written, step trace, counterexample, replay command).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import jinja2
+
+from kit.verdict import STATUSES
+
+_ENV = jinja2.Environment(
+    loader=jinja2.PackageLoader("kit.report", "templates"),
+    autoescape=jinja2.select_autoescape(["html", "j2"]),
+    trim_blocks=True, lstrip_blocks=True, undefined=jinja2.StrictUndefined)
+
+COLOURS = {"conforms": "#2e7d32", "deviates": "#c62828", "timeout": "#ef6c00",
+           "error": "#6a1b9a", "not applicable": "#78909c", "untestable": "#b0bec5",
+           "missing": "#e0e0e0"}
+
+
+def trace_text(trace: list[dict]) -> str:
+    """The step trace as the terminal shows it (one renderer for both)."""
+    from kit.engine.interpreter import StepRecord
+
+    lines = []
+    for record in trace:
+        lines.append(record["traceback"] if "traceback" in record
+                     else StepRecord(**record).render())
+    return "\n".join(lines)
+
+
+def target_name(report: dict) -> str:
+    t = report["target"]
+    return t.get("name") or f"{t.get('platform', 'linux')} {t['release']}"
+
+
+def _chart(targets: list[dict]) -> list[dict]:
+    """Stacked bars, one per target, as SVG rectangles computed here (no JS library)."""
+    bars, width = [], 360
+    for i, t in enumerate(targets):
+        total = sum(t["statuses"].values()) or 1
+        x, parts = 0.0, []
+        for status in STATUSES:
+            n = t["statuses"].get(status, 0)
+            if n:
+                w = width * n / total
+                parts.append({"x": round(x, 2), "w": round(w, 2), "colour": COLOURS[status],
+                              "label": f"{status}: {n}"})
+                x += w
+        bars.append({"y": i * 28, "name": t["name"], "parts": parts})
+    return bars
+
+
+def build_view(reports: list[dict]) -> dict:
+    targets = []
+    for report in reports:
+        s = report["summary"]
+        targets.append({"name": target_name(report), "target": report["target"],
+                        "run": report["run"], "statuses": s["statuses"],
+                        "families": s["families"], "conformance": s["conformance"],
+                        "kit_version": report.get("kit_version", "")})
+    rows: dict[str, dict] = {}
+    for col, report in enumerate(reports):
+        for b in report["behaviours"]:
+            row = rows.setdefault(b["id"], {
+                "id": b["id"], "title": b.get("title", ""), "family": b.get("family", ""),
+                "cite": b.get("cite") or {}, "source": b.get("source", ""),
+                "file": b.get("file", ""), "line": b.get("line", 0),
+                "cells": [None] * len(reports)})
+            if not row["title"] and b.get("title"):
+                row.update(title=b["title"], cite=b.get("cite") or {})
+            row["cells"][col] = dict(b, trace_text=trace_text(b.get("trace", [])))
+    for row in rows.values():
+        statuses = [c["status"] if c else "missing" for c in row["cells"]]
+        row["statuses"] = statuses
+        row["differs"] = len(set(statuses)) > 1
+        row["known"] = [(targets[i]["name"], c["known_deviation"])
+                        for i, c in enumerate(row["cells"]) if c and c.get("known_deviation")]
+        row["variants"] = sorted({(targets[i]["name"], v) for i, c in enumerate(row["cells"])
+                                  if c for v in c.get("variants", [])})
+    ordered = sorted(rows.values(), key=lambda r: (r["family"], r["id"]))
+    families = sorted({r["family"] for r in ordered})
+    return {"targets": targets, "rows": ordered, "families": families,
+            "statuses": list(STATUSES), "colours": COLOURS, "chart": _chart(targets),
+            "chart_height": 28 * len(targets)}
+
+
+def render_html(reports: list[dict]) -> str:
+    view = build_view(reports)
+    return _ENV.get_template("report.html.j2").render(
+        **view, title="Syscall conformance report", json_dumps=json.dumps)
+
+
+def write_html(path: Path, reports: list[dict]) -> Path:
+    path.write_text(render_html(reports))
+    return path
