@@ -4,6 +4,7 @@
     kit list      the behaviours in the spec set
     kit explain   what one behaviour checks, its citation, its last verdict
     kit replay    re-run one behaviour (optionally with exact parameters), full trace
+    kit report    re-render the report, diff two runs, merge runs into a matrix page
     kit schema    print the JSON Schema of spec files
 
 Exit codes of `kit run` and `kit replay`:
@@ -150,6 +151,37 @@ def cmd_explain(ns) -> int:
     return EXIT_CONFORMS
 
 
+def _load_report(path: Path) -> dict:
+    path = path / "report.json" if path.is_dir() else path
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError) as exc:
+        raise SystemExit(f"kit report: cannot read {path}: {exc}") from None
+
+
+def cmd_report(ns) -> int:
+    from kit.report.diff import diff_reports, render_diff
+    from kit.report.html import write_html
+    from kit.report.markdown import render_markdown
+
+    if ns.diff:
+        diff = diff_reports(_load_report(ns.diff[0]), _load_report(ns.diff[1]))
+        print(json.dumps(diff, indent=2) if ns.json else render_diff(diff))
+        return EXIT_DEVIATES if diff["changed"] or diff["added"] or diff["removed"] \
+            else EXIT_CONFORMS
+    sources = ns.merge or [Path(ns.report)]
+    reports = [_load_report(p) for p in sources]
+    out = Path(ns.output or (ns.report if not ns.merge else "report-matrix"))
+    out.mkdir(parents=True, exist_ok=True)
+    written = [write_html(out / "report.html", reports)]
+    if len(reports) == 1:
+        (out / "report.md").write_text(render_markdown(reports[0]))
+        written.append(out / "report.md")
+    for path in written:
+        print(f"wrote {path}")
+    return EXIT_CONFORMS
+
+
 def cmd_schema(ns) -> int:
     from kit.spec.schema import build_schema
 
@@ -207,6 +239,21 @@ def parser() -> argparse.ArgumentParser:
     replay.add_argument("--params", help="exact parameters as JSON (from the report)")
     replay.set_defaults(func=cmd_replay)
 
+    report = sub.add_parser(
+        "report", help="re-render the report, diff two runs, or merge runs into a matrix",
+        description="Without options: re-render report.html and report.md from "
+                    "DIR/report.json. --diff OLD NEW: the behaviours whose verdict changed "
+                    "(exit 1 if any). --merge A B ...: one HTML page with a column per run.")
+    report.add_argument("--report", default=DEFAULT_REPORT, metavar="DIR",
+                        help="report directory to re-render (default: %(default)s)")
+    report.add_argument("--diff", nargs=2, type=Path, metavar=("OLD", "NEW"),
+                        help="two report.json files (or their directories)")
+    report.add_argument("--merge", nargs="+", type=Path, metavar="REPORT",
+                        help="report.json files (or directories) to show side by side")
+    report.add_argument("-o", "--output", metavar="DIR", help="where to write")
+    report.add_argument("--json", action="store_true", help="--diff as JSON")
+    report.set_defaults(func=cmd_report)
+
     schema = sub.add_parser("schema", help="print the JSON Schema of spec files")
     schema.set_defaults(func=cmd_schema)
     return top
@@ -214,10 +261,8 @@ def parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     ns = parser().parse_args(argv)
-    if getattr(ns, "specs", None) is None and ns.command != "schema":
+    if getattr(ns, "specs", None) is None and ns.command not in ("schema", "report"):
         ns.specs = [default_specs()]
-    if getattr(ns, "keyword", None) and ns.command == "replay":
-        pass
     return ns.func(ns)
 
 
