@@ -5,6 +5,7 @@
     kit explain   what one behaviour checks, its citation, its last verdict
     kit replay    re-run one behaviour (optionally with exact parameters), full trace
     kit report    re-render the report, diff two runs, merge runs into a matrix page
+    kit matrix    the suite on every target in targets/ (host, gVisor, VMs, containers)
     kit schema    print the JSON Schema of spec files
 
 Exit codes of `kit run` and `kit replay`:
@@ -182,6 +183,36 @@ def cmd_report(ns) -> int:
     return EXIT_CONFORMS
 
 
+def cmd_matrix(ns) -> int:
+    from kit.matrix.runner import run_matrix
+    from kit.matrix.targets import TargetFileError, load_targets
+
+    repo = default_specs().parent
+    try:
+        targets = load_targets(Path(ns.targets or repo / "targets"), ns.only)
+    except TargetFileError as exc:
+        print(f"kit matrix: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    if ns.list:
+        for t in targets:
+            reason = t.unavailable()
+            print(f"{t.name:<16} {t.kind:<10} {'available' if not reason else 'skipped: ' + reason}")
+        return EXIT_CONFORMS
+    kit_args = ["--profile", ns.profile, "--seed", str(ns.seed)]
+    if ns.keyword:
+        kit_args += ["-k", ns.keyword]
+    matrix = run_matrix(targets, repo=repo, out=Path(ns.output), kit_args=kit_args,
+                        jobs=ns.jobs)
+    print(f"merged report: {Path(ns.output) / 'report.html'}")
+    ran = [t for t in matrix["targets"] if t["status"] == "ran"]
+    if not ran:
+        return EXIT_USAGE
+    if any(t["status"] in ("failed", "timeout") or t["exit_code"] not in (0, 1)
+           for t in matrix["targets"] if t["status"] != "skipped"):
+        return EXIT_KIT_ERROR
+    return EXIT_DEVIATES if any(t["exit_code"] == 1 for t in ran) else EXIT_CONFORMS
+
+
 def cmd_schema(ns) -> int:
     from kit.spec.schema import build_schema
 
@@ -254,6 +285,27 @@ def parser() -> argparse.ArgumentParser:
     report.add_argument("--json", action="store_true", help="--diff as JSON")
     report.set_defaults(func=cmd_report)
 
+    matrix = sub.add_parser(
+        "matrix", help="run the suite on every available target and merge the reports",
+        description="Targets are the YAML files in targets/ (the running kernel, gVisor, "
+                    "Debian kernels under QEMU, userlands in containers). Targets this "
+                    "machine cannot run are skipped with the reason. Output: OUT/report.html "
+                    "(a column per target), OUT/matrix.json, OUT/matrix.md, and per-target "
+                    "reports and logs.")
+    matrix.add_argument("-o", "--output", default="report-matrix", metavar="OUT",
+                        help="output directory (default: %(default)s)")
+    matrix.add_argument("--targets", metavar="DIR", help="target files (default: targets/)")
+    matrix.add_argument("--only", action="append", metavar="NAME",
+                        help="run only this target (repeatable)")
+    matrix.add_argument("--list", action="store_true",
+                        help="list targets and whether this machine can run them")
+    matrix.add_argument("-j", "--jobs", type=int, default=None,
+                        help="targets at a time (default: one per core)")
+    matrix.add_argument("-k", dest="keyword", help="select behaviours like pytest -k")
+    matrix.add_argument("--profile", default="quick", choices=("quick", "default", "thorough"))
+    matrix.add_argument("--seed", type=int, default=0)
+    matrix.set_defaults(func=cmd_matrix)
+
     schema = sub.add_parser("schema", help="print the JSON Schema of spec files")
     schema.set_defaults(func=cmd_schema)
     return top
@@ -261,7 +313,7 @@ def parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     ns = parser().parse_args(argv)
-    if getattr(ns, "specs", None) is None and ns.command not in ("schema", "report"):
+    if getattr(ns, "specs", None) is None and ns.command not in ("schema", "report", "matrix"):
         ns.specs = [default_specs()]
     return ns.func(ns)
 

@@ -181,11 +181,12 @@ class VerdictCollector:
             self.verdicts[report.nodeid] = json.loads(props[USER_PROPERTY])
         elif report.failed and report.nodeid not in self.verdicts and _is_spec(report.nodeid):
             # A crash (a lost xdist worker, a setup error) still gets its line in the report.
-            self.verdicts[report.nodeid] = {
-                "id": report.nodeid.rsplit("::", 1)[-1], "title": "", "family": "",
-                "file": report.fspath, "line": 0, "cite": {}, "status": "error",
-                "nodeid": report.nodeid, "message": str(report.longrepr)[-2000:],
-                "trace": [], "variants": []}
+            path = report.nodeid.split("::", 1)[0]
+            self.verdicts[report.nodeid] = Verdict(
+                id=report.nodeid.rsplit("::", 1)[-1], title="(the kit crashed)",
+                family=Path(path).parent.name, file=path, line=0, cite={}, status="error",
+                nodeid=report.nodeid, duration=round(report.duration, 4),
+                message=f"kit crash: {str(report.longrepr)[-2000:]}").as_dict()
 
     def pytest_sessionfinish(self, session, exitstatus):
         report_dir = self.config.getoption("kit_report")

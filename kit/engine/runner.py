@@ -13,6 +13,7 @@ import traceback
 import zlib
 
 from hypothesis import HealthCheck, Phase, example, given, seed, settings
+from hypothesis.errors import FlakyFailure
 
 from kit.adapter.watchdog import TargetTimeout
 from kit.engine import interpreter as interp
@@ -135,7 +136,18 @@ def check_behaviour(behaviour: Behaviour, target: Target, *, profile: str = "qui
         return verdict("not applicable", message=reason)
     checker = _Checker(behaviour, target, profile, run_seed, bound)
     try:
-        (checker.model if behaviour.model else checker.steps)(params)
+        try:
+            (checker.model if behaviour.model else checker.steps)(params)
+        except FlakyFailure as flaky:
+            # The target failed once and then passed on the same input: an intermittent
+            # deviation (a race, a timing bound), reported with the failing run's trace.
+            first = next((e for e in flaky.exceptions if isinstance(e, (Deviation, _Timeout))),
+                         None)
+            if first is None:
+                raise
+            first.outcome.message = f"intermittent: {first.outcome.message} (the same input " \
+                                    f"then passed)"
+            raise first from None
     except (Deviation, _Timeout) as exc:
         found = typed(exc.params)
         status = exc.outcome.status

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import glob
 import os
 import platform
 import re
@@ -46,7 +47,11 @@ def effective_capabilities() -> int:
 
 def _libc() -> str:
     name, version = platform.libc_ver()
-    return f"{name} {version}".strip() or "unknown (not glibc)"
+    if name:
+        return f"{name} {version}"
+    if glob.glob("/lib/ld-musl-*.so.1"):
+        return "musl"
+    return "unknown"
 
 
 @dataclass
@@ -58,13 +63,15 @@ class Target:
     libc: str
     platform: str = "linux"     # "gvisor", "qemu", ... set by the matrix runner
     uid: int = field(default_factory=os.getuid)
+    name: str = ""              # the matrix target's name, when run by `kit matrix`
 
     @classmethod
     def current(cls) -> "Target":
         uts = os.uname()
         return cls(release=uts.release, version_string=uts.version, arch=arch.ARCH,
                    capabilities=effective_capabilities(), libc=_libc(),
-                   platform=os.environ.get("KIT_PLATFORM", "linux"))
+                   platform=os.environ.get("KIT_PLATFORM", "linux"),
+                   name=os.environ.get("KIT_TARGET_NAME", ""))
 
     @property
     def kernel(self) -> Version:

@@ -31,3 +31,29 @@ def render_diff(diff: dict) -> str:
     lines += [f"  + {bid} (only in the new report)" for bid in diff["added"]]
     lines += [f"  - {bid} (only in the old report)" for bid in diff["removed"]]
     return "\n".join(lines)
+
+
+def differences(reports: list[dict]) -> list[dict]:
+    """Behaviours whose verdict is not the same on every target, with each target's
+    explanation (the deviation message, the known-deviation or version-gate reason)."""
+    names = [target_name(r) for r in reports]
+    table: dict[str, dict[str, dict]] = {}
+    for name, report in zip(names, reports):
+        for b in report["behaviours"]:
+            table.setdefault(b["id"], {})[name] = b
+    out = []
+    for bid in sorted(table):
+        cells = table[bid]
+        statuses = {name: cells[name]["status"] if name in cells else "missing"
+                    for name in names}
+        if len(set(statuses.values())) < 2:
+            continue
+        why = {}
+        for name, b in cells.items():
+            reason = b.get("known_deviation") or b.get("message") or "; ".join(
+                b.get("variants", []))
+            if reason:
+                why[name] = (("known deviation: " if b.get("known_deviation") else "")
+                             + reason)[:300]
+        out.append({"id": bid, "statuses": statuses, "why": why})
+    return out

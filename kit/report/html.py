@@ -91,12 +91,16 @@ def build_view(reports: list[dict]) -> dict:
             "chart_height": 28 * len(targets)}
 
 
-def render_html(reports: list[dict]) -> str:
+def render_html(reports: list[dict], *, skipped: list[tuple[str, str]] | None = None,
+                title: str = "Syscall conformance report") -> str:
+    from kit.report.diff import differences
+
     view = build_view(reports)
     return _ENV.get_template("report.html.j2").render(
-        **view, title="Syscall conformance report", json_dumps=json.dumps)
+        **view, title=title, json_dumps=json.dumps, skipped=skipped or [],
+        differences=differences(reports) if len(reports) > 1 else [])
 
 
-def write_html(path: Path, reports: list[dict]) -> Path:
-    path.write_text(render_html(reports))
+def write_html(path: Path, reports: list[dict], **kw) -> Path:
+    path.write_text(render_html(reports, **kw))
     return path

@@ -276,4 +276,6 @@ def typed(value: Any) -> Any:
         return {k: typed(v) for k, v in value.items()}
     if isinstance(value, list):
         return [typed(v) for v in value]
+    if isinstance(value, int) and not isinstance(value, bool):
+        return int(value)  # e.g. a FlagSet: reports and replays carry plain numbers
     return value

@@ -30,6 +30,9 @@ class FlagSet(int):
     def __repr__(self) -> str:
         return "|".join(self.names) or "0"
 
+    def __reduce__(self):  # copy/deepcopy/pickle rebuild it from its names
+        return (FlagSet, (self.names,))
+
 
 def _integers(lo: int, hi: int) -> st.SearchStrategy[int]:
     edges = sorted({v for v in (lo, lo + 1, hi - 1, hi) if lo <= v <= hi})

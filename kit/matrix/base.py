@@ -1,0 +1,51 @@
+"""What every kind of target provides to the matrix runner."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+
+@dataclass
+class RunRequest:
+    """One conformance run to perform on a target."""
+
+    repo: Path                 # the kit's checkout (specs/, .venv/) on the host
+    out_dir: Path              # where this target's report.json must end up, on the host
+    kit_args: list[str]        # extra arguments for `kit run` (profile, -k, seed ...)
+    timeout: float             # seconds for the whole run on this target, boot included
+    log: Path                  # the target's console / stderr goes here
+    # Set in the environment of `kit run` on the target: KIT_TARGET_NAME and KIT_PLATFORM
+    # name the column in the merged report and select platform-specific known deviations.
+    env: dict = field(default_factory=dict)
+
+
+@dataclass
+class RunResult:
+    target: str
+    status: str                # "ran", "skipped", "failed", "timeout"
+    reason: str = ""           # why skipped / failed
+    report: Path | None = None  # report.json, when the run produced one
+    exit_code: int | None = None
+    duration: float = 0.0
+    metadata: dict = field(default_factory=dict)  # how it was booted, image, accel ...
+
+
+class Target:
+    """A kind of target. Subclasses are constructed from a targets/*.yaml entry."""
+
+    kind = "abstract"
+
+    def __init__(self, name: str, spec: dict):
+        self.name, self.spec = name, spec
+        self.repo: Path = Path.cwd()   # the kit's checkout; set by the matrix runner
+
+    def unavailable(self) -> str | None:
+        """None if this machine can run the target, else the reason it cannot."""
+        raise NotImplementedError
+
+    def prepare(self, log: Path) -> None:
+        """Fetch and cache what the run needs (kernels, images); may take long, once."""
+
+    def run(self, request: RunRequest) -> RunResult:
+        raise NotImplementedError

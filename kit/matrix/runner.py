@@ -1,0 +1,155 @@
+"""`kit matrix`: every available target, in parallel where cores allow, with progress,
+then one merged report (report.html with a column per target, matrix.json, matrix.md).
+
+Layout of the output directory:
+    <out>/<target>/report.json   each target's own report
+    <out>/<target>.log           its console or stderr
+    <out>/report.html            the merged page
+    <out>/matrix.json            per-target metadata and results, skipped targets, differences
+    <out>/matrix.md              the differences, for CI logs and pull requests
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+from kit.matrix.base import RunRequest, RunResult, Target
+from kit.report.diff import differences
+from kit.report.html import write_html
+
+
+class Progress:
+    """One line per event, plus a heartbeat naming what is still running."""
+
+    def __init__(self, stream=sys.stderr, every: float = 30.0):
+        self.stream, self.every = stream, every
+        self.start = time.monotonic()
+        self.running: dict[str, float] = {}
+        self.lock = threading.Lock()
+        self.done = threading.Event()
+        self.beat = threading.Thread(target=self._heartbeat, name="kit-matrix-progress",
+                                     daemon=True)
+        self.beat.start()
+
+    def say(self, message: str) -> None:
+        with self.lock:
+            elapsed = time.monotonic() - self.start
+            print(f"[{elapsed:6.0f}s] {message}", file=self.stream, flush=True)
+
+    def begin(self, name: str, what: str) -> None:
+        self.running[name] = time.monotonic()
+        self.say(f"{name}: {what}")
+
+    def end(self, name: str, what: str) -> None:
+        self.running.pop(name, None)
+        self.say(f"{name}: {what}")
+
+    def _heartbeat(self) -> None:
+        while not self.done.wait(self.every):
+            if self.running:
+                now = time.monotonic()
+                self.say("still running: " + ", ".join(
+                    f"{n} ({now - t:.0f}s)" for n, t in self.running.items()))
+
+    def close(self) -> None:
+        self.done.set()
+        self.beat.join()
+
+
+def _one(target: Target, request: RunRequest, progress: Progress) -> RunResult:
+    progress.begin(target.name, f"preparing (log: {request.log})")
+    try:
+        target.prepare(request.log)
+        progress.say(f"{target.name}: running")
+        result = target.run(request)
+    except Exception as exc:  # noqa: BLE001 - one broken target must not sink the matrix
+        result = RunResult(target.name, "failed", f"{type(exc).__name__}: {exc}")
+    summary = result.status if not result.reason else f"{result.status}: {result.reason}"
+    progress.end(target.name, f"{summary} ({result.duration:.0f}s)")
+    return result
+
+
+def run_matrix(targets: list[Target], *, repo: Path, out: Path, kit_args: list[str],
+               jobs: int | None = None, progress: Progress | None = None) -> dict:
+    out.mkdir(parents=True, exist_ok=True)
+    progress = progress or Progress()
+    results: list[RunResult] = []
+    runnable = []
+    for target in targets:
+        target.repo = repo
+        reason = target.unavailable()
+        if reason:
+            progress.say(f"{target.name}: skipped: {reason}")
+            results.append(RunResult(target.name, "skipped", reason))
+        else:
+            runnable.append(target)
+    jobs = jobs or max(1, min(len(runnable), os.cpu_count() or 1))
+    progress.say(f"running {len(runnable)} target(s), {jobs} at a time; "
+                 f"{len(targets) - len(runnable)} skipped")
+    requests = {t.name: RunRequest(
+        repo=repo, out_dir=out / t.name, kit_args=kit_args,
+        timeout=float(t.spec.get("timeout", 1800)), log=out / f"{t.name}.log",
+        env={"KIT_TARGET_NAME": t.name, "KIT_PLATFORM": t.spec.get("platform", t.kind
+                                                                   if t.kind != "host"
+                                                                   else "linux")})
+        for t in runnable}
+    try:
+        with ThreadPoolExecutor(max_workers=jobs) as pool:
+            futures = [pool.submit(_one, t, requests[t.name], progress) for t in runnable]
+            results += [f.result() for f in futures]
+    finally:
+        progress.close()
+    return write_matrix(out, targets, results)
+
+
+def write_matrix(out: Path, targets: list[Target], results: list[RunResult]) -> dict:
+    by_name = {t.name: t for t in targets}
+    reports = []
+    for result in results:
+        if result.report and result.report.exists():
+            report = json.loads(result.report.read_text())
+            report["target"]["name"] = result.target
+            report["target"]["how"] = result.metadata.get("how", "")
+            report["target"]["description"] = by_name[result.target].spec.get(
+                "description", "").strip()
+            reports.append(report)
+    skipped = [(r.target, f"{r.status}: {r.reason}") for r in results if r.status != "ran"]
+    diffs = differences(reports)
+    matrix = {
+        "targets": [{"name": r.target, "status": r.status, "reason": r.reason,
+                     "exit_code": r.exit_code, "duration": round(r.duration, 1),
+                     "metadata": r.metadata,
+                     "target": next((rep["target"] for rep in reports
+                                     if rep["target"]["name"] == r.target), None)}
+                    for r in results],
+        "differences": diffs,
+    }
+    (out / "matrix.json").write_text(json.dumps(matrix, indent=2, default=str) + "\n")
+    (out / "matrix.md").write_text(render_matrix_markdown(matrix))
+    write_html(out / "report.html", reports, skipped=skipped,
+               title="Syscall conformance matrix")
+    return matrix
+
+
+def render_matrix_markdown(matrix: dict) -> str:
+    lines = ["# Syscall conformance matrix", "", "| target | result | kernel | how |",
+             "|---|---|---|---|"]
+    for t in matrix["targets"]:
+        release = (t["target"] or {}).get("release", "")
+        lines.append(f"| {t['name']} | {t['status']}{': ' + t['reason'] if t['reason'] else ''}"
+                     f" | {release} | {t['metadata'].get('how', '')} |")
+    lines += ["", "## Where targets differ", ""]
+    if not matrix["differences"]:
+        lines.append("No behaviour has different verdicts on the targets that ran.")
+    for d in matrix["differences"]:
+        cells = ", ".join(f"{name}: {status}" for name, status in d["statuses"].items())
+        lines.append(f"- `{d['id']}`: {cells}")
+        for name, why in d["why"].items():
+            lines.append(f"  - {name}: {why}")
+    return "\n".join(lines) + "\n"
