@@ -57,6 +57,8 @@ def _exit_code(pytest_code: int, report_dir: Path | None) -> int:
 def _common_pytest_args(ns) -> list[str]:
     args = ["-p", "kit.plugin", "--rootdir", str(Path(ns.specs[0]).resolve().parent),
             "--kit-profile", ns.profile, "--kit-seed", str(ns.seed)]
+    for root in ns.specs:
+        args += ["--kit-specs", str(root)]
     if ns.keyword:
         args += ["-k", ns.keyword]
     return args
@@ -72,11 +74,13 @@ def cmd_run(ns) -> int:
 
 
 def cmd_replay(ns) -> int:
-    args = [*map(str, ns.specs), *_common_pytest_args(ns), "-vv", "-p", "no:cacheprovider",
-            "-k", ns.id, "-n", "0"]
+    args = [*map(str, ns.specs), *_common_pytest_args(ns), "-v", "-p", "no:cacheprovider",
+            "--kit-id", ns.id, "-n", "0"]
     if ns.params:
         args += ["--kit-params", ns.params]
     code = _pytest(args)
+    if code == 5:
+        print(f"kit replay: no behaviour with id {ns.id!r} (see `kit list`)", file=sys.stderr)
     return _exit_code(code, None)
 
 

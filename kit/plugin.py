@@ -43,6 +43,11 @@ def pytest_addoption(parser):
                                             "timeout (default: %(default)s)")
     group.addoption("--kit-params", default=None, metavar="JSON",
                     help="run each selected behaviour once with exactly these parameters")
+    group.addoption("--kit-specs", action="append", default=[], metavar="DIR",
+                    help="also collect YAML specs under DIR (directories named specs/ "
+                         "always are)")
+    group.addoption("--kit-id", default=None, metavar="ID",
+                    help="run only the behaviour with exactly this id")
 
 
 @pytest.hookimpl(tryfirst=True)
@@ -60,9 +65,22 @@ def pytest_configure(config):
 
 
 def pytest_collect_file(file_path: Path, parent):
-    if file_path.suffix in (".yaml", ".yml") and "specs" in file_path.parts:
+    if file_path.suffix not in (".yaml", ".yml"):
+        return None
+    roots = [Path(r).resolve() for r in parent.config.getoption("kit_specs")]
+    if "specs" in file_path.parts or any(r == file_path or r in file_path.resolve().parents
+                                         for r in roots):
         return SpecFile.from_parent(parent, path=file_path)
     return None
+
+
+def pytest_collection_modifyitems(config, items):
+    wanted = config.getoption("kit_id")
+    if wanted is None:
+        return
+    keep = [i for i in items if getattr(i, "behaviour_id", None) == wanted]
+    config.hook.pytest_deselected(items=[i for i in items if i not in keep])
+    items[:] = keep
 
 
 class SpecFile(pytest.File):
@@ -71,7 +89,8 @@ class SpecFile(pytest.File):
         for behaviour in loaded.behaviours:
             yield BehaviourItem.from_parent(self, name=behaviour.id, behaviour=behaviour)
         for error in loaded.errors:
-            name = error.behaviour or f"spec-error-line-{error.line}"
+            # Never the bare id: a duplicate id would share the first one's node id.
+            name = f"{error.behaviour or 'spec-error'}[line-{error.line}]"
             yield SpecErrorItem.from_parent(self, name=name, error=error)
 
 
@@ -89,6 +108,7 @@ class SpecErrorItem(pytest.Item):
     def __init__(self, *, error: SpecError, **kw):
         super().__init__(**kw)
         self.error = error
+        self.behaviour_id = error.behaviour
         self.add_marker("kit")
 
     def runtest(self):
@@ -103,18 +123,20 @@ class SpecErrorItem(pytest.Item):
         return f"spec error: {excinfo.value}"
 
     def reportinfo(self):
-        return self.path, self.error.line - 1, f"spec error {self.name}"
+        return self.path, self.error.line - 1, f"spec error in {self.error.behaviour or 'file'}"
 
 
 class BehaviourItem(pytest.Item):
     def __init__(self, *, behaviour: Behaviour, **kw):
         super().__init__(**kw)
         self.behaviour = behaviour
+        self.behaviour_id = behaviour.id
         self.add_marker("kit")
         self.add_marker(pytest.mark.family(behaviour.family))
 
     def reportinfo(self):
-        return self.path, self.behaviour.line - 1, self.behaviour.id
+        # Not the id itself: pytest would shorten a node id that ends with it.
+        return self.path, self.behaviour.line - 1, f"behaviour {self.behaviour.id}"
 
     def runtest(self):
         config = self.config
@@ -214,5 +236,11 @@ class VerdictCollector:
             if v["status"] in ("deviates", "timeout", "error"):
                 known = " (known)" if v.get("known_deviation") else ""
                 tr.line(f"  {v['status']}{known}: {v['id']}: {v.get('message', '')[:160]}")
+        if config.getoption("kit_params") is not None:
+            # A replay: show the whole trace, whatever the verdict.
+            from kit.engine.runner import explain
+
+            for v in verdicts:
+                tr.line(explain(v))
         for path in self.written:
             tr.line(f"report written: {path}")

@@ -1,12 +1,16 @@
-"""epoll(7): creation, the interest list, and waiting, with the per-architecture
-struct epoll_event layout from kit.adapter.arch."""
+"""epoll(7): creation, the interest list, and waiting (epoll_wait, epoll_pwait,
+epoll_pwait2), with the per-architecture struct epoll_event layout from kit.adapter.arch,
+and the interest list as /proc/self/fdinfo shows it."""
 
 from __future__ import annotations
 
 import ctypes
+import os
+import re
 
-from kit.adapter import arch
-from kit.adapter.libc import Result, call, libc
+from kit.adapter import arch, signals
+from kit.adapter.libc import Result, call, libc, syscall
+from kit.adapter.poll import Timespec
 from kit.registry import constants, operation
 
 # include/uapi/linux/eventpoll.h
@@ -23,6 +27,12 @@ libc.epoll_create.argtypes = [ctypes.c_int]
 libc.epoll_create1.argtypes = [ctypes.c_int]
 libc.epoll_ctl.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.c_int, ctypes.c_void_p]
 libc.epoll_wait.argtypes = [ctypes.c_int, ctypes.c_void_p, ctypes.c_int, ctypes.c_int]
+libc.epoll_pwait.argtypes = [ctypes.c_int, ctypes.c_void_p, ctypes.c_int, ctypes.c_int,
+                             ctypes.c_void_p]
+
+# The kernel's sigset_t is _NSIG / 8 bytes (64 signals) on every architecture the kit
+# knows; the raw epoll_pwait2 syscall takes that size as its sixth argument.
+KERNEL_SIGSET_SIZE = 8
 
 
 def _created(res: Result) -> Result:
@@ -56,11 +66,206 @@ def decode_events(buf, count: int) -> dict[int, int]:
     return {buf[i].data: buf[i].events for i in range(count)}
 
 
-@operation(family="epoll", blocking=True, epfd="fd", maxevents="int", timeout="int")
-def epoll_wait(epfd: int, maxevents: int = 16, timeout: int = 0) -> Result:
-    """epoll_wait(2), `timeout` in ms; value maps each event's data to its event mask."""
-    buf = (Event * max(maxevents, 1))()
-    res = call(libc.epoll_wait, epfd, buf, maxevents, timeout)
-    if res.ok:
+_BY = ("data", "index", "count")
+
+
+def _shape(res: Result, buf, by: str) -> Result:
+    """The value of a successful wait, in the shape `by` asks for:
+
+    data   {data: events}: each event's mask under its 64-bit data (the default)
+    index  {0: {data, events}, 1: ...} in the order the kernel returned them
+    count  the number of events (the return value), e.g. to add up across threads
+    """
+    if not res.ok:
+        return res
+    if by == "index":
+        res.value = {i: {"data": buf[i].data, "events": buf[i].events} for i in range(res.ret)}
+    elif by == "count":
+        res.value = res.ret
+    else:
         res.value = decode_events(buf, res.ret)
     return res
+
+
+def _bad_by(by: str) -> Result | None:
+    return None if by in _BY else Result(ret=-1, errno="EINVAL",
+                                         value=f"`by` must be one of {', '.join(_BY)}")
+
+
+_readonly_page = None
+
+
+def _readonly_buffer() -> int:
+    """The address of one page mapped PROT_READ (mapped once, kept for the process)."""
+    global _readonly_page
+    if _readonly_page is None:
+        libc.mmap.restype = ctypes.c_void_p
+        libc.mmap.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int, ctypes.c_int,
+                              ctypes.c_int, ctypes.c_long]
+        prot_read, map_private_anonymous = 0x1, 0x02 | 0x20
+        addr = libc.mmap(None, 4096, prot_read, map_private_anonymous, -1, 0)
+        if addr in (None, ctypes.c_void_p(-1).value):
+            raise OSError("mmap of a read-only page failed")
+        _readonly_page = addr
+    return _readonly_page
+
+
+@operation(family="epoll", blocking=True, epfd="fd", maxevents="int", timeout="int", by="str",
+           buffer="str")
+def epoll_wait(epfd: int, maxevents: int = 16, timeout: int = 0, by: str = "data",
+               buffer: str = "normal") -> Result:
+    """epoll_wait(2), `timeout` in ms; value maps each event's data to its event mask
+    (`by: index` lists the events in order, `by: count` gives their number).
+    `buffer: readonly` passes a read-only page as the events array (for EFAULT)."""
+    bad = _bad_by(by)
+    if bad:
+        return bad
+    if buffer == "readonly":
+        if maxevents * ctypes.sizeof(Event) > 4096:
+            return Result(ret=-1, errno="EINVAL", value="the read-only page holds fewer events")
+        return call(libc.epoll_wait, epfd, _readonly_buffer(), maxevents, timeout)
+    if buffer != "normal":
+        return Result(ret=-1, errno="EINVAL", value="`buffer` is normal or readonly")
+    buf = (Event * max(maxevents, 1))()
+    return _shape(call(libc.epoll_wait, epfd, buf, maxevents, timeout), buf, by)
+
+
+def _sigset(spec: str | None):
+    """A glibc sigset_t for the spec (None: no mask, a NULL pointer). The watchdog's
+    signal is never blocked, so a wait stays bounded whatever mask a spec asks for."""
+    if spec is None:
+        return None, None
+    numbers, bad = signals.parse_signals(spec)
+    if bad:
+        return None, Result(ret=-1, errno="EINVAL", value=f"unknown signal {bad!r}")
+    sigset = signals.SigSet()
+    libc.sigemptyset(ctypes.byref(sigset))
+    for number in numbers:
+        if number != signals.WATCHDOG_SIGNAL:
+            libc.sigaddset(ctypes.byref(sigset), number)
+    return sigset, None
+
+
+@operation(family="epoll", blocking=True, epfd="fd", maxevents="int", timeout="int",
+           sigmask="str", by="str")
+def epoll_pwait(epfd: int, maxevents: int = 16, timeout: int = 0, sigmask: str | None = None,
+                by: str = "data") -> Result:
+    """epoll_pwait(2) through the C library, `timeout` in ms. `sigmask` lists the signals
+    the thread blocks during the wait ("SIGUSR1,SIGUSR2"; "" is the empty set; omitted is
+    a NULL mask). Value as for epoll_wait."""
+    bad = _bad_by(by)
+    if bad:
+        return bad
+    sigset, bad = _sigset(sigmask)
+    if bad:
+        return bad
+    buf = (Event * max(maxevents, 1))()
+    mask = None if sigset is None else ctypes.byref(sigset)
+    return _shape(call(libc.epoll_pwait, epfd, buf, maxevents, timeout, mask), buf, by)
+
+
+@operation(family="epoll", blocking=True, epfd="fd", maxevents="int", timeout="any",
+           tv_sec="int", tv_nsec="int", sigmask="str", by="str")
+def epoll_pwait2(epfd: int, maxevents: int = 16, timeout: float | None = 0,
+                 tv_sec: int | None = None, tv_nsec: int | None = None,
+                 sigmask: str | None = None, by: str = "data") -> Result:
+    """The raw epoll_pwait2 system call (Linux 5.11). `timeout` in seconds becomes a struct
+    timespec; negative or null is a NULL pointer (wait indefinitely). `tv_sec` / `tv_nsec`
+    give the timespec fields exactly instead (either one alone leaves the other 0).
+    `sigmask` as for epoll_pwait. Value as for epoll_wait."""
+    number = arch.syscall_number("epoll_pwait2")
+    if number is None:
+        return Result(ret=-1, errno="ENOSYS")
+    bad = _bad_by(by)
+    if bad:
+        return bad
+    sigset, bad = _sigset(sigmask)
+    if bad:
+        return bad
+    if timeout is not None and (isinstance(timeout, bool)
+                                or not isinstance(timeout, (int, float))):
+        return Result(ret=-1, errno="EINVAL", value="`timeout` is seconds, or null")
+    if tv_sec is not None or tv_nsec is not None:
+        ts = Timespec(tv_sec or 0, tv_nsec or 0)
+    elif timeout is None or timeout < 0:
+        ts = None
+    else:
+        ts = Timespec.of(float(timeout))
+    buf = (Event * max(maxevents, 1))()
+    res = syscall(number, epfd, ctypes.addressof(buf), maxevents,
+                  0 if ts is None else ctypes.addressof(ts),
+                  0 if sigset is None else ctypes.addressof(sigset),
+                  KERNEL_SIGSET_SIZE if sigset is not None else 0)
+    return _shape(res, buf, by)
+
+
+# fs/eventpoll.c, ep_show_fdinfo():
+#   "tfd: %8d events: %8x data: %16llx  pos:%lli ino:%lx sdev:%x"
+_TFD = re.compile(r"^tfd:\s*(-?\d+)\s+events:\s*([0-9a-fA-F]+)\s+data:\s*([0-9a-fA-F]+)"
+                  r"(?:\s+pos:\s*(-?\d+))?(?:\s+ino:\s*([0-9a-fA-F]+))?"
+                  r"(?:\s+sdev:\s*([0-9a-fA-F]+))?")
+
+
+def parse_epoll_fdinfo(text: str) -> list[dict]:
+    """Every tfd line of an epoll fd's fdinfo as {tfd, events, data, pos, ino, sdev}
+    (events, data, ino and sdev are printed in hex by the kernel)."""
+    out = []
+    for line in text.splitlines():
+        match = _TFD.match(line.strip())
+        if not match:
+            continue
+        tfd, events, data, pos, ino, sdev = match.groups()
+        entry = {"tfd": int(tfd), "events": int(events, 16), "data": int(data, 16)}
+        if pos is not None:
+            entry["pos"] = int(pos)
+        if ino is not None:
+            entry["ino"] = int(ino, 16)
+        if sdev is not None:
+            entry["sdev"] = int(sdev, 16)
+        out.append(entry)
+    return out
+
+
+@operation(family="epoll", fd="fd", tfd="fd")
+def epoll_fdinfo(fd: int, tfd: int = -1) -> Result:
+    """The interest list of epoll fd `fd` from /proc/self/fdinfo: value is {count,
+    registered, events, data, entries}: `count` tfd lines; `registered` whether one of them
+    names target fd `tfd`, and then its `events` and `data`; `entries` every line by tfd."""
+    try:
+        with open(f"/proc/self/fdinfo/{fd}") as fh:
+            entries = parse_epoll_fdinfo(fh.read())
+    except OSError as exc:
+        import errno as _errno
+
+        return Result(ret=-1, errno=_errno.errorcode.get(exc.errno or 0, "EIO"))
+    value: dict = {"count": len(entries), "registered": False,
+                   "entries": {e["tfd"]: {k: v for k, v in e.items() if k != "tfd"}
+                               for e in entries}}
+    for entry in entries:
+        if entry["tfd"] == tfd:
+            value.update(registered=True, events=entry["events"], data=entry["data"])
+            break
+    return Result(ret=0, value=value)
+
+
+# kcmp(2) is not in kit.adapter.arch's table; its numbers from the kernel's syscall tables.
+_KCMP = {"x86_64": 312, "aarch64": 272}
+KCMP_EPOLL_TFD = 7
+
+
+class _KcmpEpollSlot(ctypes.Structure):
+    _fields_ = [("efd", ctypes.c_uint32), ("tfd", ctypes.c_uint32), ("toff", ctypes.c_uint64)]
+
+
+@operation(family="epoll", fd="fd", epfd="fd", tfd="fd", toff="int")
+def kcmp_epoll_tfd(fd: int, epfd: int, tfd: int, toff: int = 0) -> Result:
+    """kcmp(2) KCMP_EPOLL_TFD within the kit's own process: 0 when descriptor `fd` refers
+    to the file registered in epoll instance `epfd` under descriptor number `tfd` (the
+    `toff`-th such registration); 1, 2 or 3 for another file; ENOENT when `tfd` is not
+    registered. Needs CONFIG_KCMP (CONFIG_CHECKPOINT_RESTORE before 5.12)."""
+    number = _KCMP.get(arch.ARCH)
+    if number is None:
+        return Result(ret=-1, errno="ENOSYS")
+    slot = _KcmpEpollSlot(epfd & 0xFFFFFFFF, tfd & 0xFFFFFFFF, toff & 0xFFFFFFFFFFFFFFFF)
+    pid = os.getpid()
+    return syscall(number, pid, pid, KCMP_EPOLL_TFD, fd, ctypes.addressof(slot))

@@ -21,6 +21,9 @@ constants(
     U64_MAX=0xFFFFFFFFFFFFFFFF,
 )
 
+F_DUPFD, F_DUPFD_CLOEXEC = 0, 1030
+constants(F_DUPFD=F_DUPFD, F_DUPFD_CLOEXEC=F_DUPFD_CLOEXEC)
+
 libc.read.argtypes = [ctypes.c_int, ctypes.c_void_p, ctypes.c_size_t]
 libc.read.restype = ctypes.c_ssize_t
 libc.write.argtypes = [ctypes.c_int, ctypes.c_void_p, ctypes.c_size_t]
@@ -89,7 +92,10 @@ def dup(fd: int) -> Result:
 @operation(family="fd", fd="fd", cmd="flags", arg="int")
 def fcntl(fd: int, cmd: int, arg: int = 0) -> Result:
     """fcntl(2) with an integer argument (F_GETFD, F_GETFL, F_SETFL, ...); value is the return."""
-    return call(libc.fcntl, ctypes.c_int(fd), ctypes.c_int(cmd), ctypes.c_long(arg))
+    res = call(libc.fcntl, ctypes.c_int(fd), ctypes.c_int(cmd), ctypes.c_long(arg))
+    if res.ok and cmd in (F_DUPFD, F_DUPFD_CLOEXEC):
+        res.created_fds.append(res.ret)
+    return res
 
 
 @operation(family="fd", flags="flags")

@@ -66,5 +66,30 @@ def fd_is_open(fd: int) -> Result:
 
 
 def open_fds() -> set[int]:
-    """The process's open descriptors, for leak checks."""
-    return {int(name) for name in os.listdir("/proc/self/fd")}
+    """The process's open descriptors, for leak checks (without listdir's own)."""
+    listed = os.listdir("/proc/self/fd")
+    return {int(name) for name in listed if os.path.lexists(f"/proc/self/fd/{name}")}
+
+
+# futex is where a Python thread waits for the GIL or a lock: not the call under test.
+_FUTEX = {"x86_64": 202, "aarch64": 98}
+
+
+def blocked_in_syscall(tid: int) -> bool | None:
+    """Whether thread `tid` of this process sleeps inside a system call other than futex.
+
+    None when /proc cannot tell (no per-task syscall file, e.g. on some sandboxes).
+    """
+    from kit.adapter.arch import ARCH
+
+    try:
+        with open(f"/proc/self/task/{tid}/stat") as fh:
+            state = fh.read().rsplit(")", 1)[1].split()[0]
+        with open(f"/proc/self/task/{tid}/syscall") as fh:
+            first = fh.read().split()[0]
+    except (OSError, IndexError):
+        return None
+    if state not in ("S", "D") or not first.lstrip("-").isdigit():
+        return False
+    number = int(first)
+    return number >= 0 and number != _FUTEX.get(ARCH)

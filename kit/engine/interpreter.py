@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from kit.adapter import libc
+from kit.adapter.proc import blocked_in_syscall
 from kit.adapter.process import run_forked
 from kit.adapter.watchdog import TargetTimeout, bounded
 from kit.engine import expectations
@@ -96,13 +97,27 @@ class StepFailure(Exception):
 class _Thread:
     def __init__(self, run: "Run", step: Step, env: dict):
         self.run, self.step, self.env = run, step, dict(env)
+        self.spawner = threading.get_native_id()
         self.records: list[StepRecord] = []
         self.failure: StepFailure | None = None
         self.thread = threading.Thread(target=self._main, name=f"kit-step-{step.bind}",
                                        daemon=True)
 
+    def _wait_until_spawner_blocks(self) -> None:
+        """Poll /proc until the spawning thread sleeps in its system call (bounded):
+        a fixed delay alone races with a loaded machine's scheduler."""
+        deadline = time.monotonic() + self.run.bound
+        while time.monotonic() < deadline:
+            if self.spawner in self.run.calling:
+                blocked = blocked_in_syscall(self.spawner)
+                if blocked is None or blocked:  # None: /proc cannot tell; the marker must do
+                    return
+            time.sleep(0.001)
+
     def _main(self) -> None:
         try:
+            if self.step.when_blocked:
+                self._wait_until_spawner_blocks()
             if self.step.after:
                 time.sleep(self.step.after)
             self.run.execute(self.step.substeps, self.env, self.records, where=self.step.bind)
@@ -125,6 +140,8 @@ class Run:
         self.lock = threading.Lock()
         self.threads: dict[str, _Thread] = {}
         self.variants: list[str] = []
+        # native thread id -> the blocking call it is inside right now (for when_blocked)
+        self.calling: dict[int, str] = {}
 
     # -- the public entry point -------------------------------------------------------
 
@@ -187,8 +204,13 @@ class Run:
         records.append(record)
         bound = step.within or self.bound
         if op.blocking:
+            me = threading.get_native_id()
             with bounded(bound) as guard:
-                result = op.fn(**args)
+                self.calling[me] = record.call
+                try:
+                    result = op.fn(**args)
+                finally:
+                    self.calling.pop(me, None)
             if guard.fired and result.errno == "EINTR":
                 record.status = TIMEOUT
                 record.result = result.as_dict()
@@ -225,11 +247,14 @@ class Run:
     # -- threads and children ---------------------------------------------------------
 
     def _join(self, step: Step, env: dict, records: list[StepRecord]) -> None:
-        worker = self.threads.pop(step.args)
+        worker = self.threads[step.args]
         worker.thread.join(step.within or self.bound * 2)
-        records.extend(worker.records)
         if worker.thread.is_alive():
+            # Left in self.threads: the run's end waits for it again, so it never
+            # outlives the run (and its descriptors).
             raise StepFailure(TIMEOUT, f"line {step.line}: thread {step.args} did not finish")
+        del self.threads[step.args]
+        records.extend(worker.records)
         if worker.failure:
             raise worker.failure
         env.update({k: v for k, v in worker.env.items() if k not in env})

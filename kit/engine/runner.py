@@ -74,6 +74,7 @@ class _Checker:
         self.profile = settings.get_profile(f"kit-{profile}")
         self.seed = item_seed(behaviour.id, run_seed)
         self.variants: set[str] = set()
+        self.last: interp.Outcome | None = None
 
     def examples(self) -> int:
         return min(self.profile.max_examples, self.b.max_examples or self.profile.max_examples)
@@ -81,6 +82,7 @@ class _Checker:
     def steps(self, fixed: dict | None) -> None:
         def check(params):
             outcome = interp.Run(self.b, self.target, params, self.bound).outcome()
+            self.last = outcome
             self.variants.update(outcome.variants)
             if outcome.status == interp.TIMEOUT:
                 raise _Timeout(params, outcome)
@@ -107,7 +109,7 @@ class _Checker:
         from kit.model.program import ModelDisagreement
 
         if fixed is not None:
-            outcome = replayer(self.b.model)(fixed["program"])
+            outcome = self.last = replayer(self.b.model)(fixed["program"])
             if outcome.status != interp.CONFORMS:
                 raise Deviation(fixed, outcome)
             return
@@ -160,7 +162,11 @@ def check_behaviour(behaviour: Behaviour, target: Target, *, profile: str = "qui
     except Exception as exc:  # noqa: BLE001 - a kit bug becomes an error verdict, not a crash
         return verdict("error", message=f"kit error: {type(exc).__name__}: {exc}",
                        trace=[{"traceback": traceback.format_exc(limit=8)}])
-    return verdict("conforms", variants=sorted(checker.variants))
+    # A replay keeps its trace even when it conforms: that is what was asked for.
+    trace = [r.as_dict() for r in checker.last.records] if params is not None and checker.last \
+        else []
+    return verdict("conforms", variants=sorted(checker.variants), trace=trace,
+                   counterexample=typed(params) if params is not None else None)
 
 
 def explain(verdict: Verdict | dict) -> str:
@@ -174,7 +180,8 @@ def explain(verdict: Verdict | dict) -> str:
                   f'    "{cite["quote"]}"']
     lines.append(f"  spec: {v['file']}:{v['line']}")
     if v.get("counterexample") is not None:
-        lines.append(f"  counterexample: {json.dumps(v['counterexample'], sort_keys=True)}")
+        label = "parameters" if v["status"] == "conforms" else "counterexample"
+        lines.append(f"  {label}: {json.dumps(v['counterexample'], sort_keys=True)}")
     if v.get("known_deviation"):
         lines.append(f"  known deviation: {v['known_deviation']}")
     lines.append("  trace:")

@@ -45,6 +45,10 @@ def lookup(name: str, path: str, env: dict) -> Any:
     return value
 
 
+def is_arithmetic(expr: Any) -> bool:
+    return isinstance(expr, dict) and len(expr) == 1 and next(iter(expr)) in _ARITH
+
+
 def evaluate(expr: Any, env: dict) -> Any:
     if isinstance(expr, str):
         ref = REF.match(expr)

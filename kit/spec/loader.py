@@ -7,6 +7,7 @@ behaviour, and only a file that is broken as a whole fails whole.
 from __future__ import annotations
 
 import difflib
+import re
 import errno as _errno
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,7 +26,8 @@ from kit.spec.schema import CONTROL, build_schema
 from kit.spec.source import line_of, load_yaml
 
 _VALIDATOR = jsonschema.Draft202012Validator(build_schema())
-_ERRNOS = set(_errno.errorcode.values())
+# Every errno name, aliases included (EWOULDBLOCK, EOPNOTSUPP, EDEADLOCK...).
+_ERRNOS = {name for name in dir(_errno) if name.startswith("E") and name.isupper()}
 
 
 @dataclass
@@ -54,6 +56,15 @@ def _schema_error(err: jsonschema.ValidationError, doc, file: str, base: list) -
             hint = f" (did you mean {close[0]!r}?)" if close else ""
             what = "operation or step key" if "expect" in known else "field"
             message = f"unknown {what} {extras[0]!r}{hint}"
+    if err.validator == "required":
+        missing = re.search(r"'([^']+)' is a required property", err.message)
+        if missing:
+            path = path + [missing.group(1)]
+            message = f"missing required field {missing.group(1)!r}"
+    if err.validator == "oneOf" and isinstance(err.instance, dict) and "id" in err.instance:
+        present = [k for k in ("steps", "untestable", "model") if k in err.instance]
+        message = (f"a behaviour has exactly one of steps, untestable or model; "
+                   f"this one has {', '.join(present) or 'none'}")
     behaviour_id = None
     if len(path) >= 2 and path[0] == "behaviours" and isinstance(doc, dict):
         try:
@@ -104,11 +115,26 @@ class _Checker:
                     if name not in _ERRNOS:
                         raise self.fail(f"unknown errno {name}", expect, key,
                                         f"{field_name}.errno")
+            elif key == "fields":
+                self.fields(value, bound, f"{field_name}.fields")
             elif key != "matches":
                 self.expr(value, bound, expect, key, f"{field_name}.{key}")
 
+    def fields(self, fields: dict, bound: set[str], field_name: str) -> None:
+        """Field expectations: a value (expression) or a nested expectation."""
+        for name, want in fields.items():
+            where = f"{field_name}.{name}"
+            if isinstance(want, dict) and not ex.is_arithmetic(want):
+                for key, inner in want.items():
+                    if key == "fields":
+                        self.fields(inner, bound, f"{where}.fields")
+                    elif key not in ("matches", "present"):
+                        self.expr(inner, bound, want, key, f"{where}.{key}")
+            else:
+                self.expr(want, bound, fields, name, where)
+
     def steps(self, steps: list, bound: set[str], prefix: str,
-              threads: set[str]) -> list[Step]:
+              threads: dict[str, set[str]]) -> list[Step]:
         out = []
         for i, raw in enumerate(steps):
             where = f"{prefix}[{i}]"
@@ -129,15 +155,18 @@ class _Checker:
                     raise self.fail("in_thread needs `as: NAME` so a later join can name it",
                                     steps, i, where)
                 step.after = args.get("after", 0.0)
-                step.substeps = self.steps(args["steps"], set(bound), f"{where}.in_thread.steps",
-                                           set())
-                threads.add(step.bind)
+                step.when_blocked = args.get("when_blocked", False)
+                inner = set(bound)
+                step.substeps = self.steps(args["steps"], inner, f"{where}.in_thread.steps", {})
+                threads[step.bind] = inner - bound  # names that come back at the join
             elif action == "in_child":
                 step.substeps = self.steps(args["steps"], set(bound), f"{where}.in_child.steps",
-                                           set())
-            elif action == "join" and args not in threads:
-                raise self.fail(f"join names {args!r}, which no earlier in_thread started",
-                                raw, "join", f"{where}.join")
+                                           {})
+            elif action == "join":
+                if args not in threads:
+                    raise self.fail(f"join names {args!r}, which no earlier in_thread started",
+                                    raw, "join", f"{where}.join")
+                bound |= threads.pop(args)
             if raw.get("expect"):
                 step.expect = raw["expect"]
                 self.expect(step.expect, bound | ({step.bind} if step.bind else set()),
@@ -179,7 +208,7 @@ class _Checker:
         for i, dev in enumerate(raw.get("known_deviations", [])):
             if "kernel" in dev:
                 self.kernel(dev["kernel"], dev, "kernel", f"known_deviations[{i}].kernel")
-        steps = self.steps(raw["steps"], bound, "steps", set()) if "steps" in raw else []
+        steps = self.steps(raw["steps"], bound, "steps", {}) if "steps" in raw else []
         cite = raw["cite"]
         return Behaviour(
             id=raw["id"], title=raw["title"], file=self.file, line=raw.line, family=family,

@@ -46,6 +46,7 @@ class Step:
     within: float | None = None
     substeps: list["Step"] = field(default_factory=list)
     after: float = 0.0
+    when_blocked: bool = False     # in_thread: first wait until the spawner blocks
 
 
 @dataclass(frozen=True)

@@ -76,6 +76,7 @@ EXPECT = {
 FIELD_EXPECT = {
     "anyOf": [
         {"type": ["integer", "number", "string", "boolean", "null", "array"]},
+        EXPR["anyOf"][-1],  # an arithmetic form, e.g. {sub: [$initval, 1]}
         {"type": "object", "additionalProperties": False, "minProperties": 1,
          "properties": {"value": {}, "bits": EXPECT["properties"]["bits"],
                         "matches": {"type": "string"}, "present": {"type": "boolean"},
@@ -128,8 +129,16 @@ def _step_schema() -> dict:
     props.update({
         "in_thread": {"type": "object", "additionalProperties": False, "required": ["steps"],
                       "description": "run steps in a second thread (name it with `as`)",
-                      "properties": {"steps": {"$ref": "#/$defs/steps"},
-                                     "after": {"type": "number", "minimum": 0}}},
+                      "properties": {
+                          "steps": {"$ref": "#/$defs/steps"},
+                          "after": {"type": "number", "minimum": 0,
+                                    "description": "seconds to wait before the steps"},
+                          "when_blocked": {
+                              "type": "boolean",
+                              "description": "first wait (bounded) until the spawning thread "
+                                             "sleeps in a system call, so `after` is measured "
+                                             "from the moment it blocked, however loaded the "
+                                             "machine"}}},
         "join": {"type": "string", "description": "wait (bounded) for a named thread"},
         "in_child": {"type": "object", "additionalProperties": False, "required": ["steps"],
                      "description": "run steps in a forked child process",

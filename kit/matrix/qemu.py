@@ -1,0 +1,473 @@
+"""Other Debian kernels, booted under QEMU: the same spec set on Linux 6.1, 6.12, ...
+
+A target file names a Debian kernel package (exact, or a regular expression for the newest
+matching one). The package is downloaded with `apt-get download` and unpacked with `dpkg -x`
+into a cache, never installed (see qemu_kernel.py). The VM boots the ELF vmlinux extracted
+from vmlinuz directly (PVH entry), or the bzImage if that fails, with a busybox initramfs
+(qemu_initramfs.py) that loads the 9p-over-virtio modules, mounts the host's root read-only
+over 9p, mounts a writable 9p share on the run's out_dir, chroots and runs `kit run` there.
+
+One vCPU per VM and `memory_mb` (default 2048) of memory, so two VMs fit side by side on a
+two-core machine. KVM is used when /dev/kvm works and the target allows it (`accel: auto` or
+`kvm`); otherwise, or when a KVM boot fails, TCG (software emulation).
+
+    name: debian-6.1
+    kind: qemu
+    package: linux-image-6\\.1\\.0-[0-9]+-amd64-unsigned
+    accel: auto          # auto | kvm | tcg
+    memory_mb: 2048
+    timeout: 3600
+    # optional: boot (auto | pvh | bzimage), boot_timeout, cmdline, jobs, modules,
+    #           qemu (binary), busybox (path to a static busybox)
+"""
+
+from __future__ import annotations
+
+import collections
+import fcntl
+import json
+import os
+import platform
+import shutil
+import struct
+import subprocess
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+from kit.matrix import qemu_initramfs as guest
+from kit.matrix import qemu_kernel as kernels
+from kit.matrix.base import RunRequest, RunResult, Target
+from kit.matrix.host import kit_command
+
+QEMU = "qemu-system-x86_64"
+BUSYBOX_CANDIDATES = ("/bin/busybox", "/usr/bin/busybox")
+KVM_GET_API_VERSION, KVM_CREATE_VM = 0xAE00, 0xAE01
+BOOT_METHODS = {"pvh": "vmlinux PVH", "bzimage": "bzImage"}
+# a VM that printed nothing at all by then did not start its kernel (a PVH entry that is
+# not taken, a KVM that cannot run this guest): give up on that way of booting
+FIRST_OUTPUT_TIMEOUT = {"kvm": 30.0, "tcg": 90.0}
+BOOT_TIMEOUT = {"kvm": 120.0, "tcg": 600.0}    # until /init runs; `boot_timeout` overrides
+
+
+# -- host capabilities ------------------------------------------------------------------------
+
+
+def is_static_elf_bytes(head: bytes) -> bool:
+    """An ELF64 executable with no PT_INTERP: runs in an initramfs without a libc."""
+    try:
+        if head[:4] != b"\x7fELF" or head[4] != 2:
+            return False
+        phoff, = struct.unpack_from("<Q", head, 0x20)
+        phentsize, phnum = struct.unpack_from("<HH", head, 0x36)
+        return all(struct.unpack_from("<I", head, phoff + i * phentsize)[0] != 3
+                   for i in range(phnum))
+    except (struct.error, IndexError):
+        return False
+
+
+def is_static_elf(path: Path) -> bool:
+    try:
+        with open(path, "rb") as f:
+            return is_static_elf_bytes(f.read(1 << 16))
+    except OSError:
+        return False
+
+
+def find_busybox(configured: str | None = None) -> Path | None:
+    for candidate in ([configured] if configured else
+                      [*BUSYBOX_CANDIDATES, shutil.which("busybox")]):
+        if candidate and Path(candidate).is_file() and is_static_elf(Path(candidate)):
+            return Path(candidate)
+    return None
+
+
+def kvm_unusable() -> str | None:
+    """None if /dev/kvm opens and creates a VM, else why not."""
+    try:
+        fd = os.open("/dev/kvm", os.O_RDWR | os.O_CLOEXEC)
+    except OSError as exc:
+        return f"/dev/kvm: {exc.strerror}"
+    try:
+        if fcntl.ioctl(fd, KVM_GET_API_VERSION) != 12:
+            return "/dev/kvm speaks an unknown KVM API version"
+        vm = fcntl.ioctl(fd, KVM_CREATE_VM, 0)
+        os.close(vm)
+    except OSError as exc:
+        return f"/dev/kvm cannot create a VM: {exc.strerror}"
+    finally:
+        os.close(fd)
+    return None
+
+
+_versions: dict[str, str] = {}
+
+
+def qemu_version(qemu: str) -> str:
+    if qemu not in _versions:
+        try:
+            out = subprocess.run([qemu, "--version"], capture_output=True, text=True,
+                                 check=False, timeout=30).stdout
+        except OSError:
+            out = ""
+        _versions[qemu] = out.splitlines()[0].strip() if out else "unknown"
+    return _versions[qemu]
+
+
+# -- the qemu command line --------------------------------------------------------------------
+
+
+def kernel_cmdline(extra: str = "") -> str:
+    """Serial console; a panic reboots at once, which -no-reboot turns into qemu exiting."""
+    return " ".join(p for p in ("console=ttyS0", "panic=-1", "rdinit=/init", extra) if p)
+
+
+def _opt(path: Path) -> str:
+    """A path inside a qemu -option list, where a comma must be doubled."""
+    return str(path).replace(",", ",,")
+
+
+def qemu_command(qemu: str, *, accel: str, kernel: Path, initrd: Path, out_dir: Path,
+                 memory_mb: int = 2048, cmdline: str = "", root: Path = Path("/")) -> list[str]:
+    """One vCPU, no display, no network, no disk: the host root (read-only) and out_dir
+    (writable) as two virtio-9p shares, the serial console on stdout."""
+    return [
+        qemu, "-machine", "pc", "-accel", accel, "-cpu", "host" if accel == "kvm" else "max",
+        "-smp", "1", "-m", str(memory_mb),
+        "-nodefaults", "-no-user-config", "-display", "none", "-monitor", "none",
+        "-serial", "stdio", "-no-reboot",
+        "-kernel", str(kernel), "-initrd", str(initrd), "-append", kernel_cmdline(cmdline),
+        "-fsdev", (f"local,id={guest.ROOT_TAG},path={_opt(root)},security_model=none,"
+                   f"readonly=on,multidevs=remap"),
+        "-device", f"virtio-9p-pci,fsdev={guest.ROOT_TAG},mount_tag={guest.ROOT_TAG}",
+        "-fsdev", f"local,id={guest.OUT_TAG},path={_opt(out_dir)},security_model=none",
+        "-device", f"virtio-9p-pci,fsdev={guest.OUT_TAG},mount_tag={guest.OUT_TAG}",
+    ]
+
+
+# -- following the serial console -------------------------------------------------------------
+
+
+class Console:
+    """Copies the VM's console into the log and notes when the guest's marks go by."""
+
+    def __init__(self, stream, log, start: float):
+        self.stream, self.log, self.start = stream, log, start
+        self.first_output: float | None = None
+        self.marks: dict[str, tuple[float, str]] = {}   # "up", "kit start", ... -> (t, line)
+        self.tail: collections.deque[str] = collections.deque(maxlen=60)
+        self.thread = threading.Thread(target=self._pump, name="kit-qemu-console",
+                                       daemon=True)
+        self.thread.start()
+
+    def _pump(self) -> None:
+        for raw in iter(self.stream.readline, b""):
+            now = time.monotonic()
+            if self.first_output is None:
+                self.first_output = now
+            line = raw.decode("utf-8", "replace").replace("\r", "").rstrip("\n")
+            self.log.write(line + "\n")
+            self.log.flush()
+            self.tail.append(line)
+            at = line.find(guest.MARK)
+            if at != -1:
+                words = line[at + len(guest.MARK):].split()
+                if words[:2] in (["kit", "start"], ["kit", "exit"]):
+                    key = " ".join(words[:2])
+                elif words:
+                    key = words[0].rstrip(":").lower()
+                else:
+                    continue
+                self.marks.setdefault(key, (now, line[at:]))
+
+    def mark(self, key: str) -> float | None:
+        return self.marks[key][0] if key in self.marks else None
+
+    def last_lines(self, n: int = 8) -> list[str]:
+        lines = [line.strip() for line in self.tail if line.strip()]
+        return lines[-n:]
+
+    def join(self) -> None:
+        self.thread.join(timeout=10)
+
+
+def _uptime(console: Console, key: str) -> float | None:
+    if key not in console.marks:
+        return None
+    words = console.marks[key][1].split()
+    for word in reversed(words):
+        try:
+            return float(word)
+        except ValueError:
+            continue
+    return None
+
+
+# -- the target -------------------------------------------------------------------------------
+
+
+class BootFailed(Exception):
+    """This way of booting (accel, method) did not get the guest's /init running."""
+
+
+class QemuTarget(Target):
+    kind = "qemu"
+
+    def __init__(self, name: str, spec: dict):
+        super().__init__(name, spec)
+        self.kernel: kernels.PreparedKernel | None = None
+
+    # settings
+    @property
+    def qemu(self) -> str | None:
+        return shutil.which(self.spec.get("qemu", QEMU))
+
+    @property
+    def accel_setting(self) -> str:
+        return str(self.spec.get("accel", "auto")).lower()
+
+    def unavailable(self) -> str | None:
+        machine = platform.machine().lower()
+        if machine not in ("x86_64", "amd64"):
+            return (f"the qemu target boots Debian amd64 kernels on an x86_64 host; this host "
+                    f"is {machine}")
+        if not self.spec.get("package"):
+            return "the target file names no kernel `package`"
+        if self.accel_setting not in ("auto", "kvm", "tcg"):
+            return f"accel must be auto, kvm or tcg, not {self.accel_setting!r}"
+        if self.qemu is None:
+            return (f"{self.spec.get('qemu', QEMU)} is not installed "
+                    f"(Debian package: qemu-system-x86)")
+        if find_busybox(self.spec.get("busybox")) is None:
+            return ("no static busybox for the guest's initramfs "
+                    "(Debian package: busybox-static)")
+        if self.accel_setting == "kvm" and kvm_unusable():
+            return f"accel: kvm, but {kvm_unusable()}"
+        if not (shutil.which("apt-get") and shutil.which("dpkg")) \
+                and not kernels.cached_kernels(str(self.spec["package"])):
+            return "apt-get and dpkg are needed to fetch Debian kernel packages"
+        return None
+
+    # -- prepare: resolve, download, unpack, extract, build the initramfs (all cached)
+
+    def resolve(self, log=None) -> tuple[str, str]:
+        """(package, version): the exact package, or the newest matching the pattern."""
+        pattern = str(self.spec["package"])
+        found = None
+        if shutil.which("apt-cache"):
+            found = kernels.pick_newest(pattern, kernels.apt_candidates(pattern))
+            if found is None and os.geteuid() == 0 and shutil.which("apt-get"):
+                kernels._say(log, "no package matches; apt-get update, then again")
+                subprocess.run(["apt-get", "update", "-qq"], capture_output=True, check=False,
+                               timeout=900)
+                found = kernels.pick_newest(pattern, kernels.apt_candidates(pattern))
+        if found is None:
+            cached = kernels.cached_kernels(pattern)
+            if cached:
+                kernels._say(log, "apt knows no matching package; using the cached one")
+                return cached[0].package, cached[0].version
+            raise kernels.KernelError(
+                f"no Debian package matches {pattern!r} (an exact name or a Python regular "
+                f"expression matched against whole names; is `apt-get update` done?)")
+        return found
+
+    def prepare(self, log: Path) -> None:
+        if self.kernel is not None:
+            return
+        with open(log, "a") as out:
+            package, version = self.resolve(out)
+            kernels._say(out, f"kernel package {package} {version}")
+            self.kernel = kernels.prepare_kernel(
+                package, version, find_busybox(self.spec.get("busybox")), out,
+                extra_modules=list(self.spec.get("modules", [])))
+            kernels._say(out, f"prepared in {self.kernel.directory}")
+
+    # -- how to boot
+
+    def plan(self) -> tuple[list[tuple[str, str]], str]:
+        """The (accel, method) attempts in order, and a note on the accelerator choice."""
+        setting, note = self.accel_setting, ""
+        if setting == "tcg":
+            accels, note = ["tcg"], "the target asks for tcg"
+        elif setting == "kvm":
+            accels = ["kvm"]
+        else:
+            reason = kvm_unusable()
+            accels = ["kvm", "tcg"] if reason is None else ["tcg"]
+            note = f"no kvm: {reason}" if reason else ""
+        boot = str(self.spec.get("boot", "auto")).lower()
+        methods = ["pvh", "bzimage"] if boot == "auto" else [boot]
+        if self.kernel is not None and self.kernel.vmlinux is None:
+            methods = [m for m in methods if m != "pvh"] or ["bzimage"]
+        attempts = [(a, m) for a in accels for m in methods]
+        failed = _probe_failures()
+        known = [a for a in attempts if self._probe_key(*a) not in failed]
+        skipped = [a for a in attempts if a not in known]
+        if skipped and known:
+            note = "; ".join(filter(None, [note, "skipped (failed before on this host): "
+                                           + ", ".join(f"{a}/{m}" for a, m in skipped)]))
+            attempts = known
+        return attempts, note
+
+    def _probe_key(self, accel: str, method: str) -> str:
+        k = self.kernel
+        return (f"{accel}/{method}/{k.package if k else '?'}_{k.version if k else '?'}/"
+                f"{platform.release()}/{qemu_version(self.qemu or QEMU)}")
+
+    # -- run
+
+    def run(self, request: RunRequest) -> RunResult:
+        start = time.monotonic()
+        deadline = start + request.timeout
+        if self.kernel is None:
+            self.prepare(request.log)
+        kernel = self.kernel
+        request.out_dir.mkdir(parents=True, exist_ok=True)
+        exit_file = request.out_dir / guest.EXIT_FILE
+        attempts, note = self.plan()
+        meta = {"kernel_package": kernel.package, "kernel_version": kernel.version,
+                "kernel_release": kernel.release, "qemu": qemu_version(self.qemu),
+                "memory_mb": int(self.spec.get("memory_mb", 2048)), "cpus": 1,
+                "modules": kernel.modules, "failed_attempts": []}
+        if note:
+            meta["accel_note"] = note
+        meta["how"] = f"qemu, {kernel.package} {kernel.version}"
+        command = kit_command(request, str(request.out_dir), str(self.spec.get("jobs", "1")))
+        env = dict(request.env)
+        with tempfile.TemporaryDirectory(prefix="kit-qemu-") as tmp, \
+                open(request.log, "a") as log:
+            initrd = Path(tmp) / "initramfs.cpio"
+            guest.write_run_initramfs(initrd, Path(kernel.initramfs), request.out_dir,
+                                      request.repo, command, env)
+            for i, (accel, method) in enumerate(attempts):
+                last = i == len(attempts) - 1
+                exit_file.unlink(missing_ok=True)
+                (request.out_dir / "report.json").unlink(missing_ok=True)   # not a stale one
+                meta.update(accel=accel, boot=BOOT_METHODS[method])
+                kernels._say(log, f"booting {kernel.package} {kernel.version} "
+                                  f"({BOOT_METHODS[method]}, {accel})")
+                try:
+                    outcome = self._boot(request, log, accel, method, initrd, deadline, meta)
+                except BootFailed as exc:
+                    meta["failed_attempts"].append(f"{accel}/{method}: {exc}")
+                    kernels._say(log, f"boot failed ({accel}, {BOOT_METHODS[method]}): {exc}")
+                    if accel == "kvm":
+                        # KVM that cannot boot this guest on this host: skip it next time
+                        _record_probe_failure(self._probe_key(accel, method), str(exc))
+                    if last:
+                        return RunResult(self.name, "failed", f"the VM did not boot: {exc}",
+                                         duration=time.monotonic() - start, metadata=meta)
+                    continue
+                return self._result(outcome, request, start, meta)
+        return RunResult(self.name, "failed", "no way to boot was left to try",
+                         duration=time.monotonic() - start, metadata=meta)
+
+    def _boot(self, request: RunRequest, log, accel: str, method: str, initrd: Path,
+              deadline: float, meta: dict) -> dict:
+        kernel = self.kernel
+        image = Path(kernel.vmlinux if method == "pvh" else kernel.vmlinuz)
+        cmd = qemu_command(self.qemu, accel=accel, kernel=image, initrd=initrd,
+                           out_dir=request.out_dir,
+                           memory_mb=int(self.spec.get("memory_mb", 2048)),
+                           cmdline=str(self.spec.get("cmdline", "")))
+        log.write("[kit qemu] " + " ".join(cmd) + "\n")
+        log.flush()
+        first_timeout = FIRST_OUTPUT_TIMEOUT[accel]
+        boot_timeout = float(self.spec.get("boot_timeout", BOOT_TIMEOUT[accel]))
+        t0 = time.monotonic()
+        proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                                stderr=subprocess.STDOUT, start_new_session=True)
+        console = Console(proc.stdout, log, t0)
+        outcome = {"console": console, "timed_out": False}
+        try:
+            while True:
+                try:
+                    outcome["returncode"] = proc.wait(timeout=0.25)
+                    break
+                except subprocess.TimeoutExpired:
+                    pass
+                now = time.monotonic()
+                if now >= deadline:
+                    outcome["timed_out"] = True
+                    break
+                if console.mark("up") is None:
+                    if console.first_output is None and now - t0 > first_timeout:
+                        raise BootFailed(f"no console output within {first_timeout:.0f}s")
+                    if now - t0 > boot_timeout:
+                        raise BootFailed(f"/init did not start within {boot_timeout:.0f}s; "
+                                         + " | ".join(console.last_lines(3)))
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+            console.join()
+            proc.stdout.close()
+        if console.mark("up") is None and not outcome["timed_out"]:
+            raise BootFailed(f"qemu exited ({outcome.get('returncode')}) before /init ran: "
+                             + " | ".join(console.last_lines(4)))
+        outcome["t0"] = t0
+        return outcome
+
+    def _result(self, outcome: dict, request: RunRequest, start: float,
+                meta: dict) -> RunResult:
+        console: Console = outcome["console"]
+        t0 = outcome["t0"]
+        began, ended = console.mark("kit start"), console.mark("kit exit")
+        if began is not None:
+            meta["boot_seconds"] = round(began - t0, 2)
+            meta["guest_uptime_at_kit_start"] = _uptime(console, "kit start")
+        if began is not None and ended is not None:
+            meta["run_seconds"] = round(ended - began, 2)
+        meta["how"] = (f"qemu {meta['accel']} ({meta['boot']}), {meta['kernel_package']} "
+                       f"{meta['kernel_version']}")
+        duration = time.monotonic() - start
+        if outcome["timed_out"]:
+            where = "in `kit run`" if began is not None else "while booting"
+            return RunResult(self.name, "timeout", f"no result within {request.timeout:.0f}s "
+                             f"({where}); VM killed", duration=duration, metadata=meta)
+        exit_file = request.out_dir / guest.EXIT_FILE
+        exit_code = None
+        try:
+            exit_code = int(exit_file.read_text().strip())
+        except (OSError, ValueError):
+            pass
+        report = request.out_dir / "report.json"
+        if exit_code is not None and report.exists():
+            return RunResult(self.name, "ran", report=report, exit_code=exit_code,
+                             duration=duration, metadata=meta)
+        why = "no report.json" if exit_code is not None else "no exit code from the guest"
+        tail = " | ".join(console.last_lines(8))
+        return RunResult(self.name, "failed",
+                         f"{why} (qemu exit {outcome.get('returncode')}, guest exit "
+                         f"{exit_code}); console: {tail}"[:1500],
+                         exit_code=exit_code, duration=duration, metadata=meta)
+
+
+# -- remembering ways of booting that fail on this host --------------------------------------
+
+
+def _probe_file() -> Path:
+    return kernels.kernels_dir() / "boot-failures.json"
+
+
+def _probe_failures() -> dict:
+    try:
+        return json.loads(_probe_file().read_text())
+    except (OSError, ValueError):
+        return {}
+
+
+def _record_probe_failure(key: str, reason: str) -> None:
+    path = _probe_file()
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with open(path.with_suffix(".lock"), "w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            data = _probe_failures()
+            data[key] = reason[:300]
+            tmp = path.with_suffix(".tmp")
+            tmp.write_text(json.dumps(data, indent=2) + "\n")
+            tmp.replace(path)
+    except OSError:
+        pass
