@@ -22,12 +22,16 @@ SYSCALLS: dict[str, dict[str, int]] = {
         "epoll_pwait": 281, "eventfd": 284, "eventfd2": 290, "epoll_create1": 291,
         "timerfd_create": 283, "timerfd_settime": 286, "timerfd_gettime": 287,
         "signalfd": 282, "signalfd4": 289, "epoll_pwait2": 441,
+        "io_setup": 206, "io_destroy": 207, "io_getevents": 208, "io_submit": 209,
+        "futex": 202, "pselect6": 270, "ppoll": 271, "kcmp": 312, "prlimit64": 302,
     },
     "aarch64": {
         "eventfd2": 19, "epoll_create1": 20, "epoll_ctl": 21, "epoll_pwait": 22,
         "dup": 23, "fcntl": 25, "close": 57, "read": 63, "write": 64,
         "signalfd4": 74, "timerfd_create": 85, "timerfd_settime": 86,
         "timerfd_gettime": 87, "epoll_pwait2": 441,
+        "io_setup": 0, "io_destroy": 1, "io_submit": 2, "io_getevents": 4,
+        "futex": 98, "pselect6": 72, "ppoll": 73, "kcmp": 272, "prlimit64": 261,
     },
 }
 

@@ -66,20 +66,28 @@ def _isset(fdset, fd: int) -> bool:
     return bool(fdset[fd // _LONG_BITS] & (1 << (fd % _LONG_BITS)))
 
 
-@operation(family="poll", blocking=True, fd="fd", timeout="seconds")
-def select(fd: int, timeout: float = 0.0) -> Result:
-    """select(2) on one fd in all three sets; value is {readable, writable, exceptional}."""
+SELECT_SETS = ("readable", "writable", "exceptional")
+
+
+@operation(family="poll", blocking=True, fd="fd", timeout="seconds", sets="str")
+def select(fd: int, timeout: float = 0.0, sets: str = "readable,writable,exceptional") -> Result:
+    """select(2) on one fd in the named sets (default all three; e.g. sets: readable to
+    wait for data only); value is {readable, writable, exceptional}."""
     if not 0 <= fd < FD_SETSIZE:
         return Result(ret=-1, errno="EBADF")  # fd_set cannot express it
+    wanted = {name.strip() for name in sets.split(",") if name.strip()}
+    if wanted - set(SELECT_SETS):
+        raise ValueError(f"select: unknown set(s) {sorted(wanted - set(SELECT_SETS))}; "
+                         f"use {', '.join(SELECT_SETS)}")
     sets = [FdSet(), FdSet(), FdSet()]
-    for fdset in sets:
-        fdset[fd // _LONG_BITS] |= 1 << (fd % _LONG_BITS)
+    for name, fdset in zip(SELECT_SETS, sets):
+        if name in wanted:
+            fdset[fd // _LONG_BITS] |= 1 << (fd % _LONG_BITS)
     tv = None
     if timeout >= 0:
         whole = int(timeout)
         tv = ctypes.byref(Timeval(whole, int((timeout - whole) * 1e6)))
     res = call(libc.select, fd + 1, *[ctypes.byref(s) for s in sets], tv)
     if res.ok:
-        res.value = {name: _isset(s, fd)
-                     for name, s in zip(("readable", "writable", "exceptional"), sets)}
+        res.value = {name: _isset(s, fd) for name, s in zip(SELECT_SETS, sets)}
     return res

@@ -71,16 +71,13 @@ def open_fds() -> set[int]:
     return {int(name) for name in listed if os.path.lexists(f"/proc/self/fd/{name}")}
 
 
-# futex is where a Python thread waits for the GIL or a lock: not the call under test.
-_FUTEX = {"x86_64": 202, "aarch64": 98}
-
-
 def blocked_in_syscall(tid: int) -> bool | None:
-    """Whether thread `tid` of this process sleeps inside a system call other than futex.
+    """Whether thread `tid` of this process sleeps inside a system call other than futex
+    (where a Python thread waits for the GIL or a lock: not the call under test).
 
     None when /proc cannot tell (no per-task syscall file, e.g. on some sandboxes).
     """
-    from kit.adapter.arch import ARCH
+    from kit.adapter.arch import syscall_number
 
     try:
         with open(f"/proc/self/task/{tid}/stat") as fh:
@@ -92,4 +89,4 @@ def blocked_in_syscall(tid: int) -> bool | None:
     if state not in ("S", "D") or not first.lstrip("-").isdigit():
         return False
     number = int(first)
-    return number >= 0 and number != _FUTEX.get(ARCH)
+    return number >= 0 and number != syscall_number("futex")

@@ -185,6 +185,9 @@ class Run:
             if kind == "str" and not (isinstance(raw, str) and raw.startswith("$")):
                 args[name] = raw
                 continue
+            if kind == "list" and isinstance(raw, list):  # a list stays a list, not an OR
+                args[name] = [ex.evaluate(item, env) for item in raw]
+                continue
             value = ex.evaluate(raw, env)
             if kind in ("int", "fd", "flags") and not isinstance(value, int):
                 raise StepFailure(ERROR, f"line {step.line}: argument {name} of {step.action} "
