@@ -11,16 +11,15 @@ and "untestable" are skips with their reason.
 from __future__ import annotations
 
 import json
-import threading
 import time
 from pathlib import Path
 
 import pytest
 
 from kit.adapter import watchdog
-from kit.adapter.proc import open_fds
 from kit.engine import interpreter as interp
-from kit.engine.runner import PROFILES, check_behaviour, explain
+from kit.engine.runner import (DEFAULT_LIMIT, PROFILES, check_isolated, check_with_leak_check,
+                               explain)
 from kit.engine.target import Target
 from kit.spec.errors import SpecError
 from kit.spec.loader import load_file
@@ -48,6 +47,11 @@ def pytest_addoption(parser):
                          "always are)")
     group.addoption("--kit-id", default=None, metavar="ID",
                     help="run only the behaviour with exactly this id")
+    group.addoption("--kit-limit", type=float, default=DEFAULT_LIMIT, metavar="SECONDS",
+                    help="hard limit for one behaviour, all examples (default: %(default)s)")
+    group.addoption("--kit-in-process", action="store_true",
+                    help="check behaviours in the pytest process instead of a forked child "
+                         "(for debuggers; a hang or crash then takes the run down)")
 
 
 @pytest.hookimpl(tryfirst=True)
@@ -60,6 +64,7 @@ def pytest_configure(config):
         config.option.xmlpath = str(Path(report_dir) / "junit.xml")
     config.kit_target = Target.current()
     config.kit_started = time.time()
+    config.kit_warm = False
     if not hasattr(config, "workerinput"):
         config.pluginmanager.register(VerdictCollector(config), "kit-verdicts")
 
@@ -140,15 +145,22 @@ class BehaviourItem(pytest.Item):
 
     def runtest(self):
         config = self.config
-        fds_before, threads_before = open_fds(), set(threading.enumerate())
         params = config.getoption("kit_params")
-        verdict = check_behaviour(
-            self.behaviour, config.kit_target, profile=config.getoption("kit_profile"),
-            run_seed=config.getoption("kit_seed"), bound=config.getoption("kit_step_bound"),
-            params=json.loads(params) if params is not None else None, nodeid=self.nodeid)
-        leak = _leaks(fds_before, threads_before)
-        if leak and verdict.status not in ("deviates", "timeout"):
-            verdict.status, verdict.message = "error", leak
+        options = dict(profile=config.getoption("kit_profile"),
+                       run_seed=config.getoption("kit_seed"),
+                       bound=config.getoption("kit_step_bound"),
+                       params=json.loads(params) if params is not None else None,
+                       nodeid=self.nodeid)
+        if not config.kit_warm:  # once per process, before the first fork
+            from kit.engine.warmup import warm_up
+
+            warm_up()
+            config.kit_warm = True
+        if config.getoption("kit_in_process"):
+            verdict = check_with_leak_check(self.behaviour, config.kit_target, **options)
+        else:
+            verdict = check_isolated(self.behaviour, config.kit_target,
+                                     limit=config.getoption("kit_limit"), **options)
         self.user_properties.append((USER_PROPERTY, json.dumps(verdict.as_dict())))
         self._outcome(verdict)
 
@@ -168,17 +180,6 @@ class BehaviourItem(pytest.Item):
         if isinstance(excinfo.value, KitError):
             return f"kit error in {self.behaviour.id}:\n{excinfo.value}"
         return super().repr_failure(excinfo, style=style)
-
-
-def _leaks(fds_before: set[int], threads_before: set) -> str | None:
-    leaked_fds = open_fds() - fds_before
-    leaked_threads = [t.name for t in set(threading.enumerate()) - threads_before
-                      if t.is_alive()]
-    if not (leaked_fds or leaked_threads):
-        return None
-    return "the kit leaked " + "; ".join(filter(None, [
-        f"descriptors {sorted(leaked_fds)}" if leaked_fds else "",
-        f"threads {leaked_threads}" if leaked_threads else ""]))
 
 
 def _is_spec(nodeid: str) -> bool:

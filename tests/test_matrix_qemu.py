@@ -364,6 +364,57 @@ def test_module_order_of_a_real_debian_package(kernel):
         assert (module in order) == (config[option] == "m"), option
 
 
+def unpacked_package(package: str, version: str, release: str) -> Path:
+    """A cache entry as `apt-get download` + `dpkg -x` leave it, made of synthetic files."""
+    directory = kernels.kernels_dir() / f"{package}_{version}"
+    tree = directory / "tree"
+    (tree / "boot").mkdir(parents=True)
+    (tree / "boot" / f"vmlinuz-{release}").write_bytes(
+        bzimage(lzma.compress(PVH_ELF, check=lzma.CHECK_CRC32)))
+    (tree / "boot" / f"config-{release}").write_text(
+        "CONFIG_PVH=y\nCONFIG_9P_FS=m\n# CONFIG_VIRTIO_MMIO is not set\nCONFIG_VIRTIO_PCI=y\n")
+    mods = tree / "lib/modules" / release
+    (mods / "kernel/net/9p").mkdir(parents=True)
+    (mods / "kernel/fs/9p").mkdir(parents=True)
+    for name, deps in {"9pnet": "", "9pnet_virtio": "9pnet", "9p": "9pnet"}.items():
+        sub = "fs" if name == "9p" else "net"
+        (mods / f"kernel/{sub}/9p/{name}.ko.xz").write_bytes(
+            lzma.compress(module_elf({"depends": deps, "name": name})))
+    (mods / "modules.builtin").write_text("kernel/drivers/virtio/virtio_pci.ko\n")
+    (tree / ".complete").write_text("")
+    (directory / f"{package}_{version}_amd64.deb").write_bytes(b"!<arch>\n")
+    return directory
+
+
+def test_a_kernel_is_prepared_once_and_then_comes_from_the_cache(tmp_path, monkeypatch):
+    directory = unpacked_package("linux-image-9.9.9-1-amd64-unsigned", "9.9.9-1",
+                                 "9.9.9-1-amd64")
+    busybox = tmp_path / "busybox"
+    busybox.write_bytes(elf_with_notes([]))
+    kernel = kernels.prepare_kernel("linux-image-9.9.9-1-amd64-unsigned", "9.9.9-1", busybox)
+    assert kernel.release == "9.9.9-1-amd64" and kernel.config["CONFIG_VIRTIO_PCI"] == "y"
+    assert Path(kernel.vmlinux).read_bytes() == PVH_ELF
+    assert kernel.vmlinux_note == "extracted from xz-compressed vmlinuz"
+    assert kernel.modules == ["9pnet", "9pnet_virtio", "9p"]
+    entries = guest.read_cpio(Path(kernel.initramfs).read_bytes())
+    assert entries["lib/modules/9p.ko"][1][:4] == b"\x7fELF"
+    assert kernels.PreparedKernel.load(directory) == kernel
+
+    # the second time nothing is downloaded, unpacked, extracted or built
+    def no(*args, **kwargs):
+        raise AssertionError("the cache was not used")
+    monkeypatch.setattr(kernels, "_run", no)
+    monkeypatch.setattr(kernels, "extract_vmlinux", no)
+    built = Path(kernel.initramfs).stat().st_mtime_ns
+    assert kernels.prepare_kernel(kernel.package, kernel.version, busybox) == kernel
+    assert Path(kernel.initramfs).stat().st_mtime_ns == built
+    # another busybox (or another /init) rebuilds the initramfs, and only that
+    busybox.write_bytes(elf_with_notes([], body=b"v2"))
+    again = kernels.prepare_kernel(kernel.package, kernel.version, busybox)
+    assert again.initramfs_id != kernel.initramfs_id
+    assert guest.read_cpio(Path(again.initramfs).read_bytes())["bin/busybox"][1].endswith(b"v2")
+
+
 # -- the initramfs and the guest's scripts --------------------------------------------------
 
 

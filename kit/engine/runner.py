@@ -8,6 +8,7 @@ check_behaviour(); pytest only maps verdicts to its outcomes.
 from __future__ import annotations
 
 import json
+import threading
 import time
 import traceback
 import zlib
@@ -15,6 +16,8 @@ import zlib
 from hypothesis import HealthCheck, Phase, example, given, seed, settings
 from hypothesis.errors import FlakyFailure
 
+from kit.adapter.proc import open_fds
+from kit.adapter.process import run_forked
 from kit.adapter.watchdog import TargetTimeout
 from kit.engine import interpreter as interp
 from kit.engine.target import Target, not_applicable_reason
@@ -167,6 +170,53 @@ def check_behaviour(behaviour: Behaviour, target: Target, *, profile: str = "qui
         else []
     return verdict("conforms", variants=sorted(checker.variants), trace=trace,
                    counterexample=typed(params) if params is not None else None)
+
+
+DEFAULT_LIMIT = 100.0  # seconds for one behaviour, all its examples, before its process dies
+
+
+def leaks(fds_before: set[int], threads_before: set) -> str | None:
+    """What the kit left behind since the snapshot, as a sentence (None: nothing)."""
+    leaked_fds = open_fds() - fds_before
+    leaked_threads = [t.name for t in set(threading.enumerate()) - threads_before
+                      if t.is_alive()]
+    if not (leaked_fds or leaked_threads):
+        return None
+    return "the kit leaked " + "; ".join(filter(None, [
+        f"descriptors {sorted(leaked_fds)}" if leaked_fds else "",
+        f"threads {leaked_threads}" if leaked_threads else ""]))
+
+
+def check_with_leak_check(behaviour: Behaviour, target: Target, **kw) -> Verdict:
+    fds_before, threads_before = open_fds(), set(threading.enumerate())
+    verdict = check_behaviour(behaviour, target, **kw)
+    leak = leaks(fds_before, threads_before)
+    if leak and verdict.status not in ("deviates", "timeout"):
+        verdict.status, verdict.message = "error", leak
+    return verdict
+
+
+def check_isolated(behaviour: Behaviour, target: Target, *, limit: float = DEFAULT_LIMIT,
+                   **kw) -> Verdict:
+    """check_behaviour in a forked child with a hard time limit.
+
+    A call that ignores the watchdog's signal, or one that crashes the process, then
+    costs one behaviour a `timeout` or `error` verdict, never the run: the child is
+    killed, and the runner (a pytest worker) goes on to the next behaviour.
+    """
+    started = time.monotonic()
+    status, data = run_forked(
+        lambda: check_with_leak_check(behaviour, target, **kw).as_dict(), limit)
+    if status == "ok":
+        return Verdict(**data)
+    elapsed = round(time.monotonic() - started, 4)
+    common = dict(nodeid=kw.get("nodeid", ""), seed=kw.get("run_seed"), duration=elapsed)
+    if status == "timeout":
+        return Verdict.of(behaviour, "timeout", message=(
+            f"the behaviour did not finish within {limit}s: a call ignored the watchdog's "
+            f"interruption, so its process was killed"), **common)
+    return Verdict.of(behaviour, "error", message=f"the process checking this behaviour "
+                                                  f"crashed: {data}", **common)
 
 
 def explain(verdict: Verdict | dict) -> str:

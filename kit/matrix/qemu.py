@@ -28,6 +28,7 @@ import fcntl
 import json
 import os
 import platform
+import re
 import shutil
 import struct
 import subprocess
@@ -193,15 +194,12 @@ class Console:
 
 
 def _uptime(console: Console, key: str) -> float | None:
+    """The guest's /proc/uptime that /init printed after a mark ("kit start 3.04")."""
     if key not in console.marks:
         return None
-    words = console.marks[key][1].split()
-    for word in reversed(words):
-        try:
-            return float(word)
-        except ValueError:
-            continue
-    return None
+    line = console.marks[key][1]
+    found = re.search(r"(\d+\.\d+)", line[line.find(key) + len(key):])
+    return float(found.group(1)) if found else None
 
 
 # -- the target -------------------------------------------------------------------------------

@@ -103,6 +103,7 @@ export PATH=/bin
 mount -t proc proc /proc
 mount -t sysfs sysfs /sys
 mount -t devtmpfs devtmpfs /dev 2>/dev/null
+dmesg -n 5      # from here on only kernel errors and warnings interleave with the kit's output
 say() {{ echo "{MARK} $*"; }}
 uptime_s() {{ cut -d' ' -f1 /proc/uptime; }}
 die() {{

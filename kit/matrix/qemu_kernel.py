@@ -20,6 +20,7 @@ import bz2
 import fcntl
 import functools
 import gzip
+import hashlib
 import json
 import lzma
 import os
@@ -464,6 +465,7 @@ class PreparedKernel:
     modules: list[str]                 # insmod order
     modules_source: str                # "modules.dep" or "modinfo"
     config: dict = field(default_factory=dict)   # the few options that matter here
+    initramfs_id: str = ""             # what the initramfs was built from (see initramfs_id)
 
     @classmethod
     def load(cls, directory: Path) -> PreparedKernel | None:
@@ -516,20 +518,46 @@ def _say(log, message: str) -> None:
         log.flush()
 
 
+def _extract(vmlinuz: Path, vmlinux: Path) -> str:
+    """Write the ELF kernel with a PVH note beside the package; say what happened."""
+    try:
+        elf, compression = extract_vmlinux(vmlinuz.read_bytes())
+    except KernelError as exc:
+        return str(exc)
+    if not has_pvh_note(elf):
+        return "the ELF kernel has no PVH entry note (CONFIG_PVH is off)"
+    tmp = vmlinux.with_suffix(".tmp")
+    tmp.write_bytes(elf)
+    tmp.replace(vmlinux)
+    return f"extracted from {compression}-compressed vmlinuz"
+
+
+def initramfs_id(busybox: Path, extra_modules: list[str]) -> str:
+    """Changes when the cached initramfs must be rebuilt: another /init, busybox, modules."""
+    from kit.matrix.qemu_initramfs import init_script
+
+    digest = hashlib.sha256(init_script().encode())
+    digest.update(Path(busybox).read_bytes())
+    digest.update(" ".join(sorted(extra_modules)).encode())
+    return digest.hexdigest()[:16]
+
+
 def prepare_kernel(package: str, version: str, busybox: Path, log=None,
                    extra_modules: list[str] | None = None) -> PreparedKernel:
     """Download, unpack and prepare one exact package version (once; then from the cache)."""
     from kit.matrix.qemu_initramfs import build_base_initramfs
 
+    extra_modules = list(extra_modules or [])
+    wanted_id = initramfs_id(busybox, extra_modules)
     directory = kernels_dir() / f"{package}_{version}"
     kernel = PreparedKernel.load(directory)
-    if kernel:
+    if kernel and kernel.initramfs_id == wanted_id:
         return kernel
     directory.mkdir(parents=True, exist_ok=True)
     with open(directory / ".lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)      # a concurrent prepare of the same kernel waits
         kernel = PreparedKernel.load(directory)
-        if kernel:
+        if kernel and kernel.initramfs_id == wanted_id:
             return kernel
         debs = list(directory.glob("*.deb"))
         if not debs:
@@ -560,19 +588,14 @@ def prepare_kernel(package: str, version: str, busybox: Path, log=None,
         config = parse_config(config_path.read_text()) if config_path.exists() else {}
 
         vmlinux_path, note = directory / "vmlinux", ""
-        try:
-            elf, compression = extract_vmlinux(vmlinuz.read_bytes())
-            if has_pvh_note(elf):
-                vmlinux_path.write_bytes(elf)
-                note = f"extracted from {compression}-compressed vmlinuz"
-            else:
-                note = "the ELF kernel has no PVH entry note (CONFIG_PVH is off)"
-        except KernelError as exc:
-            note = str(exc)
+        if kernel and kernel.vmlinux and vmlinux_path.exists():
+            note = kernel.vmlinux_note          # only the initramfs is out of date
+        else:
+            note = _extract(vmlinuz, vmlinux_path)
         _say(log, f"vmlinux: {note}")
 
         modules = ModuleTree.scan(tree / "lib" / "modules" / release)
-        order = modules.order(GUEST_MODULES + list(extra_modules or []))
+        order = modules.order(GUEST_MODULES + extra_modules)
         _say(log, f"guest modules ({modules.source}): {' '.join(order) or 'all built in'}")
         initramfs = directory / "initramfs.cpio"
         build_base_initramfs(initramfs, busybox, [(m, read_module(modules.paths[m]))
@@ -582,6 +605,6 @@ def prepare_kernel(package: str, version: str, busybox: Path, log=None,
             vmlinuz=str(vmlinuz), vmlinux=str(vmlinux_path) if vmlinux_path.exists() else None,
             vmlinux_note=note, initramfs=str(initramfs), modules=order,
             modules_source=modules.source,
-            config={k: config[k] for k in CONFIG_KEYS if k in config})
+            config={k: config[k] for k in CONFIG_KEYS if k in config}, initramfs_id=wanted_id)
         kernel.save()
         return kernel

@@ -1,0 +1,94 @@
+"""Never hang: a call that never returns, even when the watchdog signals it, costs its
+behaviour a `timeout` verdict and nothing else. The run goes on and writes the report.
+
+The hang is real: an LD_PRELOAD library built here makes read(2) on an eventfd loop in
+pause() forever, returning to the loop after every signal.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+SHIM = r"""
+#define _GNU_SOURCE
+#include <dlfcn.h>
+#include <stdio.h>
+#include <string.h>
+#include <unistd.h>
+
+ssize_t read(int fd, void *buf, size_t count) {
+    static ssize_t (*real)(int, void *, size_t);
+    char path[64], link[64];
+    if (!real) real = (ssize_t (*)(int, void *, size_t))dlsym(RTLD_NEXT, "read");
+    snprintf(path, sizeof path, "/proc/self/fd/%d", fd);
+    ssize_t n = readlink(path, link, sizeof link - 1);
+    if (n > 0) {
+        link[n] = 0;
+        if (strcmp(link, "anon_inode:[eventfd]") == 0)
+            for (;;) pause();   /* ignores every interruption */
+    }
+    return real(fd, buf, count);
+}
+"""
+
+SPECS = """
+behaviours:
+  - id: hang.read.forever
+    title: A read that the preloaded library never lets return
+    cite: {page: eventfd(2), section: "DESCRIPTION, read(2)", quote: "Each successful read(2) returns an 8-byte integer."}
+    steps:
+      - eventfd: {initval: 1, flags: EFD_NONBLOCK}
+        as: efd
+      - read_u64: {fd: $efd}
+        expect: {value: 1}
+  - id: hang.after.fine
+    title: The next behaviour still runs
+    cite: {page: eventfd(2), section: NOTES, quote: "/proc/pid/fdinfo"}
+    steps:
+      - eventfd: {initval: 0}
+        as: efd
+      - fd_link: {fd: $efd}
+        expect: {value: "anon_inode:[eventfd]"}
+"""
+
+
+@pytest.fixture(scope="module")
+def shim(tmp_path_factory) -> Path:
+    cc = shutil.which("cc") or shutil.which("gcc")
+    if cc is None:
+        pytest.skip("no C compiler to build the hanging LD_PRELOAD library")
+    out = tmp_path_factory.mktemp("shim")
+    (out / "hang.c").write_text(SHIM)
+    subprocess.run([cc, "-shared", "-fPIC", "-O1", "-o", str(out / "hang.so"),
+                    str(out / "hang.c"), "-ldl"], check=True, timeout=120)
+    return out / "hang.so"
+
+
+def test_a_call_that_never_returns_is_a_timeout_and_the_run_goes_on(shim, tmp_path):
+    (tmp_path / "specs" / "hang").mkdir(parents=True)
+    (tmp_path / "specs" / "hang" / "hang.yaml").write_text(SPECS)
+    report = tmp_path / "report"
+    env = dict(os.environ, LD_PRELOAD=str(shim))
+    started = time.monotonic()
+    proc = subprocess.run(
+        [sys.executable, "-m", "pytest", "-p", "kit.plugin", "specs", "-p", "no:cacheprovider",
+         "-n", "0", "--kit-report", str(report), "--kit-step-bound", "0.5",
+         "--kit-limit", "4", "-p", "no:randomly"],
+        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
+    elapsed = time.monotonic() - started
+    verdicts = {b["id"]: b for b in json.loads((report / "report.json").read_text())
+                ["behaviours"]}
+    assert verdicts["hang.read.forever"]["status"] == "timeout", proc.stdout[-3000:]
+    assert "did not finish within 4.0s" in verdicts["hang.read.forever"]["message"]
+    assert verdicts["hang.after.fine"]["status"] == "conforms"
+    assert proc.returncode == 1  # a timeout fails the run, it does not crash it
+    assert elapsed < 60
+    assert (report / "junit.xml").exists() and (report / "report.html").exists()
