@@ -92,3 +92,55 @@ def test_a_call_that_never_returns_is_a_timeout_and_the_run_goes_on(shim, tmp_pa
     assert proc.returncode == 1  # a timeout fails the run, it does not crash it
     assert elapsed < 60
     assert (report / "junit.xml").exists() and (report / "report.html").exists()
+
+
+CRASH = r"""
+#include <signal.h>
+int eventfd(unsigned int initval, int flags) {
+    (void)initval;
+    if (flags == 0x1 /* EFD_SEMAPHORE: only this behaviour's call */) raise(SIGSEGV);
+    return -1;
+}
+"""
+
+CRASH_SPECS = """
+behaviours:
+  - id: crash.eventfd.segfault
+    title: An eventfd() that the preloaded library turns into a segmentation fault
+    cite: {page: eventfd(2), section: DESCRIPTION, quote: "creates an \\"eventfd object\\""}
+    steps:
+      - eventfd: {initval: 0, flags: EFD_SEMAPHORE}
+  - id: crash.after.fine
+    title: The raw syscall, which the library does not intercept, still works
+    cite: {page: eventfd(2), section: NOTES, quote: "There are two underlying Linux system calls"}
+    steps:
+      - eventfd2_syscall: {initval: 0}
+        as: efd
+      - fd_link: {fd: $efd}
+        expect: {value: "anon_inode:[eventfd]"}
+"""
+
+
+def test_a_crash_is_an_error_of_its_behaviour_and_the_run_goes_on(tmp_path):
+    cc = shutil.which("cc") or shutil.which("gcc")
+    if cc is None:
+        pytest.skip("no C compiler to build the crashing LD_PRELOAD library")
+    (tmp_path / "crash.c").write_text(CRASH)
+    subprocess.run([cc, "-shared", "-fPIC", "-o", str(tmp_path / "crash.so"),
+                    str(tmp_path / "crash.c")], check=True, timeout=120)
+    (tmp_path / "specs" / "crash").mkdir(parents=True)
+    (tmp_path / "specs" / "crash" / "crash.yaml").write_text(CRASH_SPECS)
+    report = tmp_path / "report"
+    proc = subprocess.run(
+        [sys.executable, "-m", "pytest", "-p", "kit.plugin", "specs", "-p", "no:cacheprovider",
+         "-n", "2", "--kit-report", str(report)],
+        cwd=tmp_path, env=dict(os.environ, LD_PRELOAD=str(tmp_path / "crash.so")),
+        capture_output=True, text=True, timeout=120)
+    verdicts = {b["id"]: b for b in json.loads((report / "report.json").read_text())
+                ["behaviours"]}
+    crashed = verdicts["crash.eventfd.segfault"]
+    assert crashed["status"] == "error", proc.stdout[-3000:]
+    assert "crashed" in crashed["message"] and "signal 11" in crashed["message"]
+    assert verdicts["crash.after.fine"]["status"] == "conforms"
+    # The crash stayed in the forked checker: no pytest-xdist worker died.
+    assert "node down" not in proc.stdout and "replacing crashed worker" not in proc.stdout
