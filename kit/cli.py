@@ -64,13 +64,35 @@ def _common_pytest_args(ns) -> list[str]:
     return args
 
 
+def _summary_json(report_dir: Path, code: int) -> dict:
+    """What a script needs from a run: exit code, where the reports are, what went wrong."""
+    path = report_dir / "report.json"
+    report = json.loads(path.read_text()) if path.exists() else None
+    out = {"exit_code": code, "report_dir": str(report_dir)}
+    if report:
+        out.update(target=report["target"], summary=report["summary"], problems=[
+            {k: b.get(k) for k in ("id", "status", "message", "known_deviation", "replay")}
+            for b in report["behaviours"] if b["status"] in ("deviates", "timeout", "error")])
+    return out
+
+
 def cmd_run(ns) -> int:
+    import contextlib
+
     report_dir = Path(ns.report)
     args = [*map(str, ns.specs), *_common_pytest_args(ns), "--kit-report", str(report_dir),
             "-q" if not ns.verbose else "-v", "-n", str(ns.jobs), "-p", "no:cacheprovider"]
     if ns.exitfirst:
         args.append("-x")
-    return _exit_code(_pytest(args + ns.pytest_args), report_dir)
+    if not ns.json:
+        return _exit_code(_pytest(args + ns.pytest_args), report_dir)
+    stale = report_dir / "report.json"
+    if stale.exists():
+        stale.unlink()  # never summarise an older run
+    with contextlib.redirect_stdout(sys.stderr):  # pytest's progress to stderr
+        code = _exit_code(_pytest(args + ns.pytest_args), report_dir)
+    print(json.dumps(_summary_json(report_dir, code), indent=2))
+    return code
 
 
 def cmd_replay(ns) -> int:
@@ -207,7 +229,10 @@ def cmd_matrix(ns) -> int:
         kit_args += ["-k", ns.keyword]
     matrix = run_matrix(targets, repo=repo, out=Path(ns.output), kit_args=kit_args,
                         jobs=ns.jobs)
-    print(f"merged report: {Path(ns.output) / 'report.html'}")
+    if ns.json:
+        print(json.dumps(matrix, indent=2, default=str))
+    else:
+        print(f"merged report: {Path(ns.output) / 'report.html'}")
     ran = [t for t in matrix["targets"] if t["status"] == "ran"]
     if not ran:
         return EXIT_USAGE
@@ -251,6 +276,8 @@ def parser() -> argparse.ArgumentParser:
                      help="parallel workers, as pytest-xdist -n (default: %(default)s)")
     run.add_argument("-x", "--exitfirst", action="store_true", help="stop at the first failure")
     run.add_argument("-v", "--verbose", action="store_true", help="one line per behaviour")
+    run.add_argument("--json", action="store_true",
+                     help="print a JSON summary on stdout (progress goes to stderr)")
     run.add_argument("pytest_args", nargs="*", help="extra pytest arguments, after --")
     run.set_defaults(func=cmd_run)
 
@@ -308,6 +335,8 @@ def parser() -> argparse.ArgumentParser:
     matrix.add_argument("-k", dest="keyword", help="select behaviours like pytest -k")
     matrix.add_argument("--profile", default="quick", choices=("quick", "default", "thorough"))
     matrix.add_argument("--seed", type=int, default=0)
+    matrix.add_argument("--json", action="store_true",
+                        help="print matrix.json on stdout (progress goes to stderr)")
     matrix.set_defaults(func=cmd_matrix)
 
     schema = sub.add_parser("schema", help="print the JSON Schema of spec files")

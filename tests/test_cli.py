@@ -195,3 +195,15 @@ def test_version(tmp_path):
 
     shown = run_kit(tmp_path, "--version")
     assert shown.ret == 0 and shown.stdout.strip() == f"kit {kit.__version__}"
+
+
+def test_run_json_prints_a_summary_for_scripts_on_stdout(tmp_path):
+    ran = _run(tmp_path, GOOD, WRONG, args=("--json",))
+    assert ran.ret == 1
+    summary = json.loads(ran.stdout)  # stdout is nothing but the JSON
+    assert summary["exit_code"] == 1
+    assert summary["summary"]["statuses"] == {"conforms": 1, "deviates": 1}
+    (problem,) = summary["problems"]
+    assert problem["id"] == "x.cli.wrong" and problem["status"] == "deviates"
+    assert problem["replay"].startswith("kit replay x.cli.wrong")
+    assert "passed" in ran.stderr or "failed" in ran.stderr  # progress went to stderr
