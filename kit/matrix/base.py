@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -49,3 +51,25 @@ class Target:
 
     def run(self, request: RunRequest) -> RunResult:
         raise NotImplementedError
+
+    def run_command(self, request: RunRequest, cmd: list[str], metadata: dict,
+                    **popen) -> RunResult:
+        """Run `cmd` (a `kit run` that writes request.out_dir/report.json) within the
+        request's time limit, its output into the request's log."""
+        start = time.monotonic()
+        stale = request.out_dir / "report.json"
+        stale.unlink(missing_ok=True)  # only this run's report may count
+        with open(request.log, "a") as log:
+            try:
+                proc = subprocess.run(cmd, stdout=log, stderr=subprocess.STDOUT,
+                                      timeout=request.timeout, check=False, **popen)
+            except subprocess.TimeoutExpired:
+                return RunResult(self.name, "timeout", f"no result within {request.timeout}s",
+                                 duration=time.monotonic() - start, metadata=metadata)
+        report = request.out_dir / "report.json"
+        found = report.exists()
+        return RunResult(self.name, "ran" if found else "failed",
+                         "" if found else f"no report.json (exit {proc.returncode}); see "
+                                          f"{request.log}",
+                         report=report if found else None, exit_code=proc.returncode,
+                         duration=time.monotonic() - start, metadata=metadata)

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import shutil
 import subprocess
-import time
 
 from kit.matrix.base import RunRequest, RunResult, Target
 
@@ -40,23 +39,10 @@ class ContainerTarget(Target):
                            stderr=subprocess.STDOUT, check=True, timeout=1800)
 
     def run(self, request: RunRequest) -> RunResult:
-        start = time.monotonic()
         request.out_dir.mkdir(parents=True, exist_ok=True)
         env = [f"--env={k}={v}" for k, v in request.env.items()]
         cmd = [self.engine(), "run", "--rm", "--network=none", *env,
                f"--volume={request.out_dir}:/out", self.image, "run", "--report", "/out",
                "-n", "1", *request.kit_args]
-        with open(request.log, "a") as log:
-            try:
-                proc = subprocess.run(cmd, stdout=log, stderr=subprocess.STDOUT,
-                                      timeout=request.timeout, check=False)
-            except subprocess.TimeoutExpired:
-                return RunResult(self.name, "timeout", f"no result within {request.timeout}s",
-                                 duration=time.monotonic() - start)
-        report = request.out_dir / "report.json"
-        return RunResult(self.name, "ran" if report.exists() else "failed",
-                         "" if report.exists() else f"no report.json (exit {proc.returncode})",
-                         report=report if report.exists() else None, exit_code=proc.returncode,
-                         duration=time.monotonic() - start,
-                         metadata={"how": f"{self.engine()} run {self.image}",
-                                   "containerfile": self.spec["containerfile"]})
+        return self.run_command(request, cmd, {"how": f"{self.engine()} run {self.image}",
+                                               "containerfile": self.spec["containerfile"]})
