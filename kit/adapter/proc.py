@@ -71,8 +71,8 @@ def open_fds() -> set[int]:
     return {int(name) for name in listed if os.path.lexists(f"/proc/self/fd/{name}")}
 
 
-def blocked_in_syscall(tid: int) -> bool | None:
-    """Whether thread `tid` of this process sleeps inside a system call other than futex
+def blocked_in_syscall(tid: int, pid: int | str = "self") -> bool | None:
+    """Whether thread `tid` of process `pid` sleeps inside a system call other than futex
     (where a Python thread waits for the GIL or a lock: not the call under test).
 
     None when /proc cannot tell (no per-task syscall file, e.g. on some sandboxes).
@@ -80,9 +80,9 @@ def blocked_in_syscall(tid: int) -> bool | None:
     from kit.adapter.arch import syscall_number
 
     try:
-        with open(f"/proc/self/task/{tid}/stat") as fh:
+        with open(f"/proc/{pid}/task/{tid}/stat") as fh:
             state = fh.read().rsplit(")", 1)[1].split()[0]
-        with open(f"/proc/self/task/{tid}/syscall") as fh:
+        with open(f"/proc/{pid}/task/{tid}/syscall") as fh:
             first = fh.read().split()[0]
     except (OSError, IndexError):
         return None

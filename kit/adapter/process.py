@@ -39,11 +39,12 @@ def exec_probe(fd: int) -> Result:
     return Result(ret=0, value=value, duration=time.monotonic() - start)
 
 
-def run_forked(work, bound: float) -> tuple[str, object]:
+def run_forked(work, bound: float, on_start=None) -> tuple[str, object]:
     """Run `work()` in a forked child; it must return JSON-able data.
 
     Returns ("ok", data), ("crashed", description) or ("timeout", description).
     The child never returns into the caller's stack: it always leaves by os._exit.
+    `on_start(pid)` is called in the parent once the child exists.
     """
     rfd, wfd = os.pipe()
     pid = os.fork()
@@ -62,6 +63,8 @@ def run_forked(work, bound: float) -> tuple[str, object]:
         finally:
             os._exit(status)
     os.close(wfd)
+    if on_start is not None:
+        on_start(pid)
     chunks, deadline = [], time.monotonic() + bound
     try:
         while True:

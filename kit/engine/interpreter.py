@@ -108,7 +108,12 @@ class _Thread:
         a fixed delay alone races with a loaded machine's scheduler."""
         deadline = time.monotonic() + self.run.bound
         while time.monotonic() < deadline:
-            if self.spawner in self.run.calling:
+            if self.step.when_blocked == "child":
+                # A forked child's calls are out of sight of `calling`: its one thread
+                # asleep in a system call (not futex) is the signal.
+                if any(blocked_in_syscall(pid, pid) for pid in list(self.run.children)):
+                    return
+            elif self.spawner in self.run.calling:
                 blocked = blocked_in_syscall(self.spawner)
                 if blocked is None or blocked:  # None: /proc cannot tell; the marker must do
                     return
@@ -142,6 +147,7 @@ class Run:
         self.variants: list[str] = []
         # native thread id -> the blocking call it is inside right now (for when_blocked)
         self.calling: dict[int, str] = {}
+        self.children: set[int] = set()   # pids of running in_child processes
 
     # -- the public entry point -------------------------------------------------------
 
@@ -286,7 +292,11 @@ class Run:
                 failure = [exc.status, exc.message]
             return {"records": [r.as_dict() for r in child_records], "failure": failure}
 
-        status, data = run_forked(work, step.within or self.bound * 2)
+        try:
+            status, data = run_forked(work, step.within or self.bound * 2,
+                                      on_start=self.children.add)
+        finally:
+            self.children.clear()
         if status != "ok":
             records.append(StepRecord(line=step.line, call="in_child", where=where,
                                       status=TIMEOUT if status == "timeout" else ERROR,

@@ -114,6 +114,8 @@ die() {{
     exit 1
 }}
 say "up $(uptime_s) $(uname -r)"
+# loopback, as any booted system has it (specs use TCP on 127.0.0.1); no other network
+ip link set lo up 2>/dev/null || ifconfig lo 127.0.0.1 up || say "no loopback interface"
 . /kit/run.conf || die "no /kit/run.conf in the initramfs"
 for m in $(cat /etc/kit-modules); do
     insmod "/lib/modules/$m.ko" || die "insmod $m"

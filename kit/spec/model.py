@@ -46,7 +46,8 @@ class Step:
     within: float | None = None
     substeps: list["Step"] = field(default_factory=list)
     after: float = 0.0
-    when_blocked: bool = False     # in_thread: first wait until the spawner blocks
+    when_blocked: bool | str = False  # in_thread: first wait until the spawner ("child":
+                                      # the in_child process) blocks
 
 
 @dataclass(frozen=True)

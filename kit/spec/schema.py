@@ -134,11 +134,12 @@ def _step_schema() -> dict:
                           "after": {"type": "number", "minimum": 0,
                                     "description": "seconds to wait before the steps"},
                           "when_blocked": {
-                              "type": "boolean",
+                              "enum": [True, False, "child"],
                               "description": "first wait (bounded) until the spawning thread "
-                                             "sleeps in a system call, so `after` is measured "
-                                             "from the moment it blocked, however loaded the "
-                                             "machine"}}},
+                                             "(true) or the process an in_child step forked "
+                                             "(child) sleeps in a system call, so `after` is "
+                                             "measured from the moment it blocked, however "
+                                             "loaded the machine"}}},
         "join": {"type": "string", "description": "wait (bounded) for a named thread"},
         "in_child": {"type": "object", "additionalProperties": False, "required": ["steps"],
                      "description": "run steps in a forked child process",
