@@ -36,6 +36,7 @@ def test_model_agrees_with_the_kernel(behaviour):
     assert verdict.status == "conforms", verdict.message
 
 
+@pytest.mark.timeout(600)  # finding and shrinking a real-syscall program takes a while
 def test_a_wrong_edge_triggered_model_is_caught_and_replayed(behaviour, monkeypatch):
     # A model that forgets new events never re-reports an edge-triggered item.
     monkeypatch.setattr(epoll_model.EpollModel, "event", lambda self, key, kind: None)
@@ -52,6 +53,7 @@ def test_a_wrong_edge_triggered_model_is_caught_and_replayed(behaviour, monkeypa
     assert run_program(program).status == "conforms"
 
 
+@pytest.mark.timeout(600)
 def test_a_wrong_counter_model_is_caught(behaviour, monkeypatch):
     monkeypatch.setattr(eventfd_model, "COUNTER_MAX", 0xFFFFFFFFFFFFFFFF)
     verdict = check_behaviour(behaviour, Target.current(), profile="thorough")

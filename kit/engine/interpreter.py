@@ -110,8 +110,10 @@ class _Thread:
         while time.monotonic() < deadline:
             if self.step.when_blocked == "child":
                 # A forked child's calls are out of sight of `calling`: its one thread
-                # asleep in a system call (not futex) is the signal.
-                if any(blocked_in_syscall(pid, pid) for pid in list(self.run.children)):
+                # asleep in a system call (not futex) is the signal. None: /proc will not
+                # tell (an unprivileged, non-dumpable child): `after` alone must do.
+                states = [blocked_in_syscall(pid, pid) for pid in list(self.run.children)]
+                if any(state is None or state for state in states):
                     return
             elif self.spawner in self.run.calling:
                 blocked = blocked_in_syscall(self.spawner)

@@ -146,10 +146,14 @@ def check_behaviour(behaviour: Behaviour, target: Target, *, profile: str = "qui
         except FlakyFailure as flaky:
             # The target failed once and then passed on the same input: an intermittent
             # deviation (a race, a timing bound), reported with the failing run's trace.
-            first = next((e for e in flaky.exceptions if isinstance(e, (Deviation, _Timeout))),
-                         None)
+            from kit.model.program import ModelDisagreement
+
+            first = next((e for e in flaky.exceptions
+                          if isinstance(e, (Deviation, _Timeout, ModelDisagreement))), None)
             if first is None:
                 raise
+            if isinstance(first, ModelDisagreement):
+                first = Deviation({"program": first.program}, first.outcome)
             first.outcome.message = f"intermittent: {first.outcome.message} (the same input " \
                                     f"then passed)"
             raise first from None
