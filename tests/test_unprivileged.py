@@ -31,7 +31,8 @@ def _check_all_as_nobody() -> dict:
     for loaded in load_tree(SPECS):
         for behaviour in loaded.behaviours:
             verdict = check_behaviour(behaviour, target, profile="quick")
-            out["verdicts"][behaviour.id] = [verdict.status, verdict.message]
+            out["verdicts"][behaviour.id] = [verdict.status, verdict.message,
+                                             verdict.known_deviation]
     return out
 
 
@@ -40,7 +41,8 @@ def test_every_behaviour_holds_without_privileges():
     status, data = run_forked(_check_all_as_nobody, bound=300)
     assert status == "ok", data
     assert data["uid"] == NOBODY and data["capabilities"] == 0
+    # A known deviation (recorded with its reason in the spec) is not a privilege problem.
     bad = {bid: v for bid, v in data["verdicts"].items()
-           if v[0] in ("deviates", "timeout", "error")}
+           if v[0] in ("deviates", "timeout", "error") and not v[2]}
     assert not bad, f"unprivileged run found problems: {bad}"
     assert any(v[0] == "conforms" for v in data["verdicts"].values())

@@ -34,10 +34,14 @@ libc.pipe2.argtypes = [ctypes.POINTER(ctypes.c_int), ctypes.c_int]
 libc.socketpair.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.c_int, ctypes.POINTER(ctypes.c_int)]
 
 
+_U64 = struct.Struct("=Q")
+
+
 def u64_buffer(value: int, size: int) -> ctypes.Array:
     """A buffer of exactly `size` bytes whose first bytes hold `value` in host order."""
-    raw = struct.pack("=Q", value & 0xFFFFFFFFFFFFFFFF)
-    data = (raw + bytes(max(0, size - 8)))[:size]
+    data = _U64.pack(value & 0xFFFFFFFFFFFFFFFF)
+    if size != 8:  # the common case needs neither padding nor truncation
+        data = data[:size] if size < 8 else data + bytes(size - 8)
     return ctypes.create_string_buffer(data, max(size, 1))
 
 
@@ -57,7 +61,7 @@ def read_u64(fd: int, size: int = 8) -> Result:
     buf = ctypes.create_string_buffer(max(size, 8))
     res = call(libc.read, fd, buf, size)
     if res.ok:
-        res.value = struct.unpack("=Q", buf.raw[:8])[0] if res.ret >= 8 else buf.raw[: res.ret].hex()
+        res.value = _U64.unpack_from(buf)[0] if res.ret >= 8 else buf.raw[: res.ret].hex()
     return res
 
 

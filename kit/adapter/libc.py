@@ -46,13 +46,17 @@ def errno_name(code: int) -> str:
     return _errno.errorcode.get(code, f"E{code}")
 
 
+# Bound once: call() runs for every operation a spec makes.
+_set_errno, _get_errno, _monotonic = ctypes.set_errno, ctypes.get_errno, time.monotonic
+
+
 def call(fn, *args, value=None) -> Result:
     """Call a libc function; -1 means failure and errno is read right away."""
-    ctypes.set_errno(0)
-    start = time.monotonic()
+    _set_errno(0)
+    start = _monotonic()
     ret = fn(*args)
-    err = ctypes.get_errno()
-    duration = time.monotonic() - start
+    err = _get_errno()
+    duration = _monotonic() - start
     if ret == -1:
         return Result(ret=-1, errno=errno_name(err), duration=duration)
     return Result(ret=ret, value=ret if value is None else value, duration=duration)

@@ -9,8 +9,9 @@ from kit.adapter.libc import Result
 from kit.registry import operation
 
 # Fields whose kernel format is not decimal: fs/proc/fd.c prints flags in octal,
-# fs/eventfd.c prints eventfd-count with %llx.
-_FIELD_BASES = {"flags": 8, "eventfd-count": 16}
+# fs/eventfd.c eventfd-count with %llx, fs/signalfd.c sigmask in hex, fs/timerfd.c
+# "settime flags" in octal.
+_FIELD_BASES = {"flags": 8, "eventfd-count": 16, "sigmask": 16, "settime flags": 8}
 
 
 def parse_fdinfo(text: str) -> dict:

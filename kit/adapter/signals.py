@@ -39,10 +39,13 @@ libc.sigaddset.argtypes = [ctypes.c_void_p, ctypes.c_int]
 _SPLIT = re.compile(r"[\s,|]+")
 
 
-def parse_signals(spec: str) -> tuple[list[int], str | None]:
-    """'SIGUSR1, USR2 | 10' -> [10, 12, 10]; returns (numbers, first unknown word)."""
+def parse_signals(spec: str | int) -> tuple[list[int], str | None]:
+    """'SIGUSR1, USR2 | 10' -> [10, 12, 10]; returns (numbers, first unknown word).
+    A number (e.g. a $reference to a drawn signal) is that one signal."""
+    if isinstance(spec, int):
+        return [spec], None
     out = []
-    for word in filter(None, _SPLIT.split(spec.strip())):
+    for word in filter(None, _SPLIT.split(str(spec).strip())):
         if word.lstrip("-").isdigit():
             out.append(int(word))
             continue

@@ -3,12 +3,22 @@
 A blocking syscall is interrupted by a signal sent to the very thread that made it:
 the kit's handler is installed without SA_RESTART (Python's default), so the call
 returns EINTR and the run goes on with a timeout verdict instead of hanging.
+
+The signal comes from a POSIX timer aimed at the calling thread (timer_create with
+SIGEV_THREAD_ID, armed for the bound, then re-firing every _REFIRE seconds): three
+system calls per guarded call, no thread. The timer syscalls are made raw, so an
+LD_PRELOAD library under test cannot disturb the watchdog. Where such timers are not
+available (no syscall number for this architecture, a sandbox refusing them), a helper
+thread sends the signal with pthread_kill instead.
 """
 
 from __future__ import annotations
 
+import ctypes
+import errno
 import signal
 import threading
+import time
 from contextlib import contextmanager
 
 WATCHDOG_SIGNAL = signal.SIGRTMAX - 1
@@ -37,11 +47,88 @@ def installed() -> bool:
     return signal.getsignal(WATCHDOG_SIGNAL) is _interrupt
 
 
-class _Guard:
-    def __init__(self, bound: float, ident: int):
+# -- a POSIX timer per guarded call ------------------------------------------------------
+
+_CLOCK_MONOTONIC = 1   # include/uapi/linux/time.h
+_SIGEV_THREAD_ID = 4   # include/uapi/asm-generic/siginfo.h
+# timer_create, timer_settime, timer_delete (arch/x86/entry/syscalls/syscall_64.tbl,
+# include/uapi/asm-generic/unistd.h)
+_TIMER_SYSCALLS = {"x86_64": (222, 223, 226), "aarch64": (107, 110, 111)}
+
+
+class _SigEvent(ctypes.Structure):
+    """struct sigevent (64 bytes): sigev_notify_thread_id is the first int of the union."""
+
+    _fields_ = [("value", ctypes.c_void_p), ("signo", ctypes.c_int), ("notify", ctypes.c_int),
+                ("tid", ctypes.c_int),
+                ("_pad", ctypes.c_int * ((64 - ctypes.sizeof(ctypes.c_void_p) - 12) // 4))]
+
+
+class _Timespec(ctypes.Structure):
+    _fields_ = [("sec", ctypes.c_long), ("nsec", ctypes.c_long)]
+
+
+class _ITimerSpec(ctypes.Structure):
+    _fields_ = [("interval", _Timespec), ("value", _Timespec)]
+
+
+def _timespec(seconds: float) -> _Timespec:
+    whole = int(seconds)
+    return _Timespec(whole, min(int((seconds - whole) * 1e9), 999_999_999))
+
+
+class _Timers:
+    """Raw timer syscalls through a private handle on the C library's syscall(2)."""
+
+    def __init__(self):
+        from kit.adapter.arch import ARCH
+
+        self.numbers = _TIMER_SYSCALLS.get(ARCH)
+        self.usable = self.numbers is not None
+        if self.usable:
+            self.syscall = ctypes.CDLL(None, use_errno=True).syscall
+            self.syscall.restype = ctypes.c_long
+            self.refire = _timespec(_REFIRE)
+
+    def arm(self, tid: int, bound: float) -> ctypes.c_int | None:
+        """A timer that signals thread `tid` after `bound` s, then every _REFIRE s."""
+        create, settime, _ = self.numbers
+        event = _SigEvent(signo=WATCHDOG_SIGNAL, notify=_SIGEV_THREAD_ID, tid=tid)
+        timer = ctypes.c_int(0)
+        if self.syscall(ctypes.c_long(create), ctypes.c_long(_CLOCK_MONOTONIC),
+                        ctypes.byref(event), ctypes.byref(timer)) != 0:
+            if ctypes.get_errno() in (errno.ENOSYS, errno.EPERM, errno.EINVAL,
+                                      errno.EOPNOTSUPP):
+                self.usable = False  # never available here: the thread fallback from now on
+            return None
+        spec = _ITimerSpec(self.refire, _timespec(max(bound, 1e-9)))
+        if self.syscall(ctypes.c_long(settime), ctypes.c_long(timer.value), ctypes.c_long(0),
+                        ctypes.byref(spec), None) != 0:
+            self.disarm(timer)
+            return None
+        return timer
+
+    def disarm(self, timer: ctypes.c_int) -> None:
+        self.syscall(ctypes.c_long(self.numbers[2]), ctypes.c_long(timer.value))
+
+
+_timers = _Timers()
+
+
+class _Fired:
+    """What the body of `bounded` may ask: the bound, and whether the watchdog fired."""
+
+    def __init__(self, bound: float):
         self.bound = bound
-        self.ident = ident
         self.fired = False
+
+
+class _Guard(_Fired):
+    """The fallback: a helper thread that signals the guarded thread with pthread_kill."""
+
+    def __init__(self, bound: float, ident: int):
+        super().__init__(bound)
+        self.ident = ident
         self._done = threading.Event()
 
     def _run(self) -> None:
@@ -59,16 +146,29 @@ class _Guard:
 @contextmanager
 def bounded(bound: float):
     """Run the body with a watchdog: after `bound` seconds the thread is interrupted."""
-    guard = _Guard(bound, threading.get_ident())
     if not installed():
         # Without our handler the signal would kill the process; run unguarded
         # (pytest-timeout remains the outer bound).
-        yield guard
+        yield _Fired(bound)
         return
-    timer = threading.Thread(target=guard._run, name="kit-watchdog", daemon=True)
-    timer.start()
+    if _timers.usable:
+        deadline = time.monotonic() + bound
+        timer = _timers.arm(threading.get_native_id(), bound)
+        if timer is not None:
+            fired = _Fired(bound)
+            try:
+                yield fired
+            finally:
+                _timers.disarm(timer)
+                # The timer runs on CLOCK_MONOTONIC, as time.monotonic does, and was armed
+                # after `deadline` was taken: if it has fired, the deadline has passed.
+                fired.fired = time.monotonic() >= deadline
+            return
+    guard = _Guard(bound, threading.get_ident())
+    timer_thread = threading.Thread(target=guard._run, name="kit-watchdog", daemon=True)
+    timer_thread.start()
     try:
         yield guard
     finally:
         guard._done.set()
-        timer.join()
+        timer_thread.join()

@@ -207,6 +207,8 @@ class Run:
         op = OPERATIONS[step.action]
         try:
             args = self._resolve_args(step, env)
+        except ex.MissingField as exc:
+            raise StepFailure(DEVIATES, f"line {step.line}: {exc}") from None
         except ex.UnboundReference as exc:
             raise StepFailure(ERROR, f"line {step.line}: {exc}") from None
         shown = ", ".join(f"{k}={_show_arg(step.args[k], v)}" for k, v in args.items()
@@ -233,8 +235,11 @@ class Run:
         self._track(step.action, args, result)
         expect, variant = self._expectation(step)
         record.expected, record.variant = expect, variant
-        mismatches = expectations.check(expect, result, env) if expect else (
-            [] if result.ok else [f"this set-up step failed with {result.errno}"])
+        try:
+            mismatches = expectations.check(expect, result, env) if expect else (
+                [] if result.ok else [f"this set-up step failed with {result.errno}"])
+        except ex.MissingField as exc:  # an earlier result lacked what this one is held to
+            mismatches = [str(exc)]
         if step.bind:
             env[step.bind] = result.value
         if mismatches:

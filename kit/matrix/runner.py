@@ -62,6 +62,15 @@ class Progress:
         self.beat.join()
 
 
+def _target_env(target: Target) -> dict:
+    env = {"KIT_TARGET_NAME": target.name,
+           "KIT_PLATFORM": target.spec.get("platform",
+                                           target.kind if target.kind != "host" else "linux")}
+    if target.spec.get("assume_kernel"):
+        env["KIT_ASSUME_KERNEL"] = str(target.spec["assume_kernel"])
+    return env
+
+
 def _one(target: Target, request: RunRequest, progress: Progress) -> RunResult:
     progress.begin(target.name, f"preparing (log: {request.log})")
     try:
@@ -95,9 +104,7 @@ def run_matrix(targets: list[Target], *, repo: Path, out: Path, kit_args: list[s
     requests = {t.name: RunRequest(
         repo=repo, out_dir=out / t.name, kit_args=kit_args,
         timeout=float(t.spec.get("timeout", 1800)), log=out / f"{t.name}.log",
-        env={"KIT_TARGET_NAME": t.name, "KIT_PLATFORM": t.spec.get("platform", t.kind
-                                                                   if t.kind != "host"
-                                                                   else "linux")})
+        env=_target_env(t))
         for t in runnable}
     try:
         with ThreadPoolExecutor(max_workers=jobs) as pool:

@@ -30,6 +30,10 @@ class UnboundReference(Exception):
     pass
 
 
+class MissingField(UnboundReference):
+    """An earlier result lacks a field the spec reads: the target's answer, not a spec bug."""
+
+
 def lookup(name: str, path: str, env: dict) -> Any:
     if name not in env:
         raise UnboundReference(f"${name} is not bound")
@@ -38,10 +42,11 @@ def lookup(name: str, path: str, env: dict) -> Any:
         if isinstance(value, dict):
             key = int(part) if part.isdigit() and int(part) in value else part
             if key not in value:
-                raise UnboundReference(f"${name}{path}: no field {part!r}")
+                raise MissingField(f"${name}{path}: the result has no field {part!r} "
+                                   f"(fields: {', '.join(map(str, value))})")
             value = value[key]
         else:
-            raise UnboundReference(f"${name}{path}: {value!r} has no field {part!r}")
+            raise MissingField(f"${name}{path}: the result {value!r} has no field {part!r}")
     return value
 
 
