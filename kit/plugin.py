@@ -167,7 +167,7 @@ class BehaviourItem(pytest.Item):
     def _outcome(self, verdict: Verdict) -> None:
         if verdict.status in ("not applicable", "untestable"):
             pytest.skip(f"{verdict.status}: {verdict.message}")
-        if verdict.status == "deviates" and verdict.known_deviation:
+        if verdict.status in ("deviates", "timeout") and verdict.known_deviation:
             pytest.xfail(f"known deviation: {verdict.known_deviation}")
         if verdict.status in ("deviates", "timeout"):
             raise _Reported(explain(verdict))

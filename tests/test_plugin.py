@@ -507,3 +507,24 @@ def test_a_duplicate_id_keeps_both_verdicts_in_the_report(tmp_path):
     ran = run_plugin(tmp_path, "-q")
     statuses = sorted(b["status"] for b in ran.report["behaviours"])
     assert statuses == ["conforms", "error"], ran.output
+
+
+def test_a_known_deviation_that_hangs_is_a_known_timeout(tmp_path):
+    """A target that blocks where the docs say the call returns deviates too: the
+    recorded reason applies, the verdict stays `timeout`, pytest shows an xfail."""
+    write_spec(tmp_path, spec_text(behaviour("x.known.hang", """
+        known_deviations:
+          - kernel: ">=2.0"
+            reason: recorded here on purpose, to check a timeout can be known
+        steps:
+          - eventfd: {initval: 0}
+            as: efd
+          - read_u64: {fd: $efd}
+            within: 0.2
+            expect: {value: 1}
+    """)))
+    ran = run_plugin(tmp_path)
+    verdict = ran.verdicts()["x.known.hang"]
+    assert verdict["status"] == "timeout"
+    assert verdict["known_deviation"].startswith("recorded here on purpose")
+    assert "1 xfailed" in ran.stdout

@@ -9,7 +9,7 @@ import os
 import re
 
 from kit.adapter import arch, signals
-from kit.adapter.libc import Result, call, libc, syscall
+from kit.adapter.libc import Result, call, libc, readonly_page, syscall
 from kit.adapter.poll import Timespec
 from kit.registry import constants, operation
 
@@ -92,24 +92,6 @@ def _bad_by(by: str) -> Result | None:
                                          value=f"`by` must be one of {', '.join(_BY)}")
 
 
-_readonly_page = None
-
-
-def _readonly_buffer() -> int:
-    """The address of one page mapped PROT_READ (mapped once, kept for the process)."""
-    global _readonly_page
-    if _readonly_page is None:
-        libc.mmap.restype = ctypes.c_void_p
-        libc.mmap.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int, ctypes.c_int,
-                              ctypes.c_int, ctypes.c_long]
-        prot_read, map_private_anonymous = 0x1, 0x02 | 0x20
-        addr = libc.mmap(None, 4096, prot_read, map_private_anonymous, -1, 0)
-        if addr in (None, ctypes.c_void_p(-1).value):
-            raise OSError("mmap of a read-only page failed")
-        _readonly_page = addr
-    return _readonly_page
-
-
 @operation(family="epoll", blocking=True, epfd="fd", maxevents="int", timeout="int", by="str",
            buffer="str")
 def epoll_wait(epfd: int, maxevents: int = 16, timeout: int = 0, by: str = "data",
@@ -123,7 +105,7 @@ def epoll_wait(epfd: int, maxevents: int = 16, timeout: int = 0, by: str = "data
     if buffer == "readonly":
         if maxevents * ctypes.sizeof(Event) > 4096:
             return Result(ret=-1, errno="EINVAL", value="the read-only page holds fewer events")
-        return call(libc.epoll_wait, epfd, _readonly_buffer(), maxevents, timeout)
+        return call(libc.epoll_wait, epfd, readonly_page(), maxevents, timeout)
     if buffer != "normal":
         return Result(ret=-1, errno="EINVAL", value="`buffer` is normal or readonly")
     buf = (Event * max(maxevents, 1))()

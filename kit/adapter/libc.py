@@ -65,3 +65,22 @@ def call(fn, *args, value=None) -> Result:
 def syscall(number: int, *args) -> Result:
     """The raw syscall(2) path, bypassing any libc wrapper logic."""
     return call(libc.syscall, ctypes.c_long(number), *[ctypes.c_long(a) for a in args])
+
+
+_readonly_page = None
+
+
+def readonly_page() -> int:
+    """The address of one page mapped PROT_READ: valid, but the kernel cannot write to it
+    (an EFAULT experiment). Mapped once and kept for the life of the process."""
+    global _readonly_page
+    if _readonly_page is None:
+        libc.mmap.restype = ctypes.c_void_p
+        libc.mmap.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int, ctypes.c_int,
+                              ctypes.c_int, ctypes.c_long]
+        prot_read, map_private_anonymous = 0x1, 0x02 | 0x20
+        addr = libc.mmap(None, 4096, prot_read, map_private_anonymous, -1, 0)
+        if addr in (None, ctypes.c_void_p(-1).value):
+            raise OSError("mmap of a read-only page failed")
+        _readonly_page = addr
+    return _readonly_page

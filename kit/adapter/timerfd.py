@@ -15,7 +15,7 @@ import re
 import time
 
 from kit.adapter import arch
-from kit.adapter.libc import Result, call, libc
+from kit.adapter.libc import Result, call, libc, readonly_page
 from kit.adapter.proc import parse_fdinfo
 from kit.registry import constants, operation
 
@@ -83,23 +83,6 @@ def _setting(its: Itimerspec) -> dict:
             "value_ns": value, "interval_ns": interval,
             "value_sec": its.it_value.tv_sec, "value_nsec": its.it_value.tv_nsec,
             "interval_sec": its.it_interval.tv_sec, "interval_nsec": its.it_interval.tv_nsec}
-
-
-# One page mapped PROT_READ: a valid address the kernel cannot write to (EFAULT).
-_readonly_page = None
-
-
-def _readonly() -> int:
-    global _readonly_page
-    if _readonly_page is None:
-        libc.mmap.restype = ctypes.c_void_p
-        libc.mmap.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int, ctypes.c_int,
-                              ctypes.c_int, ctypes.c_long]
-        addr = libc.mmap(None, 4096, 0x1, 0x02 | 0x20, -1, 0)  # PROT_READ, PRIVATE|ANON
-        if addr in (None, ctypes.c_void_p(-1).value):
-            raise OSError("mmap of a read-only page failed")
-        _readonly_page = addr
-    return _readonly_page
 
 
 # An alarm clock keeps its base clock's time; clock_gettime refuses the alarm ids when the
@@ -177,7 +160,7 @@ def timerfd_settime(fd: int, flags: int = 0, value: float = 0.0, interval: float
     old = Itimerspec()
     _SET_AT[fd] = mark
     new_ptr = None if fault == "new_value" else ctypes.addressof(new)
-    old_ptr = _readonly() if fault == "old_value" else (
+    old_ptr = readonly_page() if fault == "old_value" else (
         None if null_old else ctypes.addressof(old))
     res = call(libc.timerfd_settime, fd, flags, new_ptr, old_ptr)
     if res.ok and not null_old:
@@ -206,7 +189,7 @@ def timerfd_gettime(fd: int, fault: str = "") -> Result:
     if fault not in ("", "curr_value"):
         return Result(ret=-1, errno="EINVAL", value="`fault` is curr_value")
     cur = Itimerspec()
-    res = call(libc.timerfd_gettime, fd, _readonly() if fault else ctypes.addressof(cur))
+    res = call(libc.timerfd_gettime, fd, readonly_page() if fault else ctypes.addressof(cur))
     if res.ok:
         res.value = _setting(cur)
     return res

@@ -163,8 +163,9 @@ def check_behaviour(behaviour: Behaviour, target: Target, *, profile: str = "qui
         return verdict(status, message=exc.outcome.message, counterexample=found,
                        trace=[r.as_dict() for r in exc.outcome.records],
                        variants=sorted(checker.variants),
-                       known_deviation=known_deviation(behaviour, target)
-                       if status == interp.DEVIATES else None,
+                       # A target that hangs where the docs say it returns is deviating
+                       # too: a recorded reason applies to both.
+                       known_deviation=known_deviation(behaviour, target),
                        replay=replay_command(behaviour.id, found))
     except Exception as exc:  # noqa: BLE001 - a kit bug becomes an error verdict, not a crash
         return verdict("error", message=f"kit error: {type(exc).__name__}: {exc}",

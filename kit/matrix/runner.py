@@ -155,7 +155,8 @@ def render_matrix_markdown(matrix: dict) -> str:
     if not matrix["differences"]:
         lines.append("No behaviour has different verdicts on the targets that ran.")
     for d in matrix["differences"]:
-        cells = ", ".join(f"{name}: {status}" for name, status in d["statuses"].items())
+        cells = ", ".join(f"{name}: {status}" + (" (known)" if d["known"].get(name) else "")
+                          for name, status in d["statuses"].items())
         lines.append(f"- `{d['id']}`: {cells}")
         for name, why in d["why"].items():
             lines.append(f"  - {name}: {why}")

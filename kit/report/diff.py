@@ -55,5 +55,6 @@ def differences(reports: list[dict]) -> list[dict]:
             if reason:
                 why[name] = (("known deviation: " if b.get("known_deviation") else "")
                              + reason)[:300]
-        out.append({"id": bid, "statuses": statuses, "why": why})
+        known = {name: bool(b.get("known_deviation")) for name, b in cells.items()}
+        out.append({"id": bid, "statuses": statuses, "known": known, "why": why})
     return out
