@@ -198,6 +198,10 @@ def cmd_report(ns) -> int:
             else EXIT_CONFORMS
     sources = ns.merge or [Path(ns.report)]
     reports = [_load_report(p) for p in sources]
+    for source, report in zip(sources, reports):
+        bench = (source if source.is_dir() else source.parent) / "bench.json"
+        if bench.exists() and "bench" not in report:
+            report["bench"] = json.loads(bench.read_text())
     out = Path(ns.output or (ns.report if not ns.merge else "report-matrix"))
     out.mkdir(parents=True, exist_ok=True)
     written = [write_html(out / "report.html", reports)]

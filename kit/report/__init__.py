@@ -34,6 +34,9 @@ def build_report(verdicts: list[dict], target: Target, *, started: float, profil
 def write_reports(directory: Path, verdicts: list[dict], target: Target, **run) -> list[Path]:
     directory.mkdir(parents=True, exist_ok=True)
     report = build_report(verdicts, target, **run)
+    bench = directory / "bench.json"
+    if bench.exists():  # `kit bench` wrote it: its figures sit beside the verdicts
+        report["bench"] = json.loads(bench.read_text())
     json_path = directory / "report.json"
     json_path.write_text(json.dumps(report, indent=2, sort_keys=False, default=str) + "\n")
     md_path = directory / "report.md"

@@ -57,11 +57,31 @@ def _chart(targets: list[dict]) -> list[dict]:
     return bars
 
 
+def _flatten(row: dict, prefix: str = "") -> dict:
+    out = {}
+    for key, value in row.items():
+        if isinstance(value, dict):
+            out.update(_flatten(value, f"{prefix}{key}."))
+        else:
+            out[f"{prefix}{key}"] = value
+    return out
+
+
+def bench_table(bench: dict | None) -> dict | None:
+    """The notification benchmark's results (bench.json from `kit bench`) as a table."""
+    if not bench or not bench.get("results"):
+        return None
+    rows = [_flatten(r) for r in bench["results"]]
+    columns = list(dict.fromkeys(k for r in rows for k in r))
+    return {"columns": columns, "rows": [[r.get(c, "") for c in columns] for r in rows]}
+
+
 def build_view(reports: list[dict]) -> dict:
     targets = []
     for report in reports:
         s = report["summary"]
         targets.append({"name": target_name(report), "target": report["target"],
+                        "bench": bench_table(report.get("bench")),
                         "run": report["run"], "statuses": s["statuses"],
                         "families": s["families"], "conformance": s["conformance"],
                         "kit_version": report.get("kit_version", "")})
