@@ -6,6 +6,7 @@
     kit replay    re-run one behaviour (optionally with exact parameters), full trace
     kit report    re-render the report, diff two runs, merge runs into a matrix page
     kit matrix    the suite on every target in targets/ (host, gVisor, VMs, containers)
+    kit bench     wake-up latency and throughput of eventfd, pipes, signals, epoll (C helper)
     kit schema    print the JSON Schema of spec files
 
 Exit codes of `kit run` and `kit replay`:
@@ -80,6 +81,11 @@ def cmd_run(ns) -> int:
     import contextlib
 
     report_dir = Path(ns.report)
+    stale_bench = report_dir / "bench.json"
+    if stale_bench.exists():
+        stale_bench.unlink()  # figures belong to the run that measured them
+    if ns.bench:
+        _bench_before_run(report_dir)
     args = [*map(str, ns.specs), *_common_pytest_args(ns), "--kit-report", str(report_dir),
             "-q" if not ns.verbose else "-v", "-n", str(ns.jobs), "-p", "no:cacheprovider"]
     if ns.exitfirst:
@@ -229,6 +235,8 @@ def cmd_matrix(ns) -> int:
             print(f"{t.name:<16} {t.kind:<10} {'available' if not reason else 'skipped: ' + reason}")
         return EXIT_CONFORMS
     kit_args = ["--profile", ns.profile, "--seed", str(ns.seed)]
+    if ns.bench:
+        kit_args.append("--bench")
     if ns.keyword:
         kit_args += ["-k", ns.keyword]
     matrix = run_matrix(targets, repo=repo, out=Path(ns.output), kit_args=kit_args,
@@ -244,6 +252,54 @@ def cmd_matrix(ns) -> int:
            for t in matrix["targets"] if t["status"] != "skipped"):
         return EXIT_KIT_ERROR
     return EXIT_DEVIATES if any(t["exit_code"] == 1 for t in ran) else EXIT_CONFORMS
+
+
+def write_bench(out: Path, bench: dict) -> None:
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "bench.json").write_text(json.dumps(bench, indent=2, default=str) + "\n")
+
+
+def _bench_before_run(report_dir: Path, rounds: int = 2000) -> None:
+    """`kit run --bench`: measure first, so the report written at the end embeds the
+    figures (a matrix target returns one report.json, figures included)."""
+    import time
+
+    from kit.bench.run import run_all
+    from kit.engine.target import Target
+
+    started = time.time()
+    rows = run_all(rounds=rounds, timeout=20.0, progress=None)
+    write_bench(report_dir, {"target": Target.current().describe(), "rounds": rounds,
+                             "duration_s": round(time.time() - started, 3), "results": rows})
+
+
+def cmd_bench(ns) -> int:
+    import time
+
+    from kit.bench.run import render, run_all
+    from kit.engine.target import Target
+
+    if ns.rounds < 1:
+        print("kit bench: --rounds must be at least 1", file=sys.stderr)
+        return EXIT_USAGE
+    started = time.time()
+
+    def progress(combo):
+        print("kit bench: " + " ".join(combo), file=sys.stderr, flush=True)
+
+    rows = run_all(rounds=ns.rounds, timeout=ns.timeout,
+                   progress=progress if ns.json else None)
+    bench = {"target": Target.current().describe(), "rounds": ns.rounds,
+             "duration_s": round(time.time() - started, 3), "results": rows}
+    out = Path(ns.report)
+    write_bench(out, bench)
+    if ns.json:
+        print(json.dumps(bench, indent=2, default=str))
+    else:
+        print(render(rows))
+        print(f"wrote {out / 'bench.json'} (`kit report` shows it beside the verdicts)")
+    skipped = all(str(r["error"] or "").startswith("skipped:") for r in rows)
+    return EXIT_CONFORMS if skipped or not any(r["error"] for r in rows) else EXIT_DEVIATES
 
 
 def cmd_schema(ns) -> int:
@@ -282,6 +338,9 @@ def parser() -> argparse.ArgumentParser:
     run.add_argument("-v", "--verbose", action="store_true", help="one line per behaviour")
     run.add_argument("--json", action="store_true",
                      help="print a JSON summary on stdout (progress goes to stderr)")
+    run.add_argument("--bench", action="store_true",
+                     help="also run the notification benchmark (kit bench) and put its "
+                          "figures in the report")
     run.add_argument("pytest_args", nargs="*", help="extra pytest arguments, after --")
     run.set_defaults(func=cmd_run)
 
@@ -341,7 +400,30 @@ def parser() -> argparse.ArgumentParser:
     matrix.add_argument("--seed", type=int, default=0)
     matrix.add_argument("--json", action="store_true",
                         help="print matrix.json on stdout (progress goes to stderr)")
+    matrix.add_argument("--bench", action="store_true",
+                        help="also run the notification benchmark on every target; its "
+                             "figures appear per target in the merged report")
     matrix.set_defaults(func=cmd_matrix)
+
+    bench = sub.add_parser(
+        "bench", help="wake-up latency and throughput of eventfd, pipes, signals, epoll",
+        description="Measure, with a C helper built on the spot, the round-trip latency "
+                    "and the throughput of waking a waiter through eventfd, eventfd in "
+                    "semaphore mode, a pipe and a real-time signal, directly and through "
+                    "epoll, between two threads and between two processes. Writes "
+                    "DIR/bench.json, which the report shows beside the verdicts. Exit "
+                    "code 0: every combination measured (or all skipped: no C compiler); "
+                    "1: some combination failed.")
+    bench.add_argument("--report", default=DEFAULT_REPORT, metavar="DIR",
+                       help="write bench.json here (default: %(default)s)")
+    bench.add_argument("--rounds", type=int, default=10_000, metavar="N",
+                       help="timed round trips per combination; the throughput burst is "
+                            "10 x N notifications (default: %(default)s)")
+    bench.add_argument("--timeout", type=float, default=20.0, metavar="SECONDS",
+                       help="bound on each combination's run (default: %(default)s)")
+    bench.add_argument("--json", action="store_true",
+                       help="print bench.json on stdout (progress goes to stderr)")
+    bench.set_defaults(func=cmd_bench)
 
     schema = sub.add_parser("schema", help="print the JSON Schema of spec files")
     schema.set_defaults(func=cmd_schema)
@@ -350,7 +432,8 @@ def parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     ns = parser().parse_args(argv)
-    if getattr(ns, "specs", None) is None and ns.command not in ("schema", "report", "matrix"):
+    if getattr(ns, "specs", None) is None and ns.command not in ("schema", "report", "matrix",
+                                                                      "bench"):
         ns.specs = [default_specs()]
     return ns.func(ns)
 
