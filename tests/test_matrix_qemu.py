@@ -256,6 +256,19 @@ def test_vmlinux_of_a_real_debian_package(kernel):
         assert Path(kernel.vmlinux).stat().st_size == len(elf)
 
 
+@needs_real
+@pytest.mark.parametrize("kernel", REAL, ids=lambda k: k.package)
+def test_the_config_of_a_real_debian_package_is_what_the_guest_is_given(kernel):
+    from kit.engine import kernel_config
+
+    path = kernel.config_file()
+    assert path is not None and path.name == f"config-{kernel.release}"
+    config = kernel_config.read(str(path))
+    # the options specs name in `applies: kernel_config`; Debian builds them all in
+    for option in ("CONFIG_AIO", "CONFIG_CHECKPOINT_RESTORE", "CONFIG_KCMP"):
+        assert config.enabled(option), option
+
+
 # -- modules --------------------------------------------------------------------------------
 
 
@@ -503,6 +516,17 @@ def test_a_checkout_under_tmp_is_kept_visible_over_the_tmpfs():
     assert guest.keep_path(Path("/tmpfoo/main")) is None
 
 
+def test_files_under_the_guests_tmpfs_mounts_are_not_seen_by_it():
+    assert guest.seen_by_guest(Path("/root/.cache/kit/kernels/p_1/tree/boot/config-6.1"),
+                               Path("/work/main"))
+    assert not guest.seen_by_guest(Path("/tmp/cache/kernels/p_1/tree/boot/config-6.1"),
+                                   Path("/work/main"))
+    assert not guest.seen_by_guest(Path("/run/user/0/config"), Path("/work/main"))
+    # the checkout under /tmp is bind-mounted back, and with it what lies inside it
+    assert guest.seen_by_guest(Path("/tmp/x/main/cache/config"), Path("/tmp/x/main"))
+    assert not guest.seen_by_guest(Path("/tmp/x/other/config"), Path("/tmp/x/main"))
+
+
 def test_the_run_initramfs_is_the_base_plus_this_runs_files(tmp_path):
     base = tmp_path / "base.cpio"
     base.write_bytes(guest.Cpio().bytes())
@@ -662,6 +686,44 @@ def test_a_run_returns_the_guests_exit_code_and_report(fake_target, tmp_path):
     assert meta["boot_seconds"] >= 0 and meta["run_seconds"] >= 0 and meta["qemu"]
     log = (tmp_path / "fake.log").read_text()
     assert "KIT-INIT: kit exit 1" in log and "-accel tcg" in log
+
+
+def with_config(target: q.QemuTarget, text: str = "CONFIG_AIO=y\n") -> Path:
+    """Give the fake prepared kernel a boot/config-<release>, as dpkg -x unpacks it."""
+    path = Path(target.kernel.directory) / "tree" / "boot" / f"config-{target.kernel.release}"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text)
+    return path
+
+
+def test_the_guest_is_given_the_packages_kernel_config(fake_target, tmp_path, monkeypatch):
+    target = fake_target("ok")
+    config = with_config(target)
+    assert target.kernel.config_file() == config
+    req = request(tmp_path)
+    req.out_dir.mkdir(parents=True)
+    # the test cache lives under /tmp, which the guest covers: a copy on the writable share
+    copy = req.out_dir / q.GUEST_CONFIG_COPY
+    assert q.guest_kernel_config(target.kernel, req) == {"KIT_KERNEL_CONFIG": str(copy)}
+    assert copy.read_text() == config.read_text()
+    # run() puts it into the script the guest runs, beside the request's own variables
+    scripts = []
+    real_write = guest.write_run_initramfs
+    monkeypatch.setattr(guest, "write_run_initramfs", lambda path, base, out_dir, repo,
+                        command, env: scripts.append(env) or real_write(
+                            path, base, out_dir, repo, command, env))
+    assert target.run(req).status == "ran"
+    assert scripts == [{"KIT_TARGET_NAME": "fake", "KIT_PLATFORM": "linux",
+                        "KIT_KERNEL_CONFIG": str(copy)}]
+    # a cache the guest sees (~/.cache/kit, the default) is named as it is
+    monkeypatch.setattr(guest, "seen_by_guest", lambda path, repo: True)
+    assert q.guest_kernel_config(target.kernel, req) == {"KIT_KERNEL_CONFIG": str(config)}
+
+
+def test_a_package_without_a_config_gives_the_guest_none(fake_target, tmp_path):
+    target = fake_target("ok")
+    assert target.kernel.config_file() is None
+    assert q.guest_kernel_config(target.kernel, request(tmp_path)) == {}
 
 
 def test_a_failed_kvm_boot_falls_back_to_tcg_and_is_remembered(fake_target, tmp_path,

@@ -284,6 +284,7 @@ def test_report_json_describes_the_target_and_the_run(mixed):
     assert t["arch"] == Target.current().arch and t["arch"]
     assert t["libc"] == Target.current().libc and t["libc"]
     assert t["kernel"] == str(Target.current().kernel)
+    assert t["kernel_config"] == Target.current().describe()["kernel_config"]  # where from
     assert report["run"]["seed"] == 7 and report["run"]["profile"] == "quick"
     assert report["summary"]["behaviours"] == len(EXPECTED)
     assert report["summary"]["statuses"] == {"conforms": 5, "deviates": 3, "timeout": 1,

@@ -6,12 +6,14 @@ import glob
 import os
 import platform
 import re
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field, fields
 
 from packaging.specifiers import SpecifierSet
 from packaging.version import Version
 
 from kit.adapter import arch
+from kit.engine import kernel_config
+from kit.engine.kernel_config import KernelConfig
 
 # include/uapi/linux/capability.h
 CAPABILITIES = {name: bit for bit, name in enumerate((
@@ -68,6 +70,10 @@ class Target:
     # fixed 4.4.0 while implementing a recent ABI): version gates and kernel variants use
     # it instead of the release.
     assume_kernel: str = ""
+    # The kernel's build options, for `applies: kernel_config`. A Target built by hand (tests,
+    # a described old kernel) has an unknown config: behaviours that need an option run.
+    config: KernelConfig = field(default_factory=KernelConfig.unknown, repr=False,
+                                 compare=False)
 
     @classmethod
     def current(cls) -> "Target":
@@ -76,7 +82,8 @@ class Target:
                    capabilities=effective_capabilities(), libc=_libc(),
                    platform=os.environ.get("KIT_PLATFORM", "linux"),
                    name=os.environ.get("KIT_TARGET_NAME", ""),
-                   assume_kernel=os.environ.get("KIT_ASSUME_KERNEL", ""))
+                   assume_kernel=os.environ.get("KIT_ASSUME_KERNEL", ""),
+                   config=kernel_config.current())
 
     @property
     def kernel(self) -> Version:
@@ -89,8 +96,10 @@ class Target:
         return bool(self.capabilities >> CAPABILITIES[name] & 1)
 
     def describe(self) -> dict:
-        out = asdict(self)
+        # the options themselves (thousands) stay out of report.json: only where they came from
+        out = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "config"}
         out["kernel"] = str(self.kernel)
+        out["kernel_config"] = self.config.describe()
         return out
 
 
@@ -104,6 +113,10 @@ def not_applicable_reason(behaviour, target: Target) -> str | None:
     for name in applies.syscalls:
         if not arch.has_syscall(name):
             return f"{target.arch} has no {name} system call"
+    missing = target.config.missing(applies.kernel_config)
+    if missing:
+        return (f"kernel built without {kernel_config.requirement_text(missing[0])} "
+                f"(from {target.config.source})")
     for cap in applies.capabilities:
         if cap not in CAPABILITIES:
             return f"unknown capability {cap}"

@@ -5,7 +5,8 @@ matching one). The package is downloaded with `apt-get download` and unpacked wi
 into a cache, never installed (see qemu_kernel.py). The VM boots the ELF vmlinux extracted
 from vmlinuz directly (PVH entry), or the bzImage if that fails, with a busybox initramfs
 (qemu_initramfs.py) that loads the 9p-over-virtio modules, mounts the host's root read-only
-over 9p, mounts a writable 9p share on the run's out_dir, chroots and runs `kit run` there.
+over 9p, mounts a writable 9p share on the run's out_dir, chroots and runs `kit run` there,
+with KIT_KERNEL_CONFIG naming the package's boot/config-* (for `applies: kernel_config`).
 
 One vCPU per VM and `memory_mb` (default 2048) of memory, so two VMs fit side by side on a
 two-core machine. KVM is used when /dev/kvm works and the target allows it (`accel: auto` or
@@ -202,6 +203,28 @@ def _uptime(console: Console, key: str) -> float | None:
     return float(found.group(1)) if found else None
 
 
+# -- the guest's kernel config ---------------------------------------------------------------
+
+
+GUEST_CONFIG_COPY = ".kernel-config"
+
+
+def guest_kernel_config(kernel: kernels.PreparedKernel, request: RunRequest) -> dict:
+    """KIT_KERNEL_CONFIG for the guest's `kit run`: the booted package's boot/config-*, so
+    `applies: kernel_config` is judged by the guest kernel's options. Without it the guest
+    would look in /proc/config.gz (Debian kernels have none) and the host's /boot."""
+    config = kernel.config_file()
+    if config is None:
+        return {}
+    if not guest.seen_by_guest(config, request.repo):
+        # a cache under /tmp or /run is covered by the guest's tmpfs: hand over a copy on
+        # the writable share, which the guest mounts at the same path
+        copy = request.out_dir / GUEST_CONFIG_COPY
+        shutil.copyfile(config, copy)
+        config = copy
+    return {"KIT_KERNEL_CONFIG": str(config)}
+
+
 # -- the target -------------------------------------------------------------------------------
 
 
@@ -332,7 +355,7 @@ class QemuTarget(Target):
             meta["accel_note"] = note
         meta["how"] = f"qemu, {kernel.package} {kernel.version}"
         command = kit_command(request, str(request.out_dir), str(self.spec.get("jobs", "1")))
-        env = dict(request.env)
+        env = dict(request.env, **guest_kernel_config(kernel, request))
         with tempfile.TemporaryDirectory(prefix="kit-qemu-") as tmp, \
                 open(request.log, "a") as log:
             initrd = Path(tmp) / "initramfs.cpio"

@@ -200,6 +200,20 @@ def keep_path(repo: Path) -> Path | None:
     return repo if repo == Path("/tmp") or Path("/tmp") in repo.parents else None
 
 
+# Where /init mounts something else over the host's root: below these the guest does not see
+# the host's files (except the checkout, which keep_path() brings back into /tmp).
+COVERED = ("/proc", "/sys", "/dev", "/tmp", "/run")
+
+
+def seen_by_guest(path: Path, repo: Path) -> bool:
+    """Whether the guest's chrooted `kit run` finds the host's file `path` at that path."""
+    path = Path(path).resolve()
+    keep = keep_path(repo)
+    if keep is not None and (path == keep or keep in path.parents):
+        return True
+    return not any(path == Path(d) or Path(d) in path.parents for d in COVERED)
+
+
 def run_archive(out_dir: Path, repo: Path, command: list[str], env: dict) -> bytes:
     archive = Cpio()
     archive.dir("kit")

@@ -478,6 +478,11 @@ class PreparedKernel:
                                                        else [])
         return kernel if all(Path(p).exists() for p in needed) else None
 
+    def config_file(self) -> Path | None:
+        """The package's boot/config-<release> as dpkg -x unpacked it, if it ships one."""
+        path = Path(self.directory) / "tree" / "boot" / f"config-{self.release}"
+        return path if path.is_file() else None
+
     def save(self) -> None:
         path = Path(self.directory) / "kernel.json"
         tmp = path.with_suffix(".tmp")

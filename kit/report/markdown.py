@@ -15,6 +15,7 @@ def render_markdown(report: dict) -> str:
         "",
         f"- kernel: `{t['release']}` ({t['version_string']})",
         f"- architecture: {t['arch']}; libc: {t['libc']}; platform: {t['platform']}",
+        *([f"- kernel config: {t['kernel_config']}"] if t.get("kernel_config") else []),
         f"- kit {report['kit_version']}, profile {report['run']['profile']}, "
         f"seed {report['run']['seed']}, {report['run']['duration']}s",
         f"- conformance: {ratio:.1%} of checked behaviours" if ratio is not None

@@ -65,6 +65,11 @@ def _schema_error(err: jsonschema.ValidationError, doc, file: str, base: list) -
         present = [k for k in ("steps", "untestable", "model") if k in err.instance]
         message = (f"a behaviour has exactly one of steps, untestable or model; "
                    f"this one has {', '.join(present) or 'none'}")
+    if path[2:4] == ["applies", "kernel_config"] and path[0] == "behaviours":
+        # the anyOf of the schema alone would say "not valid under any of the given schemas"
+        message = (f"kernel_config is a list of kernel options, each a symbol such as "
+                   f"CONFIG_KCMP, or {{any: [CONFIG_A, CONFIG_B, ...]}} when any one will do; "
+                   f"got {typed(err.instance)!r}")
     behaviour_id = None
     if len(path) >= 2 and path[0] == "behaviours" and isinstance(doc, dict):
         try:
@@ -217,7 +222,9 @@ class _Checker:
                 kernel=applies.get("kernel"), arch=tuple(applies.get("arch", ())),
                 capabilities=tuple(applies.get("capabilities", ())),
                 without_capabilities=tuple(applies.get("without_capabilities", ())),
-                syscalls=tuple(applies.get("syscalls", ()))),
+                syscalls=tuple(applies.get("syscalls", ())),
+                kernel_config=tuple((e,) if isinstance(e, str) else tuple(e["any"])
+                                    for e in applies.get("kernel_config", ()))),
             params=dict(params), assume=list(raw.get("assume", [])),
             examples=[dict(e) for e in raw.get("examples", [])],
             max_examples=raw.get("max_examples"), steps=steps, untestable=raw.get("untestable"),

@@ -24,6 +24,9 @@ class Applicability:
     capabilities: tuple[str, ...] = ()
     without_capabilities: tuple[str, ...] = ()
     syscalls: tuple[str, ...] = ()
+    # kernel build options that must be set: each entry is the symbols any one of which will
+    # do (a plain `CONFIG_X` in the spec is a one-symbol entry)
+    kernel_config: tuple[tuple[str, ...], ...] = ()
 
 
 @dataclass(frozen=True)

@@ -117,6 +117,19 @@ PREDICATE = {
 KERNEL_RANGE = {"type": "string", "minLength": 1,
                 "description": "a version range such as '>=6.9' or '>=2.6.27,<6.9'"}
 
+CONFIG_SYMBOL = {"type": "string", "pattern": r"^CONFIG_[A-Z0-9_]+$"}
+KERNEL_CONFIG = {
+    "type": "array", "minItems": 1,
+    "description": "kernel build options that must be set (y, m or a value) in the target's "
+                   "config; {any: [CONFIG_A, CONFIG_B]} when either will do (an option "
+                   "renamed or split between releases)",
+    "items": {"anyOf": [
+        CONFIG_SYMBOL,
+        {"type": "object", "additionalProperties": False, "required": ["any"],
+         "properties": {"any": {"type": "array", "minItems": 2, "items": CONFIG_SYMBOL}}},
+    ]},
+}
+
 
 def _op_schema(op) -> dict:
     return {"type": "object", "additionalProperties": False, "description": op.summary(),
@@ -181,7 +194,8 @@ def build_schema() -> dict:
                                                             "pattern": "^CAP_[A-Z_]+$"}},
                 "without_capabilities": {"type": "array",
                                          "items": {"type": "string", "pattern": "^CAP_[A-Z_]+$"}},
-                "syscalls": {"type": "array", "items": {"type": "string"}}}},
+                "syscalls": {"type": "array", "items": {"type": "string"}},
+                "kernel_config": KERNEL_CONFIG}},
             "untestable": {"type": "string", "minLength": 10,
                            "description": "why no experiment from user space can check this"},
             "params": {"type": "object", "additionalProperties": {"$ref": "#/$defs/param"},
