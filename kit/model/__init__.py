@@ -23,6 +23,11 @@ MODELS: dict[str, ModelTest] = {
         "kit.model.machine:EventfdEpollMachine",
         "eventfd counters (plain and semaphore) watched by epoll instances: LT, ET, "
         "ONESHOT, ADD/MOD/DEL, close; every operation compared with the reference model"),
+    "timerfd_signalfd_epoll": ModelTest(
+        "kit.model.machine:TimerfdSignalfdEpollMachine",
+        "the eventfd/epoll programs joined by timerfds (set to expire at once, in an hour, "
+        "or never; read, polled, gettime) and signalfds (signals queued to the thread, mask "
+        "updates, reads of several records) in the same epoll instances"),
 }
 
 

@@ -3,7 +3,13 @@ level- and edge-triggered delivery, and EPOLLONESHOT.
 
 Edge-triggered delivery follows the documentation's notion of an event: a change on
 the watched file. For an eventfd that is each successful write (new data: EPOLLIN)
-and each successful read (room to write: EPOLLOUT).
+and each successful read (room to write: EPOLLOUT); for a timerfd, an expiration; for a
+signalfd, a signal in its mask becoming pending.
+
+Where the pages are silent on whether something is an event (a signal outside a
+signalfd's mask, a mask update), the model marks it MAYBE: epoll_wait may or may not
+report the item then, and the model follows what the kernel did. It asserts only what is
+documented, and still checks everything else about that wait.
 """
 
 from __future__ import annotations
@@ -13,6 +19,7 @@ from dataclasses import dataclass, field
 EPOLLIN, EPOLLOUT, EPOLLERR, EPOLLHUP = 0x1, 0x4, 0x8, 0x10
 EPOLLONESHOT, EPOLLET = 1 << 30, 1 << 31
 ALWAYS = EPOLLERR | EPOLLHUP  # "epoll_wait(2) will always wait for this event"
+NONE, MAYBE, EVENT = 0, 1, 2     # what arrived since the last edge-triggered report
 
 
 @dataclass
@@ -22,7 +29,7 @@ class Item:
     edge: bool
     oneshot: bool
     armed: bool = True
-    pending: bool = False      # an event arrived since the last edge-triggered report
+    pending: int = NONE        # NONE, MAYBE or EVENT since the last edge-triggered report
 
 
 @dataclass
@@ -35,7 +42,7 @@ class EpollModel:
             ready_now: int) -> tuple[int, str | None]:
         if key in self.interest:
             return -1, "EEXIST"
-        self.interest[key] = Item(events, data, edge, oneshot, pending=bool(ready_now))
+        self.interest[key] = Item(events, data, edge, oneshot, pending=EVENT if ready_now else NONE)
         return 0, None
 
     def mod(self, key: str, events: int, data: int, edge: bool, oneshot: bool,
@@ -43,7 +50,7 @@ class EpollModel:
         if key not in self.interest:
             return -1, "ENOENT"
         # MOD re-arms a one-shot item and re-evaluates readiness, as ADD does.
-        self.interest[key] = Item(events, data, edge, oneshot, pending=bool(ready_now))
+        self.interest[key] = Item(events, data, edge, oneshot, pending=EVENT if ready_now else NONE)
         return 0, None
 
     def delete(self, key: str) -> tuple[int, str | None]:
@@ -58,27 +65,35 @@ class EpollModel:
 
     # -- events on watched files --------------------------------------------------------
 
-    def event(self, key: str, kind: int) -> None:
+    def event(self, key: str, kind: int, certain: bool = True) -> None:
         item = self.interest.get(key)
         if item and item.armed and (item.events | ALWAYS) & kind:
-            item.pending = True
+            item.pending = max(item.pending, EVENT if certain else MAYBE)
 
     # -- epoll_wait(2) -----------------------------------------------------------------
 
-    def wait(self, readiness: dict[str, int], maxevents: int) -> dict[int, int]:
-        """Events reported by one epoll_wait with timeout 0 (maxevents >= items)."""
-        out: dict[int, int] = {}
+    def wait(self, readiness: dict[str, int]) -> tuple[dict[int, int], dict[int, int]]:
+        """What one epoll_wait with timeout 0 (and room for every item) reports: the
+        events it must report, and those it may (MAYBE), both as {data: revents}.
+        Call settle() with what was reported."""
+        must: dict[int, int] = {}
+        may: dict[int, int] = {}
         for key, item in self.interest.items():
+            revents = readiness[key] & (item.events | ALWAYS)
+            if not item.armed or not revents:
+                continue
+            if not item.edge or item.pending == EVENT:
+                must[item.data] = revents
+            elif item.pending == MAYBE:
+                may[item.data] = revents
+        return must, may
+
+    def settle(self, reported: set[int]) -> None:
+        """After a wait: every armed item's news has been looked at; a reported one-shot
+        item is disarmed until the next EPOLL_CTL_MOD."""
+        for item in self.interest.values():
             if not item.armed:
                 continue
-            revents = readiness[key] & (item.events | ALWAYS)
-            if not revents or (item.edge and not item.pending):
-                item.pending = False
-                continue
-            item.pending = False
-            out[item.data] = revents
-            if item.oneshot:
+            item.pending = NONE
+            if item.oneshot and item.data in reported:
                 item.armed = False
-            if len(out) == maxevents:
-                break
-        return out
