@@ -146,58 +146,63 @@ def test_the_mixed_model_agrees_with_the_kernel():
     assert verdict.status == "conforms", verdict.message
 
 
-def _wrong(monkeypatch, module, name, change):
+def _reversed(res):
+    if res.ok and res.value:
+        res.value = dict(enumerate(reversed(list(res.value.values()))))
+    return res
+
+
+def _first_twice(res):
+    if res.ok and len(res.value) > 1:
+        res.value[1] = dict(res.value[0])
+    return res
+
+
+def _last_lost(res):
+    if res.ok and len(res.value) > 1:
+        res.value.pop(len(res.value) - 1)
+        res.ret -= 128
+    return res
+
+
+def _still_armed(res):
+    if res.ok:
+        res.value["value_ns"] = res.value["value_ns"] or 1000
+    return res
+
+
+def _nothing_reported(res):
+    if res.ok:
+        res.ret, res.value = 0, {}
+    return res
+
+
+# A kernel that answers wrongly (the adapter's answer altered) makes the program deviate,
+# with a message that names the operation and what the model expected.
+WRONG_KERNELS = {
+    "signals out of order": (SIGNAL_ORDER, signalfd_adapter, "read_siginfo", _reversed,
+                             ["operation 9 read(file=s1, records=2)", "model expects"]),
+    "standard signal twice": (SIGNAL_ORDER, signalfd_adapter, "read_siginfo", _first_twice,
+                              ["SIGUSR1", "model expects"]),
+    "real-time signal lost": (SIGNAL_ORDER, signalfd_adapter, "read_siginfo", _last_lost,
+                              ["1 record(s) read, the model expects 2"]),
+    "expired one-shot armed": (TIMER, timerfd_adapter, "timerfd_gettime", _still_armed,
+                               ["operation 5 gettime(file=t1)", "'armed': True",
+                                "'armed': False"]),
+    "edge report missing": (EDGE, epoll_adapter, "epoll_wait", _nothing_reported,
+                            ["operation 6 wait(ep=p2)", "model expects a return of 1"]),
+}
+
+
+@pytest.mark.parametrize("case", WRONG_KERNELS)
+def test_a_wrong_kernel_answer_deviates(case, monkeypatch, clean_signals):
+    program, module, name, change, fragments = WRONG_KERNELS[case]
     real = getattr(module, name)
-
-    def wrong(*args, **kwargs):
-        return change(real(*args, **kwargs))
-    monkeypatch.setattr(module, name, wrong)
-
-
-def test_signals_read_out_of_order_deviate(monkeypatch, clean_signals):
-    def reverse(res):
-        if res.ok and res.value:
-            res.value = dict(enumerate(reversed(list(res.value.values()))))
-        return res
-    _wrong(monkeypatch, signalfd_adapter, "read_siginfo", reverse)
-    outcome = run_program(SIGNAL_ORDER)
+    monkeypatch.setattr(module, name, lambda *a, **kw: change(real(*a, **kw)))
+    outcome = run_program(program)
     assert outcome.status == "deviates"
-    assert "operation 9 read(file=s1, records=2)" in outcome.message
-    assert "in any order" in outcome.message or "lowest number first" in outcome.message
-
-
-def test_a_standard_signal_read_twice_deviates(monkeypatch, clean_signals):
-    def duplicate(res):
-        if res.ok and len(res.value) > 1:
-            res.value[1] = dict(res.value[0])
-        return res
-    _wrong(monkeypatch, signalfd_adapter, "read_siginfo", duplicate)
-    outcome = run_program(SIGNAL_ORDER)
-    assert outcome.status == "deviates" and "SIGUSR1" in outcome.message
-
-
-def test_a_lost_real_time_signal_deviates(monkeypatch, clean_signals):
-    def drop_last(res):
-        if res.ok and len(res.value) > 1:
-            res.value.pop(len(res.value) - 1)
-            res.ret -= 128
-        return res
-    _wrong(monkeypatch, signalfd_adapter, "read_siginfo", drop_last)
-    outcome = run_program(SIGNAL_ORDER)
-    assert outcome.status == "deviates"
-    assert "1 record(s) read, the model expects 2" in outcome.message
-
-
-def test_an_expired_one_shot_timer_still_armed_deviates(monkeypatch):
-    def armed(res):
-        if res.ok:
-            res.value["value_ns"] = res.value["value_ns"] or 1000
-        return res
-    _wrong(monkeypatch, timerfd_adapter, "timerfd_gettime", armed)
-    outcome = run_program(TIMER)
-    assert outcome.status == "deviates"
-    assert "operation 5 gettime(file=t1)" in outcome.message
-    assert "'armed': True" in outcome.message and "'armed': False" in outcome.message
+    for fragment in fragments:
+        assert fragment in outcome.message
 
 
 def test_a_timer_that_never_shows_its_expiration_deviates(monkeypatch):
@@ -207,17 +212,6 @@ def test_a_timer_that_never_shows_its_expiration_deviates(monkeypatch):
     outcome = run_program(TIMER)
     assert outcome.status == "deviates"
     assert "showed no expiration within 50 ms" in outcome.message
-
-
-def test_a_missing_edge_triggered_report_deviates(monkeypatch, clean_signals):
-    def nothing(res):
-        if res.ok:
-            res.ret, res.value = 0, {}
-        return res
-    _wrong(monkeypatch, epoll_adapter, "epoll_wait", nothing)
-    outcome = run_program(EDGE)
-    assert outcome.status == "deviates"
-    assert "operation 6 wait(ep=p2)" in outcome.message
 
 
 def test_a_model_that_queues_standard_signals_is_caught(monkeypatch):
