@@ -6,6 +6,11 @@ the watched file. For an eventfd that is each successful write (new data: EPOLLI
 and each successful read (room to write: EPOLLOUT); for a timerfd, an expiration; for a
 signalfd, a signal in its mask becoming pending.
 
+The interest list is keyed as epoll(7) describes it, by file descriptor number *and* open
+file description: a dup of a watched fd can be added beside it, and closing the watched fd
+removes nothing while another descriptor keeps the description open ("events may be
+reported for that file descriptor" still). Keys are (fd number, description name).
+
 Where the pages are silent on whether something is an event (a signal outside a
 signalfd's mask, a mask update), the model marks it MAYBE: epoll_wait may or may not
 report the item then, and the model follows what the kernel did. It asserts only what is
@@ -32,20 +37,23 @@ class Item:
     pending: int = NONE        # NONE, MAYBE or EVENT since the last edge-triggered report
 
 
+Key = tuple[int, str]          # (fd number at EPOLL_CTL_ADD, name of the file description)
+
+
 @dataclass
 class EpollModel:
-    interest: dict[str, Item] = field(default_factory=dict)
+    interest: dict[Key, Item] = field(default_factory=dict)
 
     # -- epoll_ctl(2) ------------------------------------------------------------------
 
-    def add(self, key: str, events: int, data: int, edge: bool, oneshot: bool,
+    def add(self, key: Key, events: int, data: int, edge: bool, oneshot: bool,
             ready_now: int) -> tuple[int, str | None]:
         if key in self.interest:
             return -1, "EEXIST"
         self.interest[key] = Item(events, data, edge, oneshot, pending=EVENT if ready_now else NONE)
         return 0, None
 
-    def mod(self, key: str, events: int, data: int, edge: bool, oneshot: bool,
+    def mod(self, key: Key, events: int, data: int, edge: bool, oneshot: bool,
             ready_now: int) -> tuple[int, str | None]:
         if key not in self.interest:
             return -1, "ENOENT"
@@ -53,33 +61,36 @@ class EpollModel:
         self.interest[key] = Item(events, data, edge, oneshot, pending=EVENT if ready_now else NONE)
         return 0, None
 
-    def delete(self, key: str) -> tuple[int, str | None]:
+    def delete(self, key: Key) -> tuple[int, str | None]:
         if key not in self.interest:
             return -1, "ENOENT"
         del self.interest[key]
         return 0, None
 
-    def forget(self, key: str) -> None:
-        """The watched file's last descriptor was closed: it leaves the interest list."""
-        self.interest.pop(key, None)
+    def forget(self, description: str) -> None:
+        """The description's last descriptor was closed: its items leave the interest list."""
+        for key in [k for k in self.interest if k[1] == description]:
+            del self.interest[key]
 
     # -- events on watched files --------------------------------------------------------
 
-    def event(self, key: str, kind: int, certain: bool = True) -> None:
-        item = self.interest.get(key)
-        if item and item.armed and (item.events | ALWAYS) & kind:
-            item.pending = max(item.pending, EVENT if certain else MAYBE)
+    def event(self, description: str, kind: int, certain: bool = True) -> None:
+        """News on a file description, for every item watching it."""
+        for (_, watched), item in self.interest.items():
+            if watched == description and item.armed and (item.events | ALWAYS) & kind:
+                item.pending = max(item.pending, EVENT if certain else MAYBE)
 
     # -- epoll_wait(2) -----------------------------------------------------------------
 
     def wait(self, readiness: dict[str, int]) -> tuple[dict[int, int], dict[int, int]]:
+        # readiness: by description name
         """What one epoll_wait with timeout 0 (and room for every item) reports: the
         events it must report, and those it may (MAYBE), both as {data: revents}.
         Call settle() with what was reported."""
         must: dict[int, int] = {}
         may: dict[int, int] = {}
         for key, item in self.interest.items():
-            revents = readiness[key] & (item.events | ALWAYS)
+            revents = readiness[key[1]] & (item.events | ALWAYS)
             if not item.armed or not revents:
                 continue
             if not item.edge or item.pending == EVENT:

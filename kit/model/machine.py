@@ -13,6 +13,7 @@ from kit.model.signalfd import SIGNALS, SignalfdModel
 from kit.model.timerfd import TimerfdModel
 
 MAX_EVENTFDS, MAX_EPOLLS, MAX_TIMERFDS, MAX_SIGNALFDS = 3, 2, 2, 2
+MAX_FDS = 10
 # Signals queued at once stay below POSIX's _POSIX_SIGQUEUE_MAX (32): queue limits are not
 # this model's subject, and Linux's RLIMIT_SIGPENDING counts every process of the user.
 MAX_QUEUED = 31
@@ -47,13 +48,13 @@ class EventfdEpollMachine(RuleBasedStateMachine):
         return data.draw(st.sampled_from(self._open(kind)), label=label)
 
     @initialize(initval=st.sampled_from([0, 1, 0xFFFFFFFF]), semaphore=st.booleans(),
-                watch=st.booleans(), events=EVENTS, et=st.booleans(), oneshot=st.booleans())
-    def start(self, initval, semaphore, watch, events, et, oneshot):
-        # Most interesting programs need an eventfd watched by an epoll instance.
+                events=EVENTS, et=st.booleans(), oneshot=st.booleans())
+    def start(self, initval, semaphore, events, et, oneshot):
+        # Most interesting programs need an eventfd watched by an epoll instance (what a
+        # counterexample does not need, program.minimise removes).
         watched, ep = self.eventfd(initval, semaphore), self.epoll()
-        if watch:
-            self.program.apply({"op": "add", "ep": ep, "file": watched, "events": events,
-                                "et": et, "oneshot": oneshot})
+        self.program.apply({"op": "add", "ep": ep, "file": watched, "events": events,
+                            "et": et, "oneshot": oneshot})
 
     @precondition(lambda self: len(self.program.eventfds) < MAX_EVENTFDS)
     @rule(initval=st.sampled_from([0, 1, 5, 0xFFFFFFFF]), semaphore=st.booleans())
@@ -123,6 +124,14 @@ class EventfdEpollMachine(RuleBasedStateMachine):
     @rule(data=st.data())
     def wait(self, data):
         self.program.apply({"op": "wait", "ep": self._draw(data, None, "ep")})
+
+    @precondition(lambda self: self.program.files and len(self.program.fd) < MAX_FDS)
+    @rule(data=st.data())
+    def dup(self, data):
+        # A second descriptor for the same open file description: epoll(7) keys its
+        # interest list by both, and keeps an item until the description's last close.
+        watched = self._draw(data, object, "file")
+        self.program.apply({"op": "dup", "obj": watched, "id": self._name(watched[0])})
 
     @precondition(lambda self: self.program.fd)
     @rule(data=st.data())

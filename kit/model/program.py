@@ -50,6 +50,9 @@ class Program:
     def __init__(self):
         self.fd: dict[str, int] = {}
         self.files: dict[str, EventfdModel | TimerfdModel | SignalfdModel] = {}
+        # fd name -> name of its open file description (the creating operation's id; a
+        # dup shares it, and shares the model object)
+        self.description: dict[str, str] = {}
         self.epolls: dict[str, EpollModel] = {}
         self.pending = Pending()
         self.saved_mask: set[int] | None = None   # the thread's mask before signals were used
@@ -83,7 +86,8 @@ class Program:
             self.saved_mask = signal.pthread_sigmask(signal.SIG_BLOCK, SIGNALS.values())
 
     def readiness(self) -> dict[str, int]:
-        return {key: m.readiness() for key, m in self.files.items()}
+        """By description name."""
+        return {self.description[key]: m.readiness() for key, m in self.files.items()}
 
     def _record(self, op: dict, got: Result, expected: dict) -> StepRecord:
         record = StepRecord(line=len(self.ops), call=_show(op), result=got.as_dict(),
@@ -126,6 +130,7 @@ class Program:
                 self.epolls[op["id"]] = model
             else:
                 self.files[op["id"]] = model
+                self.description[op["id"]] = op["id"]
         self._compare(op, got, Expected(got.ret if got.ok else 0), False)
 
     def _eventfd(self, op: dict) -> None:
@@ -135,7 +140,7 @@ class Program:
 
     def _timerfd(self, op: dict) -> None:
         self._created(op, tfd.timerfd_create(C[op["clock"]], C["TFD_NONBLOCK"]),
-                      TimerfdModel())
+                      TimerfdModel(clock=op["clock"]))
 
     def _signalfd(self, op: dict) -> None:
         self.block_signals()
@@ -144,6 +149,14 @@ class Program:
 
     def _epoll(self, op: dict) -> None:
         self._created(op, ep.epoll_create1(0), EpollModel())
+
+    def _dup(self, op: dict) -> None:
+        got = fds.dup(self.fd[op["obj"]])
+        if got.ok:
+            self.fd[op["id"]] = got.ret
+            self.files[op["id"]] = self.files[op["obj"]]
+            self.description[op["id"]] = self.description[op["obj"]]
+        self._compare(op, got, Expected(got.ret if got.ok else 0), False)
 
     def _write(self, op: dict) -> None:
         model = self.files[op["file"]]
@@ -207,7 +220,8 @@ class Program:
         value_ns = {"now": 1, "later": HOUR_NS, "never": 0}[when]
         got = tfd.timerfd_settime(fd, C["TFD_TIMER_ABSTIME"] if absolute and value_ns else 0,
                                   value_ns=value_ns, interval_ns=HOUR_NS if periodic else 0,
-                                  from_now=absolute and bool(value_ns))
+                                  from_now=absolute and bool(value_ns),
+                                  clockid=C[model.clock])
         want = model.settime(when, periodic)
         if got.ok and when == "now":
             # Let the expiration happen before anything else looks at the timer.
@@ -227,9 +241,9 @@ class Program:
             "armed": v["value_ns"] > 0, "interval_ns": v["interval_ns"],
             "value_at_most_an_hour": v["value_ns"] <= HOUR_NS})
 
-    def _event(self, key: str, kind: int, certain: bool = True) -> None:
+    def _event(self, name: str, kind: int, certain: bool = True) -> None:
         for model in self.epolls.values():
-            model.event(key, kind, certain)
+            model.event(self.description[name], kind, certain)
 
     def _poll(self, op: dict) -> None:
         want = self.files[op["file"]].readiness()
@@ -243,12 +257,13 @@ class Program:
         flags = (C["EPOLLET"] if edge else 0) | (C["EPOLLONESHOT"] if oneshot else 0)
         data = int(key[1:])
         ready_now = self.files[key].readiness() & (events | ALWAYS)
+        item = (self.fd[key], self.description[key])
         if op["op"] == "add":
-            want = model.add(key, events, data, edge, oneshot, ready_now)
+            want = model.add(item, events, data, edge, oneshot, ready_now)
         elif op["op"] == "mod":
-            want = model.mod(key, events, data, edge, oneshot, ready_now)
+            want = model.mod(item, events, data, edge, oneshot, ready_now)
         else:
-            want = model.delete(key)
+            want = model.delete(item)
         got = ep.epoll_ctl(self.fd[op["ep"]], CTL_OPS[op["op"]], self.fd[key], events | flags,
                            data)
         self._compare(op, got, Expected(*want), False)
@@ -270,8 +285,10 @@ class Program:
         got = fds.close(self.fd.pop(key))
         if key in self.files:
             del self.files[key]
-            for model in self.epolls.values():
-                model.forget(key)
+            description = self.description.pop(key)
+            if description not in self.description.values():
+                for model in self.epolls.values():
+                    model.forget(description)
         else:
             del self.epolls[key]
         self._compare(op, got, Expected(0), False)
@@ -314,6 +331,8 @@ def _disagreement(program: list[dict]) -> ModelDisagreement | None:
             runner.apply(op)
     except ModelDisagreement as exc:
         return exc
+    except (KeyError, TypeError):   # a candidate that names what it no longer makes
+        return None
     finally:
         runner.close_all()
     return None
@@ -322,6 +341,19 @@ def _disagreement(program: list[dict]) -> ModelDisagreement | None:
 def _names(op: dict) -> set[str]:
     """The objects an operation names (its own id included)."""
     return {v for k, v in op.items() if k in ("id", "file", "efd", "ep", "obj")}
+
+
+def _without(program: list[dict], i: int) -> list[dict]:
+    """The program without operation i and whatever names what it made (a dup of a dup,
+    transitively)."""
+    gone = {program[i]["id"]} if "id" in program[i] else set()
+    kept = []
+    for o in program[i + 1:]:
+        if gone & _names(o):
+            gone |= {o["id"]} if "id" in o else set()
+        else:
+            kept.append(o)
+    return program[:i] + kept
 
 
 def minimise(found: ModelDisagreement) -> ModelDisagreement:
@@ -336,10 +368,7 @@ def minimise(found: ModelDisagreement) -> ModelDisagreement:
         changed = False
         last = best.program[-1]["op"]
         for i in reversed(range(len(best.program) - 1)):
-            op = best.program[i]
-            gone = {op["id"]} if "id" in op else set()
-            candidate = [o for j, o in enumerate(best.program)
-                         if j != i and not (gone & _names(o))]
+            candidate = _without(best.program, i)
             if not candidate or candidate[-1] is not best.program[-1]:
                 continue
             again = _disagreement(candidate)

@@ -18,6 +18,7 @@ HOUR_NS = 3600 * 1_000_000_000
 
 @dataclass
 class TimerfdModel:
+    clock: str = "CLOCK_MONOTONIC"
     ticks: int = 0            # expirations since the last settime or read
     armed: bool = False
     interval_ns: int = 0
