@@ -1,14 +1,20 @@
-"""Model-based testing: the reference model agrees with the kernel, a wrong model is
-caught with a short program, and that program replays from the verdict."""
+"""Model-based testing: the reference models agree with the kernel, a wrong model or a
+wrong kernel answer is caught with a short program, and that program replays from the
+verdict."""
 
 from __future__ import annotations
 
 import json
+import signal
 
 import pytest
 
+import kit.adapter.epoll as epoll_adapter
+import kit.adapter.signalfd as signalfd_adapter
+import kit.adapter.timerfd as timerfd_adapter
 import kit.model.epoll as epoll_model
 import kit.model.eventfd as eventfd_model
+import kit.model.signalfd as signalfd_model
 from kit.engine.runner import check_behaviour
 from kit.engine.target import Target
 from kit.model.program import run_program
@@ -67,13 +73,6 @@ def test_replay_of_a_given_program_runs_exactly_it(behaviour):
 
 
 # -- timerfds and signalfds -------------------------------------------------------------
-
-import signal  # noqa: E402
-
-import kit.adapter.epoll as epoll_adapter  # noqa: E402
-import kit.adapter.signalfd as signalfd_adapter  # noqa: E402
-import kit.adapter.timerfd as timerfd_adapter  # noqa: E402
-import kit.model.signalfd as signalfd_model  # noqa: E402
 
 NOTIFY_SPEC = SPEC.replace("model.test.sequences", "model.test.notify").replace(
     "model: eventfd_epoll", "model: timerfd_signalfd_epoll")

@@ -109,7 +109,8 @@ class _Checker:
         from hypothesis.stateful import run_state_machine_as_test
 
         from kit.model import load_machine, replayer
-        from kit.model.program import ModelDisagreement, minimise
+        from kit.model.minimise import minimise
+        from kit.model.program import ModelDisagreement
 
         if fixed is not None:
             outcome = self.last = replayer(self.b.model)(fixed["program"])
@@ -119,7 +120,7 @@ class _Checker:
         machine = seed(self.seed)(load_machine(self.b.model))
         try:
             # No Hypothesis shrinking: on programs of real system calls it takes about a
-            # minute, and minimise() below gets as short a program in a second or two.
+            # minute, and kit.model.minimise gets as short a program in a second or two.
             run_state_machine_as_test(machine, settings=settings(
                 self.profile, max_examples=self.examples(), stateful_step_count=40,
                 phases=(Phase.explicit, Phase.reuse, Phase.generate)))

@@ -51,7 +51,7 @@ class EventfdEpollMachine(RuleBasedStateMachine):
                 events=EVENTS, et=st.booleans(), oneshot=st.booleans())
     def start(self, initval, semaphore, events, et, oneshot):
         # Most interesting programs need an eventfd watched by an epoll instance (what a
-        # counterexample does not need, program.minimise removes).
+        # counterexample does not need, kit.model.minimise removes).
         watched, ep = self.eventfd(initval, semaphore), self.epoll()
         self.program.apply({"op": "add", "ep": ep, "file": watched, "events": events,
                             "et": et, "oneshot": oneshot})
@@ -148,7 +148,7 @@ class TimerfdSignalfdEpollMachine(EventfdEpollMachine):
     signalfds over signals sent to the program's own thread."""
 
     # Replaces the eventfd start: a signalfd and a timerfd watched by one epoll instance.
-    # Counterexamples are cut down afterwards (program.minimise), so a rich start costs
+    # Counterexamples are cut down afterwards (kit.model.minimise), so a rich start costs
     # nothing in the report.
     @initialize(mask=SIGNAL_MASKS, clock=st.sampled_from(CLOCKS), watch=st.tuples(
         EVENTS, st.booleans(), st.booleans()), watch_timer=st.tuples(EVENTS, st.booleans(),

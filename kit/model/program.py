@@ -81,6 +81,14 @@ class Program:
             signal.pthread_sigmask(signal.SIG_SETMASK, self.saved_mask)
             self.saved_mask = None
 
+    def run(self, program: list[dict]) -> None:
+        """Apply every operation, then close everything, whatever happened."""
+        try:
+            for op in program:
+                self.apply(op)
+        finally:
+            self.close_all()
+
     def block_signals(self) -> None:
         if self.saved_mask is None:
             self.saved_mask = signal.pthread_sigmask(signal.SIG_BLOCK, SIGNALS.values())
@@ -228,9 +236,9 @@ class Program:
             shown = poll.poll(fd, C["POLLIN"], EXPIRY_BOUND_MS)
             if shown.value != C["POLLIN"]:
                 record = self._record(op, shown, {"revents": C["POLLIN"]})
-                self._fail(record, [f"a timer set to expire after 1 ns showed no expiration "
-                                    f"within {EXPIRY_BOUND_MS} ms (poll: {_result(shown)}, "
-                                    f"revents {shown.value!r})"])
+                self._fail(record, [(f"a timer set to expire after 1 ns showed no expiration "
+                                     f"within {EXPIRY_BOUND_MS} ms (poll: {_result(shown)}, "
+                                     f"revents {shown.value!r})")])
             self._event(op["file"], C["EPOLLIN"])
         self._compare(op, got, want, False)
 
@@ -315,84 +323,7 @@ def run_program(program: list[dict]) -> Outcome:
     """Replay a recorded program; the outcome carries the full trace."""
     runner = Program()
     try:
-        for op in program:
-            runner.apply(op)
+        runner.run(program)
     except ModelDisagreement as exc:
         return exc.outcome
-    finally:
-        runner.close_all()
     return Outcome(CONFORMS, runner.records)
-
-
-def _disagreement(program: list[dict]) -> ModelDisagreement | None:
-    runner = Program()
-    try:
-        for op in program:
-            runner.apply(op)
-    except ModelDisagreement as exc:
-        return exc
-    except (KeyError, TypeError):   # a candidate that names what it no longer makes
-        return None
-    finally:
-        runner.close_all()
-    return None
-
-
-def _names(op: dict) -> set[str]:
-    """The objects an operation names (its own id included)."""
-    return {v for k, v in op.items() if k in ("id", "file", "efd", "ep", "obj")}
-
-
-def _without(program: list[dict], i: int) -> list[dict]:
-    """The program without operation i and whatever names what it made (a dup of a dup,
-    transitively)."""
-    gone = {program[i]["id"]} if "id" in program[i] else set()
-    kept = []
-    for o in program[i + 1:]:
-        if gone & _names(o):
-            gone |= {o["id"]} if "id" in o else set()
-        else:
-            kept.append(o)
-    return program[:i] + kept
-
-
-def minimise(found: ModelDisagreement) -> ModelDisagreement:
-    """Drop operations from a disagreeing program while it still disagrees at the same
-    kind of operation: Hypothesis shrinks stateful runs only so far, and every operation
-    left in a counterexample is one more a reader must think about. Dropping the operation
-    that creates an object drops everything done with it. Programs are data and runs are
-    milliseconds, so this is cheap."""
-    best = found
-    changed = True
-    while changed:
-        changed = False
-        last = best.program[-1]["op"]
-        for i in reversed(range(len(best.program) - 1)):
-            candidate = _without(best.program, i)
-            if not candidate or candidate[-1] is not best.program[-1]:
-                continue
-            again = _disagreement(candidate)
-            if again and len(again.program) == len(candidate) and \
-                    again.program[-1]["op"] == last:
-                best, changed = again, True
-                break
-    return _simpler_values(best)
-
-
-def _simpler_values(found: ModelDisagreement) -> ModelDisagreement:
-    """Signal values and write amounts of 0 or 1 where the disagreement stays."""
-    best = found
-    for i, op in enumerate(found.program[:-1]):
-        if op["op"] not in ("signal", "write"):
-            continue
-        for simpler in (0, 1):
-            if best.program[i]["value"] <= simpler:
-                break
-            candidate = [dict(o, value=simpler) if j == i else o
-                         for j, o in enumerate(best.program)]
-            again = _disagreement(candidate)
-            if again and len(again.program) == len(candidate) and \
-                    again.program[-1]["op"] == found.program[-1]["op"]:
-                best = again
-                break
-    return best

@@ -60,8 +60,8 @@ class Pending:
                           SIGNALS[r[0]])
         want = min(room, len(standard) + len(realtime))
         if len(got) != want:
-            return [f"{len(got)} record(s) read, the model expects {want} (room for {room}; "
-                    f"pending in the mask: {_show(standard, realtime)})"]
+            return [(f"{len(got)} record(s) read, the model expects {want} (room for {room}; "
+                     f"pending in the mask: {_show(standard, realtime)})")]
         problems = []
         first, rest = got[: len(standard)], got[len(standard):]
         names = [r["name"] for r in first]
