@@ -89,6 +89,46 @@ CASES = {
         NONBLOCK5, "- fd_is_open: {fd: $efd}  # CHECK\n  expect: {value: 1}\n",
         "- fd_is_open: {fd: $efd}  # CHECK\n  expect: {value: true}\n",
         "expected value 1, got true"),
+    "at_least": case(
+        NONBLOCK5, "- read_u64: {fd: $efd}  # CHECK\n  expect: {at_least: 6}\n",
+        "- read_u64: {fd: $efd}  # CHECK\n  expect: {returns: 8, at_least: 5}\n",
+        "expected value at least 6, got 5"),
+    "at_least, arithmetic bound": case(
+        NONBLOCK5, "- read_u64: {fd: $efd}  # CHECK\n  expect: {at_least: {add: [$efd, 5]}}\n",
+        "- read_u64: {fd: $efd}  # CHECK\n  expect: {at_least: {sub: [$efd, $efd]}}\n",
+        "expected value at least ", "got 5"),
+    "at_most": case(
+        NONBLOCK5, "- read_u64: {fd: $efd}  # CHECK\n  expect: {at_most: 4}\n",
+        "- read_u64: {fd: $efd}  # CHECK\n  expect: {at_most: {sub: [6, 1]}}\n",
+        "expected value at most 4, got 5"),
+    "between, below": case(
+        NONBLOCK5, "- read_u64: {fd: $efd}  # CHECK\n  expect: {between: [6, 0xffffffff]}\n",
+        "- read_u64: {fd: $efd}  # CHECK\n  expect: {between: [5, 0xffffffff]}\n",
+        "expected value between 6 and 4294967295, got 5"),
+    "between, above": case(
+        NONBLOCK5, "- read_u64: {fd: $efd}  # CHECK\n  expect: {between: [0, 4]}\n",
+        "- read_u64: {fd: $efd}  # CHECK\n  expect: {between: [5, 5]}\n",
+        "expected value between 0 and 4, got 5"),
+    "between, call failed": case(
+        EMPTY, "- read_u64: {fd: $efd}  # CHECK\n  expect: {between: [0, 10]}\n",
+        "- read_u64: {fd: $efd}  # CHECK\n  expect: {errno: EAGAIN}\n",
+        "expected the call to succeed, but it failed with EAGAIN"),
+    "at_least, boolean is not a number": case(
+        NONBLOCK5, "- fd_is_open: {fd: $efd}  # CHECK\n  expect: {at_least: 1}\n",
+        "- fd_is_open: {fd: $efd}  # CHECK\n  expect: {value: true}\n",
+        "expected value at least 1, got true, which is not a number"),
+    "at_most, text is not a number": case(
+        NONBLOCK5, "- fd_link: {fd: $efd}  # CHECK\n  expect: {at_most: 100}\n",
+        "- fd_link: {fd: $efd}  # CHECK\n  expect: {not: 'pipe:[1]'}\n",
+        "expected value at most 100, got 'anon_inode:[eventfd]', which is not a number"),
+    "not": case(
+        NONBLOCK5, "- read_u64: {fd: $efd}  # CHECK\n  expect: {not: 5}\n",
+        "- read_u64: {fd: $efd}  # CHECK\n  expect: {not: 0}\n",
+        "expected value other than 5, got 5"),
+    "not, boolean is not a number": case(
+        NONBLOCK5, "- fd_is_open: {fd: $efd}  # CHECK\n  expect: {not: true}\n",
+        "- fd_is_open: {fd: $efd}  # CHECK\n  expect: {not: 1}\n",
+        "expected value other than true, got true"),
     "bits set": case(
         EMPTY, "- poll: {fd: $efd, events: [POLLIN, POLLOUT]}  # CHECK\n"
                "  expect: {bits: {set: POLLIN}}\n",
@@ -147,6 +187,42 @@ CASES = {
         "- exec_probe: {fd: $efd}  # CHECK\n"
         "  expect: {fields: {open: true, fdinfo: {fields: {eventfd-count: 5}}}}\n",
         "expected field fdinfo.eventfd-count 6, got 5"),
+    "fields, nested at_least": case(
+        NONBLOCK5, "- fdinfo: {fd: $efd}  # CHECK\n"
+                   "  expect: {fields: {eventfd-count: {at_least: 6}}}\n",
+        "- fdinfo: {fd: $efd}  # CHECK\n  expect: {fields: {eventfd-count: {at_least: 5}}}\n",
+        "expected field eventfd-count at least 6, got 5"),
+    "fields, nested at_most": case(
+        NONBLOCK5, "- fdinfo: {fd: $efd}  # CHECK\n"
+                   "  expect: {fields: {eventfd-count: {at_most: {sub: [5, 1]}}}}\n",
+        "- fdinfo: {fd: $efd}  # CHECK\n  expect: {fields: {eventfd-count: {at_most: 5}}}\n",
+        "expected field eventfd-count at most 4, got 5"),
+    "fields, nested between": case(
+        NONBLOCK5, "- fdinfo: {fd: $efd}  # CHECK\n"
+                   "  expect: {fields: {eventfd-count: {between: [98000000000, 100000000000]}}}\n",
+        "- fdinfo: {fd: $efd}  # CHECK\n"
+        "  expect: {fields: {eventfd-count: {between: [1, 0xfffffffffffffffe]}, pos: 0}}\n",
+        "expected field eventfd-count between 98000000000 and 100000000000, got 5"),
+    "fields, nested between and value": case(
+        NONBLOCK5, "- fdinfo: {fd: $efd}  # CHECK\n"
+                   "  expect: {fields: {eventfd-count: {value: 5, between: [0, 4]}}}\n",
+        "- fdinfo: {fd: $efd}  # CHECK\n"
+        "  expect: {fields: {eventfd-count: {value: 5, between: [5, 6]}}}\n",
+        "expected field eventfd-count between 0 and 4, got 5"),
+    "fields, nested not": case(
+        NONBLOCK5, "- fdinfo: {fd: $efd}  # CHECK\n  expect: {fields: {eventfd-count: {not: 5}}}\n",
+        "- fdinfo: {fd: $efd}  # CHECK\n  expect: {fields: {eventfd-count: {not: 0}}}\n",
+        "expected field eventfd-count other than 5, got 5"),
+    "fields, nested ordering of text": case(
+        "- eventfd: {initval: 5}\n  as: efd\n",
+        "- exec_probe: {fd: $efd}  # CHECK\n  expect: {fields: {link: {at_least: 0}}}\n",
+        "- exec_probe: {fd: $efd}  # CHECK\n"
+        "  expect: {fields: {fdinfo: {fields: {eventfd-count: {between: [5, 5]}}}}}\n",
+        "expected field link at least 0, got 'anon_inode:[eventfd]', which is not a number"),
+    "fields, nested absent between": case(
+        NONBLOCK5, "- fdinfo: {fd: $efd}  # CHECK\n  expect: {fields: {tfd: {between: [0, 9]}}}\n",
+        "- fdinfo: {fd: $efd}  # CHECK\n  expect: {fields: {tfd: {present: false}}}\n",
+        "expected field tfd, which is absent"),
     "matches": case(
         NONBLOCK5, "- fd_link: {fd: $efd}  # CHECK\n  expect: {matches: '^pipe:'}\n",
         "- fd_link: {fd: $efd}  # CHECK\n  expect: {matches: '^anon_inode:\\[eventfd\\]$'}\n",
@@ -300,6 +376,35 @@ def test_an_arithmetic_field_value_can_fail():
     outcome = run_one(text)
     assert outcome.status == DEVIATES
     assert "expected field eventfd-count 3, got 4" in outcome.message
+
+
+def test_the_trace_shows_a_range_as_a_range():
+    # A list elsewhere is a bitwise OR; `between [0, 4]` must not read as `between 0|4`.
+    text = _text("x.between.trace", _steps(NONBLOCK5, (
+        "- fdinfo: {fd: $efd}  # CHECK\n"
+        "  expect: {fields: {eventfd-count: {between: [0, {sub: [$efd, $efd]}]}}}\n")))
+    outcome = run_one(text)
+    assert outcome.status == DEVIATES
+    assert "expected: fields {eventfd-count: {between: [0, sub($efd, $efd)]}}" in \
+        outcome.trace(), outcome.trace()
+    assert "expected field eventfd-count between 0 and 0, got 5" in outcome.message
+
+
+def test_an_empty_range_says_so():
+    outcome = run_one(_text("x.between.empty", _steps(
+        NONBLOCK5, "- read_u64: {fd: $efd}  # CHECK\n  expect: {between: [6, 4]}\n")))
+    assert outcome.status == DEVIATES
+    assert "between 6 and 4 (an empty range" in outcome.message
+
+
+def test_a_bound_that_is_not_a_number_is_the_specs_fault_not_the_kernels():
+    # The loader admits only numeric forms; a $reference to a mapping slips through to the
+    # run, where it must not pass for a deviation of the kernel.
+    text = _text("x.bound.mapping", _steps(
+        NONBLOCK5 + "- pipe2: {}\n  as: p\n",
+        "- read_u64: {fd: $efd}  # CHECK\n  expect: {at_least: $p}\n"))
+    with pytest.raises(TypeError, match=r"at_least: the bound \$p is .*not a number"):
+        run_one(text)
 
 
 def test_an_errno_alias_matches_the_same_errno():

@@ -213,6 +213,42 @@ BAD = {
     "unknown expectation kind": (
         H + "    steps:\n      - eventfd: {}\n        expect: {errnoo: EINVAL}\n",
         "errnoo", "steps[0].expect.errnoo", ["'errnoo'", "did you mean 'errno'"]),
+    "between with one bound": (
+        H + "    steps:\n      - eventfd: {}\n        as: efd\n      - read_u64: {fd: $efd}\n"
+            "        expect: {between: [5]}\n",
+        "between: [5]", "steps[1].expect.between", ["between takes [LO, HI]", "got [5]"]),
+    "between that is not a list": (
+        H + "    steps:\n      - eventfd: {}\n        as: efd\n      - read_u64: {fd: $efd}\n"
+            "        expect:\n          returns: 8\n          between: 5\n",
+        "between: 5", "steps[1].expect.between", ["between takes [LO, HI]", "got 5"]),
+    "at_least with a mapping that is not an expression": (
+        H + "    steps:\n      - eventfd: {}\n        as: efd\n      - read_u64: {fd: $efd}\n"
+            "        expect: {at_least: {minimum: 3}}\n",
+        "at_least", "steps[1].expect.at_least",
+        ["at_least takes one bound", "arithmetic form", "got {'minimum': 3}"]),
+    "at_most with a boolean": (
+        H + "    steps:\n      - eventfd: {}\n        as: efd\n      - read_u64: {fd: $efd}\n"
+            "        expect: {at_most: true}\n",
+        "at_most", "steps[1].expect.at_most", ["at_most takes one bound", "got True"]),
+    "nested between with three bounds": (
+        H + "    steps:\n      - eventfd: {}\n        as: efd\n      - fdinfo: {fd: $efd}\n"
+            "        expect:\n          fields:\n            pos: 0\n"
+            "            eventfd-count: {between: [1, 2, 3]}\n",
+        "eventfd-count", "steps[1].expect.fields.eventfd-count.between",
+        ["between takes [LO, HI]", "got [1, 2, 3]"]),
+    "nested at_least with a mapping that is not an expression": (
+        H + "    steps:\n      - eventfd: {}\n        as: efd\n      - fdinfo: {fd: $efd}\n"
+            "        expect: {fields: {eventfd-count: {at_least: {add: 1, sub: 2}}}}\n",
+        "fields", "steps[1].expect.fields.eventfd-count.at_least",
+        ["at_least takes one bound", "got {'add': 1, 'sub': 2}"]),
+    "unbound reference in a bound": (
+        H + "    steps:\n      - eventfd: {}\n        as: efd\n      - fdinfo: {fd: $efd}\n"
+            "        expect: {fields: {eventfd-count: {between: [0, $nope]}}}\n",
+        "fields", "steps[1].expect.fields.eventfd-count.between", ["$nope is not a parameter"]),
+    "unknown constant in not": (
+        H + "    steps:\n      - eventfd: {}\n        as: efd\n      - read_u64: {fd: $efd}\n"
+            "        expect: {not: EFD_NONBLOK}\n",
+        "not:", "steps[1].expect.not", ["unknown constant EFD_NONBLOK"]),
     "unknown errno name": (
         H + "    steps:\n      - eventfd: {}\n        expect: {errno: ENOTANERRNO}\n",
         "ENOTANERRNO", "steps[0].expect.errno", ["unknown errno ENOTANERRNO"]),
@@ -449,3 +485,21 @@ def test_the_documented_example_spec_loads():
     result = load_text(example, "specs/eventfd/doc-example.yaml")
     assert [str(e) for e in result.errors] == []
     assert [b.id for b in result.behaviours] == ["eventfd.read.semaphore.decrements"]
+
+
+def test_the_documented_bounds_example_loads():
+    (block,) = [b for b in _doc_yaml_blocks() if "between:" in b]
+    setup = ("- timerfd_create: {clockid: CLOCK_MONOTONIC, flags: TFD_NONBLOCK}\n  as: tfd\n"
+             "- timerfd_settime: {fd: $tfd, value_ns: $value_ns, interval_ns: $interval_ns}\n")
+    steps = "\n".join("      " + line for line in (setup + block).splitlines())
+    text = spec_text(behaviour("x.doc.bounds", f"""
+    params:
+      value_ns: {{integers: {{min: 2000000000, max: 3000000000}}}}
+      interval_ns: {{integers: {{min: 1, max: 3000000000}}}}
+    steps:
+{steps}
+"""))
+    result = load_text(text, FILE)
+    assert [str(e) for e in result.errors] == []
+    fields = result.behaviours[0].steps[2].expect["fields"]
+    assert fields["value_ns"] == {"between": [{"sub": ["$value_ns", 1000000000]}, "$value_ns"]}

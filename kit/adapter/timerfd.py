@@ -2,8 +2,8 @@
 a timerfd's /proc fdinfo, and a no-op step of the realtime clock for TFD_TIMER_CANCEL_ON_SET.
 
 Times are seconds (floats) in specs; every result also carries exact nanoseconds (`*_ns`),
-so that a spec can compare an interval exactly and bound a remaining time with `compute`
-({min: [...]} / {max: [...]}). Expirations are read with the ordinary `read_u64`.
+so that a spec can compare an interval exactly and bound a remaining time (`between`,
+`at_least`, `at_most`). Expirations are read with the ordinary `read_u64`.
 """
 
 from __future__ import annotations

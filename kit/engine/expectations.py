@@ -54,9 +54,13 @@ def _returns(expected, result: Result, env) -> list[str]:
     return [f"expected a return of {_show(want)}, but the call {_outcome(result)}"]
 
 
-def compare_value(want: Any, got: Any, what: str) -> list[str]:
+def _equal(want: Any, got: Any) -> bool:
     # True == 1 in Python; a spec that says `true` means a boolean.
-    if want == got and isinstance(want, bool) == isinstance(got, bool):
+    return want == got and isinstance(want, bool) == isinstance(got, bool)
+
+
+def compare_value(want: Any, got: Any, what: str) -> list[str]:
+    if _equal(want, got):
         return []
     return [f"expected {what} {_show(want)}, got {_show(got)}"]
 
@@ -120,6 +124,11 @@ def check_fields(spec: dict, actual: Any, env, prefix: str = "") -> list[str]:
                 out += check_bits(want["bits"], got, env, f"field {name}")
             if "matches" in want:
                 out += check_matches(want["matches"], got, f"field {name}")
+            for kind in ORDER_KINDS:
+                if kind in want:
+                    out += check_order(kind, want[kind], got, env, f"field {name}")
+            if "not" in want:
+                out += check_not(want["not"], got, env, f"field {name}")
             if "fields" in want:
                 out += check_fields(want["fields"], got, env, f"{name}.")
         elif not present:
@@ -128,6 +137,58 @@ def check_fields(spec: dict, actual: Any, env, prefix: str = "") -> list[str]:
         else:
             out += compare_value(ex.evaluate(want, env), actual[key], f"field {name}")
     return out
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _bound(kind: str, expr: Any, env) -> int | float:
+    value = ex.evaluate(expr, env)
+    if not _is_number(value):
+        # The loader admits only numeric forms, so only a $reference can get here: a spec
+        # bug, not the target's answer, hence an error rather than a deviation.
+        raise TypeError(f"{kind}: the bound {ex.describe(expr)} is {_show(value)}, "
+                        f"not a number")
+    return value
+
+
+def check_order(kind: str, expected: Any, actual: Any, env, what: str = "value") -> list[str]:
+    """at_least / at_most / between (inclusive) on a number."""
+    if kind == "between":
+        low, high = (_bound(kind, e, env) for e in expected)
+        wanted = f"between {low} and {high}"
+        holds = _is_number(actual) and low <= actual <= high
+        if low > high:
+            wanted += " (an empty range: the low bound is above the high one)"
+    else:
+        bound = _bound(kind, expected, env)
+        wanted = f"{kind.replace('_', ' ')} {bound}"
+        holds = _is_number(actual) and (actual >= bound if kind == "at_least"
+                                        else actual <= bound)
+    if holds:
+        return []
+    # Decimal on both sides: an ordering is read by magnitude (nanoseconds, counts).
+    got = actual if _is_number(actual) else f"{_show(actual)}, which is not a number"
+    return [f"expected {what} {wanted}, got {got}"]
+
+
+def check_not(expected: Any, actual: Any, env, what: str = "value") -> list[str]:
+    want = ex.evaluate(expected, env)
+    if not _equal(want, actual):
+        return []
+    return [f"expected {what} other than {_show(want)}, got {_show(actual)}"]
+
+
+ORDER_KINDS = ("at_least", "at_most", "between")
+
+
+def _order(kind: str):
+    return lambda expected, result, env: check_order(kind, expected, result.value, env)
+
+
+def _not(expected, result: Result, env) -> list[str]:
+    return check_not(expected, result.value, env)
 
 
 def _fields(expected, result: Result, env) -> list[str]:
@@ -151,11 +212,12 @@ def _returns_within(expected, result: Result, env) -> list[str]:
 CHECKS: dict[str, Callable[[Any, Result, dict], list[str]]] = {
     "errno": _errno, "ok": _ok, "returns": _returns, "value": _value, "bits": _bits,
     "fields": _fields, "matches": _matches, "blocks": _blocks,
-    "returns_within": _returns_within,
+    "returns_within": _returns_within, "not": _not,
+    **{kind: _order(kind) for kind in ORDER_KINDS},
 }
 
 # Kinds that describe a successful call: if the call failed, say that once, plainly.
-_SUCCESS_KINDS = {"returns", "value", "bits", "fields", "matches"}
+_SUCCESS_KINDS = {"returns", "value", "bits", "fields", "matches", "not", *ORDER_KINDS}
 
 
 def check(expect: dict, result: Result, env: dict) -> list[str]:
@@ -166,3 +228,22 @@ def check(expect: dict, result: Result, env: dict) -> list[str]:
     for kind, expected in expect.items():
         out += CHECKS[kind](expected, result, env)
     return out
+
+
+def _describe(kind: str, expected: Any) -> str:
+    if kind == "between":
+        # ex.describe would render a list as a bitwise OR (LO|HI)
+        return "[" + ", ".join(ex.describe(e) for e in expected) + "]"
+    if kind == "fields":
+        return "{" + ", ".join(
+            f"{name}: {describe(want, braces=True)}"
+            if isinstance(want, dict) and not ex.is_arithmetic(want) else
+            f"{name}: {ex.describe(want)}" for name, want in expected.items()) + "}"
+    return ex.describe(expected)
+
+
+def describe(expect: dict, braces: bool = False) -> str:
+    """An expectation as the spec wrote it, for traces: `at_least 20, fields {...}`."""
+    text = ", ".join(f"{kind}{':' if braces else ''} {_describe(kind, want)}"
+                     for kind, want in expect.items())
+    return "{" + text + "}" if braces else text

@@ -72,7 +72,7 @@ def _show_arg(raw: Any, value: Any) -> str:
 
 
 def _describe_expect(expect: dict) -> str:
-    return ", ".join(f"{k} {ex.describe(v)}" for k, v in expect.items())
+    return expectations.describe(expect)
 
 
 @dataclass

@@ -22,7 +22,7 @@ from kit.registry import CONSTANTS, OPERATIONS
 from kit.spec import expressions as ex
 from kit.spec.errors import SpecError
 from kit.spec.model import (Applicability, Behaviour, Citation, KnownDeviation, Step, Variant)
-from kit.spec.schema import CONTROL, build_schema
+from kit.spec.schema import CONTROL, ORDER_KINDS, build_schema
 from kit.spec.source import line_of, load_yaml
 
 _VALIDATOR = jsonschema.Draft202012Validator(build_schema())
@@ -70,6 +70,15 @@ def _schema_error(err: jsonschema.ValidationError, doc, file: str, base: list) -
         message = (f"kernel_config is a list of kernel options, each a symbol such as "
                    f"CONFIG_KCMP, or {{any: [CONFIG_A, CONFIG_B, ...]}} when any one will do; "
                    f"got {typed(err.instance)!r}")
+    ordered = _ordered_kind_at(path)
+    if ordered is not None:
+        # the anyOf of a bound would otherwise say "not valid under any of the given
+        # schemas", or point inside a mapping that was never meant as one
+        path = path[:ordered + 1]
+        kind = path[-1]
+        form = "[LO, HI]: two bounds, each" if kind == "between" else "one bound:"
+        message = (f"{kind} takes {form} a number, a $reference, a CONSTANT or one "
+                   f"arithmetic form such as {{sub: [$x, 1]}}; got {typed(_at(doc, path))!r}")
     behaviour_id = None
     if len(path) >= 2 and path[0] == "behaviours" and isinstance(doc, dict):
         try:
@@ -79,6 +88,22 @@ def _schema_error(err: jsonschema.ValidationError, doc, file: str, base: list) -
     inner = path[2:] if len(path) >= 2 and path[0] == "behaviours" else path
     return SpecError(message, file=file, line=line_of(doc, base + path),
                      behaviour=behaviour_id, field=_field(inner))
+
+
+def _ordered_kind_at(path: list) -> int | None:
+    """Where in an error's path an at_least / at_most / between expectation starts, if any:
+    a kind directly under `expect`, or nested in `fields` (not blocks' own at_least)."""
+    for i, part in enumerate(path):
+        if part in ORDER_KINDS and i >= 2 and (path[i - 1] == "expect" or
+                                                path[i - 2] == "fields"):
+            return i
+    return None
+
+
+def _at(doc, path: list) -> Any:
+    for part in path:
+        doc = doc[part]
+    return doc
 
 
 class _Checker:

@@ -33,6 +33,18 @@ EXPR = {
     ],
 }
 
+# A bound of an ordered comparison: a number or something that evaluates to one. Narrower
+# than EXPR (no booleans, null, plain strings or OR-lists, which `between: [LO, HI]` would
+# make ambiguous) so that a bad form is caught when the spec loads.
+BOUND = {
+    "description": "a number, a $reference, a CONSTANT or one arithmetic form",
+    "anyOf": [
+        {"type": "number"},
+        {"type": "string", "pattern": f"{REF}|{NAME}"},
+        EXPR["anyOf"][-1],
+    ],
+}
+
 KIND_SCHEMA = {
     "int": {"$ref": "#/$defs/expr"},
     "fd": {"$ref": "#/$defs/expr"},
@@ -62,7 +74,8 @@ EXPECT = {
                                 "clear": {"$ref": "#/$defs/expr"}}},
         "fields": {"type": "object", "minProperties": 1,
                    "description": "per-field expectations on a mapping value: a plain value or "
-                                  "a nested expectation (value, bits, matches, present)",
+                                  "a nested expectation (value, bits, matches, at_least, "
+                                  "at_most, between, not, present, fields)",
                    "additionalProperties": {"$ref": "#/$defs/field_expect"}},
         "matches": {"type": "string", "description": "a regular expression the value must match"},
         "blocks": {"type": "object", "additionalProperties": False, "required": ["at_least"],
@@ -70,17 +83,26 @@ EXPECT = {
                    "properties": {"at_least": {"type": "number", "minimum": 0}}},
         "returns_within": {"type": "number", "exclusiveMinimum": 0,
                            "description": "the call returns within this many seconds"},
+        "at_least": {"$ref": "#/$defs/bound", "description": "the value is a number >= this"},
+        "at_most": {"$ref": "#/$defs/bound", "description": "the value is a number <= this"},
+        "between": {"type": "array", "minItems": 2, "maxItems": 2,
+                    "items": {"$ref": "#/$defs/bound"},
+                    "description": "[LO, HI]: the value is a number with LO <= value <= HI"},
+        "not": {"description": "the value differs from this"},
     },
 }
+
+ORDER_KINDS = ("at_least", "at_most", "between")
+# The kinds that also apply to one field of a mapping value.
+_NESTED = ("value", "bits", "matches", "fields", *ORDER_KINDS, "not")
 
 FIELD_EXPECT = {
     "anyOf": [
         {"type": ["integer", "number", "string", "boolean", "null", "array"]},
         EXPR["anyOf"][-1],  # an arithmetic form, e.g. {sub: [$initval, 1]}
         {"type": "object", "additionalProperties": False, "minProperties": 1,
-         "properties": {"value": {}, "bits": EXPECT["properties"]["bits"],
-                        "matches": {"type": "string"}, "present": {"type": "boolean"},
-                        "fields": EXPECT["properties"]["fields"]}},
+         "properties": {**{kind: EXPECT["properties"][kind] for kind in _NESTED},
+                        "present": {"type": "boolean"}}},
     ]
 }
 
@@ -235,6 +257,7 @@ def build_schema() -> dict:
             "expect": EXPECT,
             "field_expect": FIELD_EXPECT,
             "expr": EXPR,
+            "bound": BOUND,
             "param": PARAM,
             "predicate": PREDICATE,
         },
