@@ -19,6 +19,7 @@ from hypothesis.errors import FlakyFailure
 from kit.adapter.proc import open_fds
 from kit.adapter.process import run_forked
 from kit.adapter.watchdog import TargetTimeout
+from kit.engine import exclusive
 from kit.engine import interpreter as interp
 from kit.engine.target import Target, not_applicable_reason
 from kit.spec.loader import typed
@@ -153,7 +154,8 @@ def check_behaviour(behaviour: Behaviour, target: Target, *, profile: str = "qui
     checker = _Checker(behaviour, target, profile, run_seed, bound)
     try:
         try:
-            (checker.model if behaviour.model else checker.steps)(params)
+            with exclusive.held(behaviour.exclusive):
+                (checker.model if behaviour.model else checker.steps)(params)
         except FlakyFailure as flaky:
             # The target failed once and then passed on the same input: an intermittent
             # deviation (a race, a timing bound), reported with the failing run's trace.
@@ -178,6 +180,8 @@ def check_behaviour(behaviour: Behaviour, target: Target, *, profile: str = "qui
                        # too: a recorded reason applies to both.
                        known_deviation=known_deviation(behaviour, target),
                        replay=replay_command(behaviour.id, found))
+    except exclusive.Busy as exc:
+        return verdict("error", message=f"not run: machine-wide state held elsewhere: {exc}")
     except Exception as exc:  # noqa: BLE001 - a kit bug becomes an error verdict, not a crash
         return verdict("error", message=f"kit error: {type(exc).__name__}: {exc}",
                        trace=[{"traceback": traceback.format_exc(limit=8)}])

@@ -253,7 +253,7 @@ class _Checker:
             params=dict(params), assume=list(raw.get("assume", [])),
             examples=[dict(e) for e in raw.get("examples", [])],
             max_examples=raw.get("max_examples"), steps=steps, untestable=raw.get("untestable"),
-            model=raw.get("model"),
+            model=raw.get("model"), exclusive=tuple(raw.get("exclusive", ())),
             known_deviations=[KnownDeviation(d["reason"], d.get("kernel"), d.get("platform"))
                               for d in raw.get("known_deviations", [])],
             source=source)

@@ -76,5 +76,7 @@ class Behaviour:
     steps: list[Step] = field(default_factory=list)
     untestable: str | None = None
     model: str | None = None       # a reference model from kit.model, instead of steps
+    # machine-wide state (e.g. realtime_clock) that no other behaviour may use meanwhile
+    exclusive: tuple[str, ...] = ()
     known_deviations: list[KnownDeviation] = field(default_factory=list)
     source: str = ""               # the behaviour's YAML as written, for reports

@@ -225,6 +225,11 @@ def build_schema() -> dict:
             "assume": {"type": "array", "items": {"$ref": "#/$defs/predicate"}},
             "examples": {"type": "array", "items": {"type": "object"}},
             "max_examples": {"type": "integer", "minimum": 1},
+            "exclusive": {"type": "array", "minItems": 1, "uniqueItems": True,
+                          "items": {"type": "string", "pattern": "^[a-z][a-z0-9_]*$"},
+                          "description": "machine-wide state the behaviour changes or depends "
+                                         "on (e.g. realtime_clock): behaviours naming the same "
+                                         "one never run at the same time, on any worker"},
             "known_deviations": {"type": "array", "items": {
                 "type": "object", "additionalProperties": False, "required": ["reason"],
                 "anyOf": [{"required": ["kernel"]}, {"required": ["platform"]}],

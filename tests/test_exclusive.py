@@ -1,0 +1,81 @@
+"""`exclusive:` behaviours run one at a time across processes, never wait forever, and
+a bad name is a spec error."""
+
+from __future__ import annotations
+
+import multiprocessing
+import time
+
+import pytest
+
+from kit.engine import exclusive
+from kit.engine.runner import check_behaviour
+from kit.engine.target import Target
+from kit.spec.loader import load_text
+
+SPEC = """
+behaviours:
+  - id: x.exclusive.sleeper
+    title: Holds the test lock for a while
+    cite: {page: timerfd_create(2), section: DESCRIPTION, quote: "a discontinuous change"}
+    exclusive: [kit_test_lock]
+    steps:
+      - sleep: 0.3
+"""
+
+
+def _behaviour(text: str = SPEC):
+    loaded = load_text(text, "exclusive.yaml")
+    assert not loaded.errors, loaded.errors
+    return loaded.behaviours[0]
+
+
+def _hold(name: str, seconds: float, ready) -> None:
+    with exclusive.held([name]):
+        ready.set()
+        time.sleep(seconds)
+
+
+def test_the_spec_names_its_lock():
+    assert _behaviour().exclusive == ("kit_test_lock",)
+
+
+def test_behaviours_sharing_a_lock_run_one_after_the_other():
+    ready = multiprocessing.Event()
+    holder = multiprocessing.Process(target=_hold, args=("kit_test_lock", 0.5, ready))
+    holder.start()
+    try:
+        assert ready.wait(10)
+        started = time.monotonic()
+        verdict = check_behaviour(_behaviour(), Target.current())
+        assert verdict.status == "conforms", verdict.message
+        # it waited for the other holder (about 0.5 s) and then slept its own 0.3 s
+        assert time.monotonic() - started >= 0.6
+    finally:
+        holder.join(10)
+
+
+def test_a_lock_held_too_long_gives_an_error_verdict_not_a_hang(monkeypatch):
+    monkeypatch.setattr(exclusive, "WAIT", 0.2)
+    ready = multiprocessing.Event()
+    holder = multiprocessing.Process(target=_hold, args=("kit_test_lock", 3, ready))
+    holder.start()
+    try:
+        assert ready.wait(10)
+        verdict = check_behaviour(_behaviour(), Target.current())
+        assert verdict.status == "error"
+        assert "kit_test_lock" in verdict.message and "stayed locked" in verdict.message
+    finally:
+        holder.kill()
+        holder.join(10)
+    # the holder's death released it
+    with exclusive.held(["kit_test_lock"], wait=1):
+        pass
+
+
+@pytest.mark.parametrize("bad", ["[Realtime-Clock]", "realtime_clock", "[]"])
+def test_a_bad_exclusive_is_a_spec_error(bad):
+    loaded = load_text(SPEC.replace("[kit_test_lock]", bad), "exclusive.yaml")
+    assert loaded.errors
+    error = str(loaded.errors[0])
+    assert "exclusive.yaml:" in error and "exclusive" in error
