@@ -50,7 +50,9 @@ class StepRecord:
             if r["value"] not in (None, r["ret"]) and not r["errno"]:
                 got += f" (value {expectations._show(r['value'])})"
         where = "" if self.where == "main" else f"[{self.where}] "
-        lines = [f"{mark[self.status]} line {self.line}: {where}{self.call}{got}"]
+        # a model program's records are numbered by operation, not by spec line
+        place = "operation" if self.where == "model" else "line"
+        lines = [f"{mark[self.status]} {place} {self.line}: {where}{self.call}{got}"]
         if self.expected and self.status != CONFORMS:
             lines.append(f"       expected: {_describe_expect(self.expected)}")
         if self.variant:
