@@ -199,6 +199,12 @@ def _last_lost(res):
     return res
 
 
+def _other_sender(res):
+    if res.ok and res.value:
+        res.value[0]["pid"] += 1
+    return res
+
+
 def _still_armed(res):
     if res.ok:
         res.value["value_ns"] = res.value["value_ns"] or 1000
@@ -229,6 +235,8 @@ WRONG_KERNELS = {
                               ["SIGUSR1", "model expects"]),
     "real-time signal lost": (SIGNAL_ORDER, signalfd_adapter, "read_siginfo", _last_lost,
                               ["1 record(s) read, the model expects 2"]),
+    "record from another sender": (SIGNAL_ORDER, signalfd_adapter, "read_siginfo",
+                                   _other_sender, ["record 0 (SIGUSR1): ssi_pid"]),
     "expired one-shot armed": (TIMER, timerfd_adapter, "timerfd_gettime", _still_armed,
                                ["operation 5 gettime(file=t1)", "'armed': True",
                                 "'armed': False"]),

@@ -10,6 +10,7 @@ programs recorded before timerfds and signalfds joined, still accepted).
 
 from __future__ import annotations
 
+import os
 import signal
 
 from kit.adapter import epoll as ep
@@ -197,6 +198,15 @@ class Program:
         problems = model.pending.check_read(model.mask, room, records)
         if not problems and got.ret != len(records) * 128:
             problems = [f"read returned {got.ret} bytes for {len(records)} record(s)"]
+        # Every signal came from this process by rt_tgsigqueueinfo with SI_QUEUE: the
+        # record's "PID of sender", "Real UID of sender" and "Signal code" say so.
+        sender = {"code": C["SI_QUEUE"], "pid": os.getpid(), "uid": os.getuid()}
+        for i, r in sorted(got.value.items()):
+            wrong = [f"ssi_{k} {r[k]} where the model expects {v}"
+                     for k, v in sender.items() if r[k] != v]
+            if wrong and not problems:
+                problems = [f"record {i} ({records[i]['name']}): {', '.join(wrong)} (sent by "
+                            f"this process with sigqueue's SI_QUEUE)"]
         if problems:
             self._fail(record, problems)
 
