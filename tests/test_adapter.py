@@ -14,7 +14,7 @@ import textwrap
 import pytest
 from helpers import REPO
 
-from kit.adapter import arch, epoll, eventfd, fds, libc, poll, proc
+from kit.adapter import arch, epoll, eventfd, fds, libc, poll, proc, sockets
 from kit.adapter.libc import Result
 from kit.registry import CONSTANTS, OPERATIONS
 
@@ -166,6 +166,22 @@ def test_socketpair_value_names_both_ends(closer):
     assert res.ok and set(res.value) == {"a", "b"}
     assert fds.write(res.value["a"], "x").ret == 1
     assert fds.read(res.value["b"], 10).value == "78"
+
+
+def test_a_descriptor_passed_over_a_unix_socket_is_the_same_file(closer):
+    pair = fds.socketpair()
+    closer(pair.created_fds)
+    efd = _new_eventfd(closer, initval=5)
+    assert sockets.send_fd(pair.value["a"], efd).ret == 1
+    got = sockets.recv_fd(pair.value["b"])
+    closer(got.created_fds)
+    assert got.ok and got.created_fds == [got.ret] and got.ret != efd
+    assert fds.read_u64(got.ret).value == 5          # the same counter
+    assert fds.read_u64(efd).errno == "EAGAIN"
+    # a byte without a descriptor, and a bad descriptor, fail as values
+    assert fds.write(pair.value["a"], "x").ret == 1
+    assert sockets.recv_fd(pair.value["b"]).errno == "EBADMSG"
+    assert sockets.send_fd(pair.value["a"], 987654).errno == "EBADF"
 
 
 # -- readiness -------------------------------------------------------------------------------

@@ -4,19 +4,14 @@ a regular file (a fresh, already unlinked temporary file) and any path, such as
 
 from __future__ import annotations
 
-import errno as _errno
 import os
 import tempfile
 
-from kit.adapter.libc import Result
+from kit.adapter.libc import Result, from_oserror
 from kit.registry import constants, operation
 
 constants(O_DIRECTORY=os.O_DIRECTORY, O_PATH=getattr(os, "O_PATH", 0o10000000),
           O_CREAT=os.O_CREAT, O_TRUNC=os.O_TRUNC, O_APPEND=os.O_APPEND)
-
-
-def _oserror(exc: OSError) -> Result:
-    return Result(ret=-1, errno=_errno.errorcode.get(exc.errno or 0, "EIO"))
 
 
 @operation(family="file", flags="flags")
@@ -26,7 +21,7 @@ def open_temp_file(flags: int = 0) -> Result:
     try:
         fd, path = tempfile.mkstemp(prefix="kit-")
     except OSError as exc:
-        return _oserror(exc)
+        return from_oserror(exc)
     try:
         os.unlink(path)
         if flags:
@@ -35,7 +30,7 @@ def open_temp_file(flags: int = 0) -> Result:
             fd = reopened
     except OSError as exc:
         os.close(fd)
-        return _oserror(exc)
+        return from_oserror(exc)
     return Result(ret=fd, value=fd, created_fds=[fd])
 
 
@@ -46,5 +41,5 @@ def open_path(path: str, flags: int = os.O_RDONLY) -> Result:
     try:
         fd = os.open(path, flags, 0o600)
     except OSError as exc:
-        return _oserror(exc)
+        return from_oserror(exc)
     return Result(ret=fd, value=fd, created_fds=[fd])

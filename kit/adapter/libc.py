@@ -46,6 +46,11 @@ def errno_name(code: int) -> str:
     return _errno.errorcode.get(code, f"E{code}")
 
 
+def from_oserror(exc: OSError) -> Result:
+    """A failed call made through Python's os or socket module, as a Result."""
+    return Result(ret=-1, errno=_errno.errorcode.get(exc.errno or 0, "EIO"))
+
+
 # Bound once: call() runs for every operation a spec makes.
 _set_errno, _get_errno, _monotonic = ctypes.set_errno, ctypes.get_errno, time.monotonic
 

@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import errno
 import os
 
-from kit.adapter.libc import Result
+from kit.adapter.libc import Result, from_oserror
 from kit.registry import operation
 
 # Fields whose kernel format is not decimal: fs/proc/fd.c prints flags in octal,
@@ -37,17 +36,13 @@ def parse_fdinfo(text: str) -> dict:
     return fields
 
 
-def _oserror(exc: OSError) -> Result:
-    return Result(ret=-1, errno=errno.errorcode.get(exc.errno or 0, "EIO"))
-
-
 @operation(family="proc", fd="fd")
 def fd_link(fd: int) -> Result:
     """readlink of /proc/self/fd/N; value is the link text (e.g. anon_inode:[eventfd])."""
     try:
         return Result(ret=0, value=os.readlink(f"/proc/self/fd/{fd}"))
     except OSError as exc:
-        return _oserror(exc)
+        return from_oserror(exc)
 
 
 @operation(family="proc", fd="fd")
@@ -57,7 +52,7 @@ def fdinfo(fd: int) -> Result:
         with open(f"/proc/self/fdinfo/{fd}") as fh:
             return Result(ret=0, value=parse_fdinfo(fh.read()))
     except OSError as exc:
-        return _oserror(exc)
+        return from_oserror(exc)
 
 
 @operation(family="proc", fd="fd")

@@ -19,7 +19,7 @@ import re
 import signal
 import threading
 
-from kit.adapter.libc import Result, libc
+from kit.adapter.libc import Result, from_oserror, libc
 from kit.adapter.watchdog import WATCHDOG_SIGNAL
 from kit.registry import constants, operation
 
@@ -80,12 +80,6 @@ def _refuse_send(signum: int) -> Result | None:
                       value=f"{_name(signum)} has its default action here, which would end "
                             f"the run: signal_install it first")
     return None
-
-
-def _os_error(exc: OSError) -> Result:
-    import errno as _errno
-
-    return Result(ret=-1, errno=_errno.errorcode.get(exc.errno or 0, "EIO"))
 
 
 # -- handlers ----------------------------------------------------------------------------
@@ -167,7 +161,7 @@ def signal_thread(signum: int, to: str = "main") -> Result:
     try:
         signal.pthread_kill(ident, signum)
     except OSError as exc:
-        return _os_error(exc)
+        return from_oserror(exc)
     return Result(ret=0)
 
 
@@ -181,7 +175,7 @@ def signal_process(signum: int) -> Result:
     try:
         os.kill(os.getpid(), signum)
     except OSError as exc:
-        return _os_error(exc)
+        return from_oserror(exc)
     return Result(ret=0)
 
 

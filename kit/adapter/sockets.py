@@ -1,7 +1,7 @@
 """Companions for readiness experiments: connected TCP sockets on loopback, send(2) with
-flags (MSG_OOB for EPOLLPRI), shutdown(2) (EPOLLRDHUP, EPOLLHUP), and byte-count reads and
+flags (MSG_OOB for EPOLLPRI), shutdown(2) (EPOLLRDHUP, EPOLLHUP), byte-count reads and
 writes on pipes and sockets (fill to EAGAIN, drain to EAGAIN) whose values are counts
-rather than the bytes themselves."""
+rather than the bytes themselves, and passing a descriptor over a UNIX socket (SCM_RIGHTS)."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import fcntl as _fcntl
 import os
 import socket
 
-from kit.adapter.libc import Result, call, libc
+from kit.adapter.libc import Result, call, from_oserror, libc
 from kit.registry import constants, operation
 
 constants(MSG_OOB=socket.MSG_OOB, MSG_DONTWAIT=socket.MSG_DONTWAIT,
@@ -142,3 +142,37 @@ def drain(fd: int, chunk: int = 65536) -> Result:
             return res
         total += res.ret
     return Result(ret=total, value=total)
+
+
+def _unix(fd: int) -> socket.socket:
+    # A socket object on a duplicate: Python's sendmsg/recvmsg are libc's (an LD_PRELOAD
+    # interposer still sees them), and closing the object leaves the spec's fd open.
+    return socket.socket(socket.AF_UNIX, socket.SOCK_STREAM, fileno=os.dup(fd))
+
+
+@operation(family="socket", blocking=True, sock="fd", fd="fd")
+def send_fd(sock: int, fd: int) -> Result:
+    """sendmsg(2) of one byte with `fd` attached as SCM_RIGHTS, on the UNIX socket `sock`
+    (e.g. one end of a socketpair); returns the byte count (1)."""
+    try:
+        with _unix(sock) as channel:
+            sent = socket.send_fds(channel, [b"x"], [fd])
+        return Result(ret=sent, value=sent)
+    except OSError as exc:
+        return from_oserror(exc)
+
+
+@operation(family="socket", blocking=True, sock="fd")
+def recv_fd(sock: int) -> Result:
+    """recvmsg(2) of one byte and one SCM_RIGHTS descriptor from the UNIX socket `sock`;
+    value is the new descriptor in this process (EBADMSG if none came with the byte)."""
+    try:
+        with _unix(sock) as channel:
+            data, fds, _flags, _addr = socket.recv_fds(channel, 1, 1)
+    except OSError as exc:
+        return from_oserror(exc)
+    if not fds:
+        return Result(ret=-1, errno="EBADMSG", value=f"received {data!r} without a descriptor")
+    res = Result(ret=fds[0], value=fds[0])
+    res.created_fds.append(fds[0])
+    return res
