@@ -43,6 +43,21 @@ def behaviour(bid: str, body: str = "", *, title: str | None = None, cite: str =
     return head + (textwrap.indent(body, "    ") + "\n" if body else "")
 
 
+# Bodies for behaviour(): a read returns the initial counter (conforms), and the same read
+# expected one too high (a deliberate deviation).
+READS_COUNTER = """
+params:
+  initval: {integers: {min: 1, max: 100}}
+steps:
+  - eventfd: {initval: $initval, flags: EFD_NONBLOCK}
+    as: efd
+  - read_u64: {fd: $efd}
+    expect: {value: $initval}
+"""
+READS_COUNTER_WRONG = READS_COUNTER.replace("{value: $initval}",
+                                            "{value: {add: [$initval, 1]}}")
+
+
 def spec_text(*behaviours: str, family: str | None = None) -> str:
     top = f"family: {family}\n" if family else ""
     return top + "behaviours:\n" + "".join(behaviours)

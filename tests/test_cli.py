@@ -5,28 +5,22 @@ from __future__ import annotations
 import json
 
 import pytest
-from helpers import QUOTE, Ran, behaviour, line_of, run_kit, spec_text, write_spec
+from helpers import (
+    QUOTE,
+    READS_COUNTER,
+    READS_COUNTER_WRONG,
+    Ran,
+    behaviour,
+    line_of,
+    run_kit,
+    spec_text,
+    write_spec,
+)
 
 from kit.spec.schema import build_schema
 
-GOOD = behaviour("x.cli.good", """
-    params:
-      initval: {integers: {min: 1, max: 100}}
-    steps:
-      - eventfd: {initval: $initval, flags: EFD_NONBLOCK}
-        as: efd
-      - read_u64: {fd: $efd}
-        expect: {value: $initval}
-""", title="A read returns the counter")
-WRONG = behaviour("x.cli.wrong", """
-    params:
-      initval: {integers: {min: 1, max: 100}}
-    steps:
-      - eventfd: {initval: $initval, flags: EFD_NONBLOCK}
-        as: efd
-      - read_u64: {fd: $efd}
-        expect: {value: {add: [$initval, 1]}}
-""", title="A deliberately wrong value")
+GOOD = behaviour("x.cli.good", READS_COUNTER, title="A read returns the counter")
+WRONG = behaviour("x.cli.wrong", READS_COUNTER_WRONG, title="A deliberately wrong value")
 HANG = behaviour("x.cli.hang", """
     steps:
       - eventfd: {initval: 0}

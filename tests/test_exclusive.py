@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import multiprocessing
 import time
+import uuid
 
 import pytest
 
@@ -24,8 +25,14 @@ behaviours:
 """
 
 
-def _behaviour(text: str = SPEC):
-    loaded = load_text(text, "exclusive.yaml")
+@pytest.fixture
+def lock():
+    """A lock name of this test's own: tests on other xdist workers hold theirs meanwhile."""
+    return f"kit_test_{uuid.uuid4().hex[:12]}"
+
+
+def _behaviour(lock: str = "kit_test_lock"):
+    loaded = load_text(SPEC.replace("kit_test_lock", lock), "exclusive.yaml")
     assert not loaded.errors, loaded.errors
     return loaded.behaviours[0]
 
@@ -40,14 +47,14 @@ def test_the_spec_names_its_lock():
     assert _behaviour().exclusive == ("kit_test_lock",)
 
 
-def test_behaviours_sharing_a_lock_run_one_after_the_other():
+def test_behaviours_sharing_a_lock_run_one_after_the_other(lock):
     ready = multiprocessing.Event()
-    holder = multiprocessing.Process(target=_hold, args=("kit_test_lock", 0.5, ready))
+    holder = multiprocessing.Process(target=_hold, args=(lock, 0.5, ready))
     holder.start()
     try:
         assert ready.wait(10)
         started = time.monotonic()
-        verdict = check_behaviour(_behaviour(), Target.current())
+        verdict = check_behaviour(_behaviour(lock), Target.current())
         assert verdict.status == "conforms", verdict.message
         # it waited for the other holder (about 0.5 s) and then slept its own 0.3 s
         assert time.monotonic() - started >= 0.6
@@ -55,21 +62,21 @@ def test_behaviours_sharing_a_lock_run_one_after_the_other():
         holder.join(10)
 
 
-def test_a_lock_held_too_long_gives_an_error_verdict_not_a_hang(monkeypatch):
+def test_a_lock_held_too_long_gives_an_error_verdict_not_a_hang(monkeypatch, lock):
     monkeypatch.setattr(exclusive, "WAIT", 0.2)
     ready = multiprocessing.Event()
-    holder = multiprocessing.Process(target=_hold, args=("kit_test_lock", 3, ready))
+    holder = multiprocessing.Process(target=_hold, args=(lock, 3, ready))
     holder.start()
     try:
         assert ready.wait(10)
-        verdict = check_behaviour(_behaviour(), Target.current())
+        verdict = check_behaviour(_behaviour(lock), Target.current())
         assert verdict.status == "error"
-        assert "kit_test_lock" in verdict.message and "stayed locked" in verdict.message
+        assert lock in verdict.message and "stayed locked" in verdict.message
     finally:
         holder.kill()
         holder.join(10)
     # the holder's death released it
-    with exclusive.held(["kit_test_lock"], wait=1):
+    with exclusive.held([lock], wait=1):
         pass
 
 
@@ -79,3 +86,11 @@ def test_a_bad_exclusive_is_a_spec_error(bad):
     assert loaded.errors
     error = str(loaded.errors[0])
     assert "exclusive.yaml:" in error and "exclusive" in error
+
+
+def test_a_lock_file_made_by_another_user_can_be_taken(tmp_path, monkeypatch):
+    monkeypatch.setattr(exclusive, "lock_dir", lambda: str(tmp_path))
+    (tmp_path / "kit_test_lock").write_text("")
+    (tmp_path / "kit_test_lock").chmod(0o444)       # as root's file looks to nobody
+    with exclusive.held(["kit_test_lock"], wait=1):
+        pass

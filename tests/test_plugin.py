@@ -9,7 +9,16 @@ import threading
 import xml.etree.ElementTree as ET
 
 import pytest
-from helpers import QUOTE, behaviour, line_of, run_one, run_plugin, spec_text, write_spec
+from helpers import (
+    QUOTE,
+    READS_COUNTER,
+    behaviour,
+    line_of,
+    run_one,
+    run_plugin,
+    spec_text,
+    write_spec,
+)
 
 import kit
 from kit.adapter.proc import open_fds
@@ -351,15 +360,7 @@ def test_junit_xml_has_one_testcase_per_behaviour(mixed):
 
 # -- xdist -----------------------------------------------------------------------------------
 
-XDIST_SET = spec_text(*[behaviour(f"x.par.ok{i}", """
-    params:
-      initval: {integers: {min: 1, max: 100}}
-    steps:
-      - eventfd: {initval: $initval, flags: EFD_NONBLOCK}
-        as: efd
-      - read_u64: {fd: $efd}
-        expect: {value: $initval}
-""") for i in range(4)], behaviour("x.par.bad", """
+XDIST_SET = spec_text(*[behaviour(f"x.par.ok{i}", READS_COUNTER) for i in range(4)], behaviour("x.par.bad", """
     params:
       initval: {integers: {min: 1, max: 0xffffffff}}
     assume: [{gt: [$initval, 16]}]

@@ -38,7 +38,9 @@ def lock_dir() -> str:
 @contextmanager
 def _one(name: str, wait: float):
     path = os.path.join(lock_dir(), name)
-    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o666)
+    # Read-only is enough for flock, and works on a lock file another user made (the
+    # umask may have taken 0o666 down to 0o644).
+    fd = os.open(path, os.O_RDONLY | os.O_CREAT | os.O_CLOEXEC, 0o666)
     try:
         deadline = time.monotonic() + wait
         while True:
