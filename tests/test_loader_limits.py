@@ -63,9 +63,11 @@ def test_an_alias_bomb_is_one_error_with_its_line_and_is_refused_quickly():
     error = _only_error(load(BOMB))
     assert time.monotonic() - started < QUICK
     assert error.file == "specs/x/t.yaml"
-    assert "aliases expand the document beyond" in error.message
+    assert "values (YAML aliases expanded) by here" in error.message
     # the first level whose expansion passes the bound: 9**5 values under `e`
     assert error.line == line_of(BOMB, "e: &e")
+    assert error.message.startswith(f"not loaded: the document holds more than "
+                                    f"{source.MAX_VALUES} values")
     assert str(error).startswith(f"specs/x/t.yaml:{error.line}:")
 
 
@@ -113,6 +115,27 @@ def test_a_file_that_is_not_utf8_is_an_error(tmp_path):
     path = tmp_path / "latin1.yaml"
     path.write_bytes(b"behaviours: [caf\xe9]\n")
     assert "not UTF-8 text" in _only_error(load_file(path)).message
+
+
+def test_a_loader_failure_on_one_file_is_an_error_for_that_file_only(tmp_path, monkeypatch):
+    import kit.spec.loader as loader
+
+    bad = write_spec(tmp_path, spec_text(GOOD), name="a.yaml")
+    write_spec(tmp_path, spec_text(behaviour("x.limits.other", READS_COUNTER)), name="b.yaml")
+    real = loader.load_text
+
+    def flaky(text, file):
+        if file == str(bad):
+            raise RecursionError("maximum recursion depth exceeded")
+        return real(text, file)
+
+    monkeypatch.setattr(loader, "load_text", flaky)
+    results = load_tree(tmp_path / "specs")
+    assert [b.id for r in results for b in r.behaviours] == ["x.limits.other"]
+    (error,) = [e for r in results for e in r.errors]
+    assert error.file == str(bad)
+    assert error.message == ("kit error while loading this file: RecursionError: maximum "
+                             "recursion depth exceeded")
 
 
 # -- files that are not regular files ---------------------------------------------------------
@@ -177,7 +200,7 @@ def test_a_bomb_is_one_error_item_and_the_good_specs_still_run(bomb_beside_good)
     verdicts = {b["file"].rsplit("/", 1)[-1]: b for b in ran.report["behaviours"]}
     assert verdicts["good.yaml"]["status"] == "conforms"
     assert verdicts["bomb.yaml"]["status"] == "error"
-    assert "aliases expand the document beyond" in verdicts["bomb.yaml"]["message"]
+    assert "values (YAML aliases expanded) by here" in verdicts["bomb.yaml"]["message"]
     assert len(ran.report["behaviours"]) == 2
     assert "1 failed, 1 passed" in ran.stdout
 
@@ -196,7 +219,7 @@ def test_kit_list_names_the_bomb_and_lists_the_good_specs_quickly(bomb_beside_go
     assert time.monotonic() - started < 30
     assert listed.ret == 2, listed.output
     assert "x.limits.good" in listed.stdout
-    assert "bomb.yaml:" in listed.stderr and "aliases expand" in listed.stderr
+    assert "bomb.yaml:" in listed.stderr and "aliases expanded" in listed.stderr
 
 
 # -- one id, two files ------------------------------------------------------------------------

@@ -396,7 +396,12 @@ def load_file(path: Path | str) -> LoadResult:
         text = read_spec(path)
     except NotReadable as exc:
         return LoadResult(str(path), errors=[SpecError(str(exc), file=str(path), line=1)])
-    return load_text(text, str(path))
+    try:
+        return load_text(text, str(path))
+    except Exception as exc:  # noqa: BLE001 - a loader bug costs this file, not the others
+        return LoadResult(str(path), errors=[SpecError(
+            f"kit error while loading this file: {type(exc).__name__}: {exc}",
+            file=str(path), line=1)])
 
 
 def spec_files(root: Path | str) -> list[Path]:
