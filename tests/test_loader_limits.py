@@ -118,7 +118,7 @@ def test_a_file_that_is_not_utf8_is_an_error(tmp_path):
 
 
 def test_a_loader_failure_on_one_file_is_an_error_for_that_file_only(tmp_path, monkeypatch):
-    import kit.spec.loader as loader
+    from kit.spec import loader
 
     bad = write_spec(tmp_path, spec_text(GOOD), name="a.yaml")
     write_spec(tmp_path, spec_text(behaviour("x.limits.other", READS_COUNTER)), name="b.yaml")
@@ -269,7 +269,7 @@ def test_kit_list_finds_an_id_repeated_across_two_spec_roots(tmp_path):
 
 def test_collection_and_kit_run_make_the_second_definition_an_error_item(
         duplicate_across_files):
-    root, first, second = duplicate_across_files
+    root, first, _ = duplicate_across_files
     ran = run_plugin(root, "-q")
     by_file = sorted((b["file"].rsplit("/", 1)[-1], b["id"], b["status"])
                      for b in ran.report["behaviours"])

@@ -10,8 +10,16 @@ from __future__ import annotations
 import json
 
 import pytest
-from helpers import READS_COUNTER, REPO, behaviour, load_one, run_kit, run_python, spec_text, \
-    write_spec
+from helpers import (
+    READS_COUNTER,
+    REPO,
+    behaviour,
+    load_one,
+    run_kit,
+    run_python,
+    spec_text,
+    write_spec,
+)
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 

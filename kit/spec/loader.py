@@ -24,8 +24,8 @@ from packaging.specifiers import InvalidSpecifier, SpecifierSet
 
 from kit.registry import CONSTANTS, OPERATIONS
 from kit.spec import expressions as ex
-from kit.spec.errors import SpecError
 from kit.spec import patterns
+from kit.spec.errors import SpecError
 from kit.spec.model import (Applicability, Behaviour, Citation, KnownDeviation, Step, Variant)
 from kit.spec.ranges import Impossible, check_possible
 from kit.spec.schema import CONTROL, ORDER_KINDS, build_schema

@@ -21,7 +21,7 @@ class PatternTimeout(Exception):
     """A spec's pattern took longer than MATCH_TIMEOUT: a kit (spec) error."""
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def compiled(pattern: str) -> regex.Pattern:
     """The compiled pattern; raises regex.error (with .pos) for a bad one. Cached, so a
     pattern compiled while loading is not compiled again in the forked checker."""
