@@ -104,7 +104,15 @@ def cmd_run(ns) -> int:
 def cmd_replay(ns) -> int:
     args = [*map(str, ns.specs), *_common_pytest_args(ns), "-v", "-p", "no:cacheprovider",
             "--kit-id", ns.id, "-n", "0"]
-    if ns.params:
+    if ns.params is not None:
+        # checked before anything runs: a bad value is the user's mistake, not the kernel's
+        from kit.spec.replay import BadParams, check_replay
+
+        try:
+            check_replay(ns.specs, ns.id, ns.params)
+        except BadParams as exc:
+            print(f"kit replay: {exc}", file=sys.stderr)
+            return EXIT_USAGE
         args += ["--kit-params", ns.params]
     code = _pytest(args)
     if code == 5:
@@ -115,10 +123,9 @@ def cmd_replay(ns) -> int:
 def _all_behaviours(specs: list[Path]):
     from kit.spec.loader import load_tree
 
-    for root in specs:
-        for loaded in load_tree(root):
-            yield from ((b, None) for b in loaded.behaviours)
-            yield from ((None, e) for e in loaded.errors)
+    for loaded in load_tree(*specs):   # all roots at once: an id may appear only once
+        yield from ((b, None) for b in loaded.behaviours)
+        yield from ((None, e) for e in loaded.errors)
 
 
 def _last_verdicts(report: Path) -> dict:

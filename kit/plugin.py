@@ -22,8 +22,9 @@ from kit.engine.runner import (DEFAULT_LIMIT, PROFILES, check_isolated, check_wi
                                explain)
 from kit.engine.target import Target
 from kit.spec.errors import SpecError
-from kit.spec.loader import load_file
+from kit.spec.loader import duplicate_error, load_file
 from kit.spec.model import Behaviour
+from kit.spec.replay import BadParams, parse_params, replay_problem
 from kit.verdict import Verdict
 
 USER_PROPERTY = "kit-verdict"
@@ -63,6 +64,11 @@ def pytest_configure(config):
     if report_dir and not config.option.xmlpath and not hasattr(config, "workerinput"):
         config.option.xmlpath = str(Path(report_dir) / "junit.xml")
     config.kit_target = Target.current()
+    params = config.getoption("kit_params")
+    try:
+        config.kit_params = parse_params(params) if params is not None else None
+    except BadParams as exc:
+        raise pytest.UsageError(str(exc)) from None
     config.kit_started = time.time()
     config.kit_warm = False
     if not hasattr(config, "workerinput"):
@@ -79,13 +85,41 @@ def pytest_collect_file(file_path: Path, parent):
     return None
 
 
+@pytest.hookimpl(tryfirst=True)  # before -k deselects: a duplicate is one wherever it is
 def pytest_collection_modifyitems(config, items):
+    _refuse_duplicate_ids(items)
     wanted = config.getoption("kit_id")
     if wanted is None:
         return
     keep = [i for i in items if getattr(i, "behaviour_id", None) == wanted]
     config.hook.pytest_deselected(items=[i for i in items if i not in keep])
     items[:] = keep
+
+
+def _refuse_duplicate_ids(items) -> None:
+    """An id defined in two files: the later item becomes an error naming the first place
+    (duplicates within one file are refused by the loader already)."""
+    first: dict[str, Behaviour] = {}
+    for i, item in enumerate(items):
+        if not isinstance(item, BehaviourItem):
+            continue
+        earlier = first.setdefault(item.behaviour.id, item.behaviour)
+        if earlier is not item.behaviour:
+            error = duplicate_error(item.behaviour, earlier)
+            items[i] = SpecErrorItem.from_parent(item.parent, name=f"{error.behaviour}"
+                                                 f"[line-{error.line}]", error=error)
+
+
+def pytest_collection_finish(session):
+    """--kit-params is checked against every selected behaviour before anything runs."""
+    params = session.config.kit_params
+    if params is None:
+        return
+    for item in session.items:
+        if isinstance(item, BehaviourItem):
+            problem = replay_problem(item.behaviour, params)
+            if problem:
+                raise pytest.UsageError(f"--kit-params for {item.behaviour.id}: {problem}")
 
 
 class SpecFile(pytest.File):
@@ -145,11 +179,10 @@ class BehaviourItem(pytest.Item):
 
     def runtest(self):
         config = self.config
-        params = config.getoption("kit_params")
         options = dict(profile=config.getoption("kit_profile"),
                        run_seed=config.getoption("kit_seed"),
                        bound=config.getoption("kit_step_bound"),
-                       params=json.loads(params) if params is not None else None,
+                       params=config.kit_params,
                        nodeid=self.nodeid)
         if not config.kit_warm:  # once per process, before the first fork
             from kit.engine.warmup import warm_up

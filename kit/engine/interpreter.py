@@ -22,6 +22,7 @@ from kit.engine.target import Target
 from kit.registry import OPERATIONS
 from kit.spec import expressions as ex
 from kit.spec.model import Behaviour, Step
+from kit.spec.patterns import PatternTimeout
 
 DEFAULT_BOUND = 5.0
 
@@ -242,6 +243,9 @@ class Run:
                 [] if result.ok else [f"this set-up step failed with {result.errno}"])
         except ex.MissingField as exc:  # an earlier result lacked what this one is held to
             mismatches = [str(exc)]
+        except PatternTimeout as exc:  # the spec's own regex ran away: not the target's fault
+            record.status, record.mismatches = ERROR, [str(exc)]
+            raise StepFailure(ERROR, f"line {step.line}: {exc}") from None
         if step.bind:
             env[step.bind] = result.value
         if mismatches:

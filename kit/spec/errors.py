@@ -14,4 +14,5 @@ class SpecError(Exception):
         where = f"{self.file}:{self.line}"
         who = f" behaviour {self.behaviour}" if self.behaviour else ""
         what = f" field {self.field}" if self.field else ""
-        return f"{where}:{who}{what}: {self.message}"
+        return f"{where}:{who}{what}: {self.message}" if who or what else \
+            f"{where}: {self.message}"

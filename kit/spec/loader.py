@@ -1,14 +1,18 @@
 """Spec file -> validated Behaviours, or SpecErrors that name file, line, id and field.
 
 A broken behaviour never hides its neighbours: schema errors are grouped per
-behaviour, and only a file that is broken as a whole fails whole.
+behaviour, and only a file that is broken as a whole fails whole. A file is read only if it
+is a regular file of bounded size (a FIFO or /dev/zero among the specs must not hang a
+command), and a behaviour id may appear once in the whole spec set.
 """
 
 from __future__ import annotations
 
 import difflib
-import re
 import errno as _errno
+import os
+import re
+import stat
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -20,14 +24,18 @@ from packaging.specifiers import InvalidSpecifier, SpecifierSet
 
 from kit.registry import CONSTANTS, OPERATIONS
 from kit.spec import expressions as ex
+from kit.spec import patterns
 from kit.spec.errors import SpecError
 from kit.spec.model import (Applicability, Behaviour, Citation, KnownDeviation, Step, Variant)
+from kit.spec.ranges import Impossible, check_possible
 from kit.spec.schema import CONTROL, ORDER_KINDS, build_schema
-from kit.spec.source import line_of, load_yaml
+from kit.spec.source import TooLarge, line_of, load_yaml
 
 _VALIDATOR = jsonschema.Draft202012Validator(build_schema())
 # Every errno name, aliases included (EWOULDBLOCK, EOPNOTSUPP, EDEADLOCK...).
 _ERRNOS = {name for name in dir(_errno) if name.startswith("E") and name.isupper()}
+# Bytes in one spec file; the largest today is about 20 KB.
+MAX_FILE_BYTES = 1 << 20
 
 
 @dataclass
@@ -147,8 +155,18 @@ class _Checker:
                                         f"{field_name}.errno")
             elif key == "fields":
                 self.fields(value, bound, f"{field_name}.fields")
-            elif key != "matches":
+            elif key == "matches":
+                self.pattern(value, expect, key, f"{field_name}.matches")
+            else:
                 self.expr(value, bound, expect, key, f"{field_name}.{key}")
+
+    def pattern(self, text: str, node, key, field_name: str) -> None:
+        try:
+            patterns.compiled(text)
+        except patterns.regex.error as exc:
+            raise self.fail(f"invalid regular expression {text!r}: {exc.msg}"
+                            + (f" at position {exc.pos}" if exc.pos is not None else ""),
+                            node, key, field_name) from None
 
     def fields(self, fields: dict, bound: set[str], field_name: str) -> None:
         """Field expectations: a value (expression) or a nested expectation."""
@@ -158,7 +176,9 @@ class _Checker:
                 for key, inner in want.items():
                     if key == "fields":
                         self.fields(inner, bound, f"{where}.fields")
-                    elif key not in ("matches", "present"):
+                    elif key == "matches":
+                        self.pattern(inner, want, key, f"{where}.matches")
+                    elif key != "present":
                         self.expr(inner, bound, want, key, f"{where}.{key}")
             else:
                 self.expr(want, bound, fields, name, where)
@@ -226,6 +246,13 @@ class _Checker:
             bound.add(name)
         for i, pred in enumerate(raw.get("assume", [])):
             self.expr(pred, bound, raw["assume"], i, f"assume[{i}]")
+        try:
+            check_possible(params, raw.get("assume", []))
+        except Impossible as exc:
+            kind, key = exc.where
+            node = params if kind == "params" else raw["assume"]
+            raise self.fail(exc.message, node, key, f"{kind}.{key}" if kind == "params"
+                            else f"{kind}[{key}]") from None
         for i, example in enumerate(raw.get("examples", [])):
             missing = set(params) ^ set(example)
             if missing:
@@ -267,8 +294,15 @@ def _source_slices(text: str, starts: list[int]) -> list[str]:
 
 def load_text(text: str, file: str) -> LoadResult:
     result = LoadResult(file)
+    if len(text) > MAX_FILE_BYTES:
+        result.errors.append(SpecError(f"larger than {MAX_FILE_BYTES} bytes: not read as a "
+                                       f"spec", file=file, line=1))
+        return result
     try:
         doc = load_yaml(text)
+    except TooLarge as exc:
+        result.errors.append(SpecError(f"not loaded: {exc.message}", file=file, line=exc.line))
+        return result
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None) or getattr(exc, "context_mark", None)
         problem = getattr(exc, "problem", None) or str(exc)
@@ -311,24 +345,109 @@ def load_text(text: str, file: str) -> LoadResult:
     return result
 
 
+class NotReadable(Exception):
+    pass
+
+
+def read_spec(path: Path) -> str:
+    """The text of a regular file of at most MAX_FILE_BYTES; NotReadable otherwise.
+
+    Opened without blocking and checked on the open descriptor: a FIFO would block the
+    open and the read, /dev/zero would never end, and a check of the path before opening
+    could be raced."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC | os.O_NOCTTY)
+    except OSError as exc:
+        raise NotReadable(f"cannot read: {exc.strerror}") from None
+    try:
+        mode = os.fstat(fd).st_mode
+        if not stat.S_ISREG(mode):
+            raise NotReadable(f"not a regular file ({_file_kind(mode)}): not read as a spec")
+        chunks, size = [], 0
+        while size <= MAX_FILE_BYTES:
+            chunk = os.read(fd, MAX_FILE_BYTES + 1 - size)
+            if not chunk:
+                break
+            chunks.append(chunk)
+            size += len(chunk)
+        if size > MAX_FILE_BYTES:
+            raise NotReadable(f"larger than {MAX_FILE_BYTES} bytes: not read as a spec")
+        return b"".join(chunks).decode("utf-8")
+    except OSError as exc:
+        raise NotReadable(f"cannot read: {exc.strerror}") from None
+    except UnicodeDecodeError as exc:
+        raise NotReadable(f"not UTF-8 text: {exc.reason} at byte {exc.start}") from None
+    finally:
+        os.close(fd)
+
+
+def _file_kind(mode: int) -> str:
+    for test, name in ((stat.S_ISFIFO, "a FIFO"), (stat.S_ISCHR, "a character device"),
+                       (stat.S_ISBLK, "a block device"), (stat.S_ISSOCK, "a socket"),
+                       (stat.S_ISDIR, "a directory")):
+        if test(mode):
+            return name
+    return "not a regular file"
+
+
 def load_file(path: Path | str) -> LoadResult:
     path = Path(path)
     try:
-        text = path.read_text()
-    except (OSError, UnicodeDecodeError) as exc:
-        return LoadResult(str(path), errors=[SpecError(f"cannot read: {exc}", file=str(path))])
-    return load_text(text, str(path))
+        text = read_spec(path)
+    except NotReadable as exc:
+        return LoadResult(str(path), errors=[SpecError(str(exc), file=str(path), line=1)])
+    try:
+        return load_text(text, str(path))
+    except Exception as exc:  # noqa: BLE001 - a loader bug costs this file, not the others
+        return LoadResult(str(path), errors=[SpecError(
+            f"kit error while loading this file: {type(exc).__name__}: {exc}",
+            file=str(path), line=1)])
 
 
 def spec_files(root: Path | str) -> list[Path]:
+    """The spec files under `root` (or `root` itself, when it is not a directory: read, it
+    is refused if it is not a regular file). Like pytest's collection, only entries that
+    are regular files (after symlinks) are taken: a FIFO is not a spec."""
     root = Path(root)
-    if root.is_file():
+    if not root.is_dir():
         return [root]
-    return sorted(p for p in root.rglob("*") if p.suffix in (".yaml", ".yml"))
+    return sorted(p for p in root.rglob("*") if p.suffix in (".yaml", ".yml") and p.is_file())
 
 
-def load_tree(root: Path | str) -> list[LoadResult]:
-    return [load_file(p) for p in spec_files(root)]
+def load_tree(*roots: Path | str) -> list[LoadResult]:
+    """Every spec file under the roots (each file once), with duplicate ids across files
+    turned into errors (see unique_ids)."""
+    seen: set[Path] = set()
+    results = []
+    for root in roots:
+        for path in spec_files(root):
+            key = path.resolve()
+            if key not in seen:
+                seen.add(key)
+                results.append(load_file(path))
+    unique_ids(results)
+    return results
+
+
+def duplicate_error(behaviour: Behaviour, first: Behaviour) -> SpecError:
+    return SpecError(f"duplicate id: already defined at {first.file}:{first.line}",
+                     file=behaviour.file, line=behaviour.line, behaviour=behaviour.id,
+                     field="id")
+
+
+def unique_ids(results: list[LoadResult]) -> None:
+    """An id defined in two files: the later one (in load order) becomes an error naming
+    the first, in place, so every command reports the same thing."""
+    first: dict[str, Behaviour] = {}
+    for result in results:
+        kept = []
+        for behaviour in result.behaviours:
+            if behaviour.id in first:
+                result.errors.append(duplicate_error(behaviour, first[behaviour.id]))
+            else:
+                first[behaviour.id] = behaviour
+                kept.append(behaviour)
+        result.behaviours = kept
 
 
 def typed(value: Any) -> Any:

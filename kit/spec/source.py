@@ -2,11 +2,29 @@
 
 Mappings and sequences load as dict/list subclasses carrying the line of each key
 or item, so a schema error deep inside a spec can name the exact line.
+
+A spec may come from someone else's pull request, so a document is bounded before it is
+built: aliases may share values but not multiply them ("billion laughs"), nesting is
+shallow, and an alias may not contain itself.
 """
 
 from __future__ import annotations
 
 import yaml
+
+# Values in a document with every alias expanded. The largest spec file has under 2,000;
+# validating this many takes a second or so, one expanded exponentially would take hours.
+MAX_VALUES = 20_000
+# Levels of nesting; specs use about 15. Building the document recurses per level.
+MAX_DEPTH = 100
+
+
+class TooLarge(Exception):
+    """A document beyond the loader's bounds; `line` is where the excess shows."""
+
+    def __init__(self, message: str, line: int):
+        super().__init__(message)
+        self.message, self.line = message, line
 
 
 class Located:
@@ -57,8 +75,57 @@ _Loader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _mapping
 _Loader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_SEQUENCE_TAG, _sequence)
 
 
+def _children(node: yaml.Node) -> list[yaml.Node]:
+    if isinstance(node, yaml.SequenceNode):
+        return node.value
+    if isinstance(node, yaml.MappingNode):
+        return [part for pair in node.value for part in pair]
+    return []
+
+
+def check_bounds(root: yaml.Node) -> None:
+    """Raise TooLarge unless the composed document, aliases expanded, is within bounds.
+
+    An alias is the very node its anchor names, so sizes are counted once per node
+    (memoised): linear in the text, whatever the expansion would be."""
+    sizes: dict[int, int] = {}
+    open_nodes: set[int] = set()
+
+    def size(node: yaml.Node, depth: int) -> int:
+        line = node.start_mark.line + 1
+        key = id(node)
+        if key in sizes:
+            return sizes[key]
+        if key in open_nodes:
+            raise TooLarge("a YAML alias refers to a value that contains it", line)
+        if depth > MAX_DEPTH:
+            raise TooLarge(f"values nested more than {MAX_DEPTH} levels deep", line)
+        open_nodes.add(key)
+        total = 1
+        for child in _children(node):
+            total += size(child, depth + 1)
+            if total > MAX_VALUES:
+                raise TooLarge(f"the document holds more than {MAX_VALUES} values (YAML "
+                               f"aliases expanded) by here; an alias may share a value, not "
+                               f"multiply it", line)
+        open_nodes.discard(key)
+        sizes[key] = total
+        return total
+
+    size(root, 0)
+
+
 def load_yaml(text: str):
-    return yaml.load(text, Loader=_Loader)  # noqa: S506 - _Loader derives from SafeLoader
+    """The document, or TooLarge (or a yaml.YAMLError) without building an oversized one."""
+    loader = _Loader(text)
+    try:
+        root = loader.get_single_node()
+        if root is None:
+            return None
+        check_bounds(root)
+        return loader.construct_document(root)
+    finally:
+        loader.dispose()
 
 
 def line_of(doc, path) -> int:
