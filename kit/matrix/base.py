@@ -21,6 +21,12 @@ class RunRequest:
     # name the column in the merged report and select platform-specific known deviations.
     env: dict = field(default_factory=dict)
 
+    def __post_init__(self):
+        # these paths cross into subprocesses, containers and guests, which do not share
+        # our cwd (a guest mounts the share at this very path): absolute, no symlinks
+        self.repo, self.out_dir, self.log = (Path(p).resolve()
+                                             for p in (self.repo, self.out_dir, self.log))
+
 
 @dataclass
 class RunResult:
@@ -41,6 +47,7 @@ class Target:
     def __init__(self, name: str, spec: dict):
         self.name, self.spec = name, spec
         self.repo: Path = Path.cwd()   # the kit's checkout; set by the matrix runner
+        self.source: tuple[Path | None, int] = (None, 0)   # target file and line of `name`
 
     def unavailable(self) -> str | None:
         """None if this machine can run the target, else the reason it cannot."""
