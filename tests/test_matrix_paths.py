@@ -13,10 +13,12 @@ import pytest
 from kit.matrix.base import RunRequest, RunResult, Target
 from kit.matrix.paths import (
     OutputPathError,
+    log_tail,
     name_problem,
     output_root,
     read_regular,
     target_paths,
+    write_atomic,
     write_new,
 )
 from kit.matrix.runner import Progress, run_matrix
@@ -195,3 +197,23 @@ def test_a_report_that_is_not_a_kit_report_fails_that_target(tmp_path):
                         progress=quiet())
     assert matrix["targets"][0]["status"] == "failed"
     assert "not a kit report" in matrix["targets"][0]["reason"]
+
+
+def test_matrix_files_are_replaced_whole(tmp_path):
+    path = tmp_path / "matrix.json"
+    write_atomic(path, "old\n")
+    with pytest.raises(TypeError):
+        write_atomic(path, 12345)          # fails mid-write
+    assert path.read_text() == "old\n" and [p.name for p in tmp_path.iterdir()] == [path.name]
+
+
+def test_a_command_that_leaves_no_report_fails_with_the_end_of_its_log(tmp_path):
+    target = Recording("host")
+    request = RunRequest(repo=REPO, out_dir=tmp_path / "host", kit_args=[], timeout=30,
+                         log=tmp_path / "host.log")
+    script = "echo starting; echo; echo 'kit run: cannot write report dir: read-only' >&2"
+    result = target.run_command(request, ["/bin/sh", "-c", script + "; exit 2"], {})
+    assert result.status == "failed" and result.exit_code == 2
+    assert result.reason.startswith("no report.json (exit 2): starting | kit run: cannot "
+                                    "write report dir: read-only; see ")
+    assert log_tail(tmp_path / "missing.log") == ""

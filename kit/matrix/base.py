@@ -7,6 +7,8 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from kit.matrix.paths import log_tail
+
 
 @dataclass
 class RunRequest:
@@ -75,8 +77,9 @@ class Target:
                                  duration=time.monotonic() - start, metadata=metadata)
         report = request.out_dir / "report.json"
         found = report.exists()
+        # the reason goes into matrix.md's table: one line, the log's last words included
         return RunResult(self.name, "ran" if found else "failed",
-                         "" if found else f"no report.json (exit {proc.returncode}); see "
-                                          f"{request.log}",
+                         "" if found else f"no report.json (exit {proc.returncode}): "
+                                          f"{log_tail(request.log)}; see {request.log}",
                          report=report if found else None, exit_code=proc.returncode,
                          duration=time.monotonic() - start, metadata=metadata)

@@ -94,3 +94,26 @@ def read_regular(path: Path, limit: int = 256 << 20) -> bytes:
         if info.st_size > limit:
             raise OutputPathError(f"{path} is larger than {limit} bytes")
         return f.read(limit + 1)
+
+
+def write_atomic(path: Path, text: str) -> None:
+    """Replace `path` whole: a kill mid-write leaves the old file, never half a new one."""
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with open(fd, "w") as out:
+            out.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def log_tail(path: Path, lines: int = 4, limit: int = 64 * 1024) -> str:
+    """The last non-empty lines of a log, joined on one line (for a target's reason)."""
+    try:
+        with open(path, "rb") as log:
+            log.seek(max(0, log.seek(0, os.SEEK_END) - limit))
+            text = log.read().decode("utf-8", "replace")
+    except OSError:
+        return ""
+    return " | ".join([line.strip() for line in text.splitlines() if line.strip()][-lines:])

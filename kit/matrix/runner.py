@@ -23,7 +23,13 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from kit.matrix.base import RunRequest, RunResult, Target
-from kit.matrix.paths import OutputPathError, output_root, read_regular, target_paths
+from kit.matrix.paths import (
+    OutputPathError,
+    output_root,
+    read_regular,
+    target_paths,
+    write_atomic,
+)
 from kit.report.diff import differences
 from kit.report.html import write_html
 
@@ -155,8 +161,8 @@ def write_matrix(out: Path, targets: list[Target], results: list[RunResult]) -> 
                     for r in results],
         "differences": diffs,
     }
-    (out / "matrix.json").write_text(json.dumps(matrix, indent=2, default=str) + "\n")
-    (out / "matrix.md").write_text(render_matrix_markdown(matrix))
+    write_atomic(out / "matrix.json", json.dumps(matrix, indent=2, default=str) + "\n")
+    write_atomic(out / "matrix.md", render_matrix_markdown(matrix))
     write_html(out / "report.html", reports, skipped=skipped,
                title="Syscall conformance matrix")
     return matrix
