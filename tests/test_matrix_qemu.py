@@ -735,6 +735,19 @@ def test_the_guest_is_given_the_packages_kernel_config(fake_target, tmp_path, mo
     assert q.guest_kernel_config(target.kernel, req) == {"KIT_KERNEL_CONFIG": str(config)}
 
 
+def test_the_guest_is_given_an_absolute_kernel_config_path(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("KIT_CACHE", "relative-cache")
+    assert kernels.cache_root() == tmp_path.resolve() / "relative-cache"
+    target = q.QemuTarget("t", {"package": "p"})
+    target.kernel = prepared_kernel(Path("relative-cache/kernels/p_1"))
+    config = with_config(target)
+    monkeypatch.setattr(guest, "seen_by_guest", lambda path, repo: True)
+    req = request(tmp_path)
+    assert q.guest_kernel_config(target.kernel, req) == {
+        "KIT_KERNEL_CONFIG": str(config.resolve())}
+
+
 def test_a_package_without_a_config_gives_the_guest_none(fake_target, tmp_path):
     target = fake_target("ok")
     assert target.kernel.config_file() is None

@@ -218,6 +218,7 @@ def guest_kernel_config(kernel: kernels.PreparedKernel, request: RunRequest) -> 
     config = kernel.config_file()
     if config is None:
         return {}
+    config = config.resolve()      # the guest's `kit run` has another cwd
     if not guest.seen_by_guest(config, request.repo):
         # a cache under /tmp or /run is covered by the guest's tmpfs: hand over a copy on
         # the writable share, which the guest mounts at the same path
