@@ -827,6 +827,15 @@ def test_the_run_script_checks_the_share_before_running_the_kit(tmp_path):
     assert stale.returncode == 2 and not marker.exists()
     assert stale.stdout == (f"{guest.MARK} FAILED: the host's output share is not mounted "
                             f"at {out} in the guest\n")
+    # where the report is to go cannot be written: stopped before the kit, saying so
+    gone = tmp_path / "gone"
+    script = guest.run_script(tmp_path, ["/bin/sh", "-c", f"echo yes > '{marker}'"], {},
+                              gone, "")
+    unwritable = subprocess.run(["/bin/sh", "-c", script], capture_output=True, text=True,
+                                timeout=30, check=False)
+    assert unwritable.returncode == 2 and not marker.exists()
+    assert unwritable.stdout == (f"{guest.MARK} FAILED: the output directory {gone} is not "
+                                 f"writable in the guest\n")
 
 
 def test_the_guest_is_never_given_a_relative_output_directory():

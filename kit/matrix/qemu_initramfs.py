@@ -194,9 +194,10 @@ def share_check(out_dir: Path, token: str) -> str:
     out = shlex.quote(str(out_dir))
     token_file = shlex.quote(f"{out_dir}/{SHARE_TOKEN}")
     probe = shlex.quote(f"{out_dir}/.kit-write-probe")
-    return (f'fail() {{ echo "{MARK} FAILED: $*"; exit 2; }}\n'
-            f'[ "$(cat {token_file} 2>/dev/null)" = {shlex.quote(token)} ] || fail '
-            f'"the host\'s output share is not mounted at "{out}" in the guest"\n'
+    found = (f'[ "$(cat {token_file} 2>/dev/null)" = {shlex.quote(token)} ] || fail '
+             f'"the host\'s output share is not mounted at "{out}" in the guest"\n'
+             if token else "")
+    return (f'fail() {{ echo "{MARK} FAILED: $*"; exit 2; }}\n{found}'
             f'(: > {probe}) 2>/dev/null && rm -f {probe} || fail '
             f'"the output directory "{out}" is not writable in the guest"\n')
 
