@@ -227,6 +227,7 @@ def cmd_report(ns) -> int:
 
 
 def cmd_matrix(ns) -> int:
+    from kit.matrix.paths import OutputPathError
     from kit.matrix.runner import run_matrix
     from kit.matrix.targets import TargetFileError, load_targets
 
@@ -246,8 +247,12 @@ def cmd_matrix(ns) -> int:
         kit_args.append("--bench")
     if ns.keyword:
         kit_args += ["-k", ns.keyword]
-    matrix = run_matrix(targets, repo=repo, out=Path(ns.output), kit_args=kit_args,
-                        jobs=ns.jobs)
+    try:
+        matrix = run_matrix(targets, repo=repo, out=Path(ns.output), kit_args=kit_args,
+                            jobs=ns.jobs)
+    except OutputPathError as exc:
+        print(f"kit matrix: {exc}", file=sys.stderr)
+        return EXIT_USAGE
     if ns.json:
         print(json.dumps(matrix, indent=2, default=str))
     else:

@@ -629,6 +629,20 @@ if mode == "noinit":
     sys.exit(0)
 print("KIT-INIT: up 0.40 6.1.0-fake", flush=True)
 print("KIT-INIT: kit start 0.50", flush=True)
+# the run script's own check of the share, on the host's paths (the guest's are the same),
+# the rest of it (the `exec` of kit run) left out
+from kit.matrix.qemu_initramfs import read_cpio
+import subprocess
+script = read_cpio(open(args[args.index("-initrd") + 1], "rb").read())["kit/run.sh"][1]
+script = script.decode().rsplit("exec ", 1)[0] + "exit 0\\n"
+if mode == "noshare":
+    os.unlink(os.path.join(out, "{share_token}"))   # as if the share were mounted elsewhere
+check = subprocess.run(["/bin/sh", "-c", script], stdout=subprocess.PIPE, text=True)
+print(check.stdout, end="", flush=True)
+if check.returncode != 0:
+    open(os.path.join(out, "{exit_file}"), "w").write(f"{{check.returncode}}\\n")
+    print(f"KIT-INIT: kit exit {{check.returncode}} 0.60", flush=True)
+    sys.exit(0)
 if mode == "hang":
     time.sleep(120)
 if mode != "noreport":
@@ -659,7 +673,8 @@ def prepared_kernel(directory: Path, package="linux-image-6.1.0-1-amd64-unsigned
 def fake_target(tmp_path, monkeypatch):
     def make(mode: str, accel: str = "tcg", **spec) -> q.QemuTarget:
         qemu = tmp_path / "qemu-system-x86_64"
-        qemu.write_text(FAKE_QEMU.format(python=sys.executable, exit_file=guest.EXIT_FILE))
+        qemu.write_text(FAKE_QEMU.format(python=sys.executable, exit_file=guest.EXIT_FILE,
+                                         share_token=guest.SHARE_TOKEN))
         qemu.chmod(0o755)
         monkeypatch.setenv("FAKE_QEMU_MODE", mode)
         target = q.QemuTarget("fake", {"package": "p", "qemu": str(qemu), "accel": accel,
@@ -710,14 +725,27 @@ def test_the_guest_is_given_the_packages_kernel_config(fake_target, tmp_path, mo
     scripts = []
     real_write = guest.write_run_initramfs
     monkeypatch.setattr(guest, "write_run_initramfs", lambda path, base, out_dir, repo,
-                        command, env: scripts.append(env) or real_write(
-                            path, base, out_dir, repo, command, env))
+                        command, env, token: scripts.append(env) or real_write(
+                            path, base, out_dir, repo, command, env, token))
     assert target.run(req).status == "ran"
     assert scripts == [{"KIT_TARGET_NAME": "fake", "KIT_PLATFORM": "linux",
                         "KIT_KERNEL_CONFIG": str(copy)}]
     # a cache the guest sees (~/.cache/kit, the default) is named as it is
     monkeypatch.setattr(guest, "seen_by_guest", lambda path, repo: True)
     assert q.guest_kernel_config(target.kernel, req) == {"KIT_KERNEL_CONFIG": str(config)}
+
+
+def test_the_guest_is_given_an_absolute_kernel_config_path(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("KIT_CACHE", "relative-cache")
+    assert kernels.cache_root() == tmp_path.resolve() / "relative-cache"
+    target = q.QemuTarget("t", {"package": "p"})
+    target.kernel = prepared_kernel(Path("relative-cache/kernels/p_1"))
+    config = with_config(target)
+    monkeypatch.setattr(guest, "seen_by_guest", lambda path, repo: True)
+    req = request(tmp_path)
+    assert q.guest_kernel_config(target.kernel, req) == {
+        "KIT_KERNEL_CONFIG": str(config.resolve())}
 
 
 def test_a_package_without_a_config_gives_the_guest_none(fake_target, tmp_path):
@@ -749,6 +777,70 @@ def test_no_report_is_a_failure_with_the_last_console_lines(fake_target, tmp_pat
     assert result.status == "failed" and result.exit_code == 2
     assert "no report.json" in result.reason and "ModuleNotFoundError" in result.reason
     assert "\n" not in result.reason          # one line: it goes into matrix.md's table
+
+
+def test_a_guest_without_the_hosts_share_stops_before_kit_run_and_says_why(fake_target,
+                                                                             tmp_path):
+    result = fake_target("noshare").run(request(tmp_path))
+    assert result.status == "failed" and result.exit_code == 2
+    assert result.reason.startswith(
+        f"the host's output share is not mounted at {tmp_path / 'out'} in the guest; "
+        f"no report.json"), result.reason
+    assert not (tmp_path / "out" / guest.SHARE_TOKEN).exists()      # cleaned up
+
+
+def test_a_relative_output_directory_reaches_the_guest_absolute(fake_target, tmp_path,
+                                                                monkeypatch):
+    # the bug this guards against: KIT_OUT=report-matrix/x made /init mount the share on
+    # a path the chrooted `kit run` never wrote to, and --report report-matrix/x made it
+    # write into the read-only root; minutes of running, nothing back
+    monkeypatch.chdir(tmp_path)
+    seen = []
+    real_write = guest.write_run_initramfs
+    monkeypatch.setattr(guest, "write_run_initramfs", lambda path, base, out_dir, repo,
+                        command, env, token: seen.append((out_dir, command)) or real_write(
+                            path, base, out_dir, repo, command, env, token))
+    req = RunRequest(repo=REPO, out_dir=Path("report-matrix/fake"), kit_args=[],
+                     timeout=60, log=Path("fake.log"))
+    result = fake_target("ok").run(req)
+    assert result.status == "ran", result.reason
+    [(out_dir, command)] = seen
+    absolute = tmp_path.resolve() / "report-matrix" / "fake"
+    assert out_dir == absolute and result.report == absolute / "report.json"
+    assert command[command.index("--report") + 1] == str(absolute)
+
+
+def test_the_run_script_checks_the_share_before_running_the_kit(tmp_path):
+    out = tmp_path / "out dir"
+    out.mkdir()
+    marker = tmp_path / "ran"
+    script = guest.run_script(tmp_path, ["/bin/sh", "-c", f"echo yes > '{marker}'"], {},
+                              out, "t0ken")
+    (out / guest.SHARE_TOKEN).write_text("t0ken")
+    ok = subprocess.run(["/bin/sh", "-c", script], capture_output=True, text=True, timeout=30,
+                        check=False)
+    assert ok.returncode == 0 and marker.read_text() == "yes\n"
+    marker.unlink()
+    (out / guest.SHARE_TOKEN).write_text("another run's token")
+    stale = subprocess.run(["/bin/sh", "-c", script], capture_output=True, text=True,
+                           timeout=30, check=False)
+    assert stale.returncode == 2 and not marker.exists()
+    assert stale.stdout == (f"{guest.MARK} FAILED: the host's output share is not mounted "
+                            f"at {out} in the guest\n")
+    # where the report is to go cannot be written: stopped before the kit, saying so
+    gone = tmp_path / "gone"
+    script = guest.run_script(tmp_path, ["/bin/sh", "-c", f"echo yes > '{marker}'"], {},
+                              gone, "")
+    unwritable = subprocess.run(["/bin/sh", "-c", script], capture_output=True, text=True,
+                                timeout=30, check=False)
+    assert unwritable.returncode == 2 and not marker.exists()
+    assert unwritable.stdout == (f"{guest.MARK} FAILED: the output directory {gone} is not "
+                                 f"writable in the guest\n")
+
+
+def test_the_guest_is_never_given_a_relative_output_directory():
+    with pytest.raises(ValueError, match="absolute"):
+        guest.run_conf(Path("report-matrix/debian-6.1"))
 
 
 def test_a_run_past_its_timeout_is_killed(fake_target, tmp_path):

@@ -7,6 +7,8 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from kit.matrix.paths import log_tail
+
 
 @dataclass
 class RunRequest:
@@ -20,6 +22,12 @@ class RunRequest:
     # Set in the environment of `kit run` on the target: KIT_TARGET_NAME and KIT_PLATFORM
     # name the column in the merged report and select platform-specific known deviations.
     env: dict = field(default_factory=dict)
+
+    def __post_init__(self):
+        # these paths cross into subprocesses, containers and guests, which do not share
+        # our cwd (a guest mounts the share at this very path): absolute, no symlinks
+        self.repo, self.out_dir, self.log = (Path(p).resolve()
+                                             for p in (self.repo, self.out_dir, self.log))
 
 
 @dataclass
@@ -41,6 +49,7 @@ class Target:
     def __init__(self, name: str, spec: dict):
         self.name, self.spec = name, spec
         self.repo: Path = Path.cwd()   # the kit's checkout; set by the matrix runner
+        self.source: tuple[Path | None, int] = (None, 0)   # target file and line of `name`
 
     def unavailable(self) -> str | None:
         """None if this machine can run the target, else the reason it cannot."""
@@ -68,8 +77,9 @@ class Target:
                                  duration=time.monotonic() - start, metadata=metadata)
         report = request.out_dir / "report.json"
         found = report.exists()
+        # the reason goes into matrix.md's table: one line, the log's last words included
         return RunResult(self.name, "ran" if found else "failed",
-                         "" if found else f"no report.json (exit {proc.returncode}); see "
-                                          f"{request.log}",
+                         "" if found else f"no report.json (exit {proc.returncode}): "
+                                          f"{log_tail(request.log)}; see {request.log}",
                          report=report if found else None, exit_code=proc.returncode,
                          duration=time.monotonic() - start, metadata=metadata)

@@ -15,6 +15,7 @@ import time
 
 from kit.matrix.base import RunRequest, RunResult, Target
 from kit.matrix.host import kit_command
+from kit.matrix.paths import write_new
 
 MARKER = "=====KIT-REPORT-JSON====="
 
@@ -63,6 +64,6 @@ class GvisorTarget(Target):
                              metadata=meta)
         request.out_dir.mkdir(parents=True, exist_ok=True)
         report = request.out_dir / "report.json"
-        report.write_text(payload.strip() + "\n")
+        write_new(report, (payload.strip() + "\n").encode())
         return RunResult(self.name, "ran", report=report, exit_code=proc.returncode,
                          duration=time.monotonic() - start, metadata=meta)

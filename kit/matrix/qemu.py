@@ -30,6 +30,7 @@ import json
 import os
 import platform
 import re
+import secrets
 import shutil
 import struct
 import subprocess
@@ -42,6 +43,7 @@ from kit.matrix import qemu_initramfs as guest
 from kit.matrix import qemu_kernel as kernels
 from kit.matrix.base import RunRequest, RunResult, Target
 from kit.matrix.host import kit_command
+from kit.matrix.paths import write_new
 
 QEMU = "qemu-system-x86_64"
 BUSYBOX_CANDIDATES = ("/bin/busybox", "/usr/bin/busybox")
@@ -216,11 +218,12 @@ def guest_kernel_config(kernel: kernels.PreparedKernel, request: RunRequest) -> 
     config = kernel.config_file()
     if config is None:
         return {}
+    config = config.resolve()      # the guest's `kit run` has another cwd
     if not guest.seen_by_guest(config, request.repo):
         # a cache under /tmp or /run is covered by the guest's tmpfs: hand over a copy on
         # the writable share, which the guest mounts at the same path
         copy = request.out_dir / GUEST_CONFIG_COPY
-        shutil.copyfile(config, copy)
+        write_new(copy, Path(config).read_bytes())
         config = copy
     return {"KIT_KERNEL_CONFIG": str(config)}
 
@@ -345,7 +348,6 @@ class QemuTarget(Target):
             self.prepare(request.log)
         kernel = self.kernel
         request.out_dir.mkdir(parents=True, exist_ok=True)
-        exit_file = request.out_dir / guest.EXIT_FILE
         attempts, note = self.plan()
         meta = {"kernel_package": kernel.package, "kernel_version": kernel.version,
                 "kernel_release": kernel.release, "qemu": qemu_version(self.qemu),
@@ -356,11 +358,23 @@ class QemuTarget(Target):
         meta["how"] = f"qemu, {kernel.package} {kernel.version}"
         command = kit_command(request, str(request.out_dir), str(self.spec.get("jobs", "1")))
         env = dict(request.env, **guest_kernel_config(kernel, request))
+        token = secrets.token_hex(16)
+        token_file = request.out_dir / guest.SHARE_TOKEN
+        write_new(token_file, token.encode())
+        try:
+            return self._attempts(request, kernel, attempts, command, env, token, start,
+                                  deadline, meta)
+        finally:
+            token_file.unlink(missing_ok=True)
+
+    def _attempts(self, request: RunRequest, kernel, attempts, command, env, token: str,
+                  start: float, deadline: float, meta: dict) -> RunResult:
+        exit_file = request.out_dir / guest.EXIT_FILE
         with tempfile.TemporaryDirectory(prefix="kit-qemu-") as tmp, \
                 open(request.log, "a") as log:
             initrd = Path(tmp) / "initramfs.cpio"
             guest.write_run_initramfs(initrd, Path(kernel.initramfs), request.out_dir,
-                                      request.repo, command, env)
+                                      request.repo, command, env, token)
             for i, (accel, method) in enumerate(attempts):
                 last = i == len(attempts) - 1
                 exit_file.unlink(missing_ok=True)
@@ -458,6 +472,10 @@ class QemuTarget(Target):
             return RunResult(self.name, "ran", report=report, exit_code=exit_code,
                              duration=duration, metadata=meta)
         why = "no report.json" if exit_code is not None else "no exit code from the guest"
+        if "failed" in console.marks:
+            # the guest said why (/init, or the share check before `kit run`): lead with it
+            said = console.marks["failed"][1][len(guest.MARK):].strip()
+            why = f"{said.removeprefix('FAILED:').strip()}; {why}"
         tail = " | ".join(console.last_lines(8))
         return RunResult(self.name, "failed",
                          f"{why} (qemu exit {outcome.get('returncode')}, guest exit "

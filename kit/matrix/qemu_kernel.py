@@ -38,10 +38,11 @@ from pathlib import Path
 
 def cache_root() -> Path:
     """$KIT_CACHE, else $XDG_CACHE_HOME/kit, else ~/.cache/kit. Kernels live in kernels/."""
+    # absolute: paths below it are handed to qemu and to the guest (KIT_KERNEL_CONFIG)
     if os.environ.get("KIT_CACHE"):
-        return Path(os.environ["KIT_CACHE"]).expanduser()
+        return Path(os.environ["KIT_CACHE"]).expanduser().resolve()
     xdg = os.environ.get("XDG_CACHE_HOME")
-    return (Path(xdg) if xdg else Path.home() / ".cache") / "kit"
+    return ((Path(xdg) if xdg else Path.home() / ".cache") / "kit").resolve()
 
 
 def kernels_dir() -> Path:

@@ -7,6 +7,9 @@ Layout of the output directory:
     <out>/report.html            the merged page
     <out>/matrix.json            per-target metadata and results, skipped targets, differences
     <out>/matrix.md              the differences, for CI logs and pull requests
+
+The output directory is resolved to an absolute path first (see paths.py): targets run in
+other processes, containers and VMs, where a relative path means something else.
 """
 
 from __future__ import annotations
@@ -20,6 +23,13 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from kit.matrix.base import RunRequest, RunResult, Target
+from kit.matrix.paths import (
+    OutputPathError,
+    output_root,
+    read_regular,
+    target_paths,
+    write_atomic,
+)
 from kit.report.diff import differences
 from kit.report.html import write_html
 
@@ -86,26 +96,33 @@ def _one(target: Target, request: RunRequest, progress: Progress) -> RunResult:
 
 def run_matrix(targets: list[Target], *, repo: Path, out: Path, kit_args: list[str],
                jobs: int | None = None, progress: Progress | None = None) -> dict:
-    out.mkdir(parents=True, exist_ok=True)
+    """Raises OutputPathError, before any target runs, if `out` cannot be written."""
+    out = output_root(out)
+    repo = Path(repo).resolve()
     progress = progress or Progress()
     results: list[RunResult] = []
     runnable = []
+    requests = {}
     for target in targets:
         target.repo = repo
+        try:
+            out_dir, log = target_paths(out, target.name)
+        except OutputPathError as exc:
+            progress.say(f"{target.name}: failed: {exc}")
+            results.append(RunResult(target.name, "failed", str(exc)))
+            continue
         reason = target.unavailable()
         if reason:
             progress.say(f"{target.name}: skipped: {reason}")
             results.append(RunResult(target.name, "skipped", reason))
-        else:
-            runnable.append(target)
+            continue
+        runnable.append(target)
+        requests[target.name] = RunRequest(
+            repo=repo, out_dir=out_dir, kit_args=kit_args,
+            timeout=float(target.spec.get("timeout", 1800)), log=log, env=_target_env(target))
     jobs = jobs or max(1, min(len(runnable), os.cpu_count() or 1))
     progress.say(f"running {len(runnable)} target(s), {jobs} at a time; "
                  f"{len(targets) - len(runnable)} skipped")
-    requests = {t.name: RunRequest(
-        repo=repo, out_dir=out / t.name, kit_args=kit_args,
-        timeout=float(t.spec.get("timeout", 1800)), log=out / f"{t.name}.log",
-        env=_target_env(t))
-        for t in runnable}
     try:
         with ThreadPoolExecutor(max_workers=jobs) as pool:
             futures = [pool.submit(_one, t, requests[t.name], progress) for t in runnable]
@@ -119,8 +136,15 @@ def write_matrix(out: Path, targets: list[Target], results: list[RunResult]) -> 
     by_name = {t.name: t for t in targets}
     reports = []
     for result in results:
-        if result.report and result.report.exists():
-            report = json.loads(result.report.read_text())
+        if result.report:
+            try:
+                report = json.loads(read_regular(result.report))
+                if not isinstance(report, dict) or not isinstance(report.get("target"), dict):
+                    raise TypeError("not a kit report (no `target` object)")
+            except (OSError, ValueError, TypeError, OutputPathError) as exc:
+                result.status, result.reason = "failed", f"unreadable {result.report}: {exc}"
+                result.report = None
+                continue
             report["target"]["name"] = result.target
             report["target"]["how"] = result.metadata.get("how", "")
             report["target"]["description"] = by_name[result.target].spec.get(
@@ -137,8 +161,8 @@ def write_matrix(out: Path, targets: list[Target], results: list[RunResult]) -> 
                     for r in results],
         "differences": diffs,
     }
-    (out / "matrix.json").write_text(json.dumps(matrix, indent=2, default=str) + "\n")
-    (out / "matrix.md").write_text(render_matrix_markdown(matrix))
+    write_atomic(out / "matrix.json", json.dumps(matrix, indent=2, default=str) + "\n")
+    write_atomic(out / "matrix.md", render_matrix_markdown(matrix))
     write_html(out / "report.html", reports, skipped=skipped,
                title="Syscall conformance matrix")
     return matrix

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import importlib
+import stat
 from pathlib import Path
 
 import yaml
 
 from kit.matrix.base import Target
+from kit.matrix.paths import name_problem
 
 # kind -> "module:Class"; imported only when a target of that kind is used.
 KINDS = {
@@ -16,30 +18,88 @@ KINDS = {
     "qemu": "kit.matrix.qemu:QemuTarget",
     "container": "kit.matrix.container:ContainerTarget",
 }
+MAX_TARGET_FILE = 64 * 1024     # a target file is a dozen lines; more is a mistake
 
 
 class TargetFileError(Exception):
-    pass
+    """A target file that cannot be used; names the file, and the line and field if any."""
+
+    def __init__(self, message: str, *, file: Path | str | None = None, line: int = 0,
+                 field: str | None = None):
+        self.message, self.file, self.line, self.field = message, file, line, field
+        super().__init__(str(self))
+
+    def __str__(self) -> str:
+        if self.file is None:
+            return self.message
+        where = f"{self.file}:{self.line}" if self.line else str(self.file)
+        if self.field:
+            where += f": field {self.field}"
+        return f"{where}: {self.message}"
+
+
+def _read(path: Path) -> str:
+    """The file's text; only a regular file of bounded size (a FIFO would block)."""
+    try:
+        info = path.stat()
+        if not stat.S_ISREG(info.st_mode):
+            raise TargetFileError("not a regular file", file=path)
+        if info.st_size > MAX_TARGET_FILE:
+            raise TargetFileError(f"{info.st_size} bytes; a target file has at most "
+                                  f"{MAX_TARGET_FILE}", file=path)
+        return path.read_text()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise TargetFileError(str(exc), file=path) from None
+
+
+def _line_of(text: str, field: str) -> int:
+    """The line of `field`'s value in a top-level mapping (0 if not found)."""
+    try:
+        node = yaml.compose(text, Loader=yaml.SafeLoader)
+    except yaml.YAMLError:
+        return 0
+    if isinstance(node, yaml.MappingNode):
+        for key, value in node.value:
+            if isinstance(key, yaml.ScalarNode) and key.value == field:
+                return value.start_mark.line + 1
+    return 0
 
 
 def load_target(path: Path) -> Target:
+    text = _read(path)
     try:
-        spec = yaml.safe_load(path.read_text())
-    except (OSError, yaml.YAMLError) as exc:
-        raise TargetFileError(f"{path}: {exc}") from None
+        spec = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        raise TargetFileError(str(exc), file=path,
+                              line=mark.line + 1 if mark else 0) from None
     if not isinstance(spec, dict) or "name" not in spec or "kind" not in spec:
-        raise TargetFileError(f"{path}: a target file needs `name` and `kind`")
+        raise TargetFileError("a target file needs `name` and `kind`", file=path)
+    problem = name_problem(spec["name"])
+    if problem:
+        raise TargetFileError(problem, file=path, line=_line_of(text, "name"), field="name")
     if spec["kind"] not in KINDS:
-        raise TargetFileError(f"{path}: unknown kind {spec['kind']!r} "
-                              f"(one of {', '.join(sorted(KINDS))})")
+        raise TargetFileError(f"unknown kind {spec['kind']!r} (one of "
+                              f"{', '.join(sorted(KINDS))})", file=path,
+                              line=_line_of(text, "kind"), field="kind")
     module, _, cls = KINDS[spec["kind"]].partition(":")
-    return getattr(importlib.import_module(module), cls)(spec["name"], spec)
+    target = getattr(importlib.import_module(module), cls)(spec["name"], spec)
+    target.source = (path, _line_of(text, "name"))
+    return target
 
 
 def load_targets(directory: Path, names: list[str] | None = None) -> list[Target]:
     targets = [load_target(p) for p in sorted(directory.glob("*.yaml"))]
+    first: dict[str, Target] = {}
+    for target in targets:
+        if target.name in first:
+            path, line = target.source
+            raise TargetFileError(f"target name {target.name!r} is already used by "
+                                  f"{first[target.name].source[0]}", file=path, line=line,
+                                  field="name")
+        first[target.name] = target
     if names:
-        unknown = set(names) - {t.name for t in targets}
+        unknown = set(names) - set(first)
         if unknown:
             raise TargetFileError(f"no target named {', '.join(sorted(unknown))} in "
                                   f"{directory}")
