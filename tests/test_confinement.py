@@ -168,7 +168,24 @@ def resolver(request, monkeypatch):
     where the kernel lacks it."""
     if request.param != "openat2":
         monkeypatch.setattr(scratch, "syscall_number", lambda name: None)
+    elif _kernel_has_openat2():
+        def not_here(*args):
+            raise AssertionError("openat2(2) exists here, yet the walk was used")
+        monkeypatch.setattr(scratch, "_walk_nofollow", not_here)
     return request.param
+
+
+def _kernel_has_openat2() -> bool:
+    import ctypes
+
+    how = scratch._OpenHow(os.O_PATH, 0, scratch.RESOLVE_BENEATH)
+    fd = scratch.libc.syscall(ctypes.c_long(scratch.syscall_number("openat2")),
+                              ctypes.c_long(-100), ctypes.c_char_p(b"."), ctypes.byref(how),
+                              ctypes.c_size_t(ctypes.sizeof(how)))   # -100: AT_FDCWD
+    if fd < 0:
+        return False
+    os.close(fd)
+    return True
 
 
 def test_a_symlink_planted_in_the_scratch_directory_does_not_get_out(resolver, tmp_path,
@@ -183,6 +200,21 @@ def test_a_symlink_planted_in_the_scratch_directory_does_not_get_out(resolver, t
                 with pytest.raises(confinement.Refused, match="symbolic link"):
                     files.open_path(name, flags)
     assert secret.read_text() == "outside"
+
+
+def test_files_beneath_the_scratch_directory_open_either_way(resolver, no_leaks):
+    with scratch.behaviour_root(), scratch.example() as directory:
+        made = files.open_path("scratch:made", os.O_RDWR | os.O_CREAT | os.O_EXCL)
+        assert made.ok and os.write(made.ret, b"x") == 1
+        os.close(made.ret)
+        assert os.listdir(directory) == ["made"]
+        assert files.open_path("scratch:made", os.O_RDWR | os.O_CREAT | os.O_EXCL).errno \
+            == "EEXIST"
+        assert files.open_path("scratch:missing/x", os.O_RDONLY).errno == "ENOENT"
+        for name in ("scratch:", "scratch:."):
+            listing = files.open_path(name, os.O_RDONLY | os.O_DIRECTORY)
+            assert listing.ok
+            os.close(listing.ret)
 
 
 def test_a_symlink_in_the_scratch_directory_during_a_run_is_an_error_verdict(monkeypatch):

@@ -98,8 +98,10 @@ def _openat2(directory: int, name: str, flags: int, mode: int) -> int:
         if fd >= 0:
             return fd
         err = ctypes.get_errno()
-        if err != errno.ENOSYS:
-            _refuse_escape(err, name)
+        _refuse_escape(err, name)
+        # Missing (ENOSYS), filtered (EPERM under some seccomp profiles) or stricter about
+        # flag bits than open(2) (EINVAL): the walk gives open(2)'s own answer.
+        if err not in (errno.ENOSYS, errno.EPERM, errno.EINVAL):
             raise OSError(err, os.strerror(err))
     return _walk_nofollow(directory, name, flags, mode)
 
