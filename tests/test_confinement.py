@@ -14,7 +14,8 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
-from helpers import behaviour, line_of, load, run_kit, run_one, spec_text, write_spec
+from helpers import (READS_COUNTER, behaviour, line_of, load, run_kit, run_one, spec_text,
+                     write_spec)
 
 from kit import confinement
 from kit.adapter import files, scratch
@@ -193,6 +194,7 @@ def test_a_symlink_planted_in_the_scratch_directory_does_not_get_out(resolver, t
     secret = tmp_path / "secret"
     secret.write_text("outside")
     with scratch.behaviour_root(), scratch.example() as directory:
+        scratch.current()  # made on first use
         os.symlink(secret, os.path.join(directory, "to-file"))
         os.symlink(tmp_path, os.path.join(directory, "to-dir"))
         for name in ("scratch:to-file", "scratch:to-dir/secret"):
@@ -204,6 +206,7 @@ def test_a_symlink_planted_in_the_scratch_directory_does_not_get_out(resolver, t
 
 def test_files_beneath_the_scratch_directory_open_either_way(resolver, no_leaks):
     with scratch.behaviour_root(), scratch.example() as directory:
+        scratch.current()  # made on first use
         made = files.open_path("scratch:made", os.O_RDWR | os.O_CREAT | os.O_EXCL)
         assert made.ok and os.write(made.ret, b"x") == 1
         os.close(made.ret)
@@ -225,6 +228,7 @@ def test_a_symlink_in_the_scratch_directory_during_a_run_is_an_error_verdict(mon
     @contextmanager
     def with_link():
         with real() as directory:
+            scratch.current()
             os.symlink("/etc/passwd", os.path.join(directory, "link"))
             yield directory
 
@@ -356,6 +360,41 @@ def test_the_scratch_directory_is_removed_when_the_behaviour_fails_or_is_killed(
     verdict = check_isolated(load_one(text), Target.current(), profile="quick", limit=2)
     assert verdict.status == status, verdict.message
     assert list(private_tmp.iterdir()) == []
+
+
+SHARED_WITH_CHILD = """
+steps:
+  - in_child:
+      steps:
+        - open_path: {path: "scratch:from-child", flags: [O_WRONLY, O_CREAT]}
+          as: w
+        - write: {fd: $w, data: hi}
+  - open_path: {path: "scratch:from-child"}
+    as: r
+  - read: {fd: $r, size: 8}
+    expect: {matches: '^6869$'}
+"""
+
+
+@pytest.mark.parametrize("isolated", [True, False])
+def test_an_in_child_step_shares_the_examples_scratch_directory(private_tmp, isolated):
+    """The child makes the directory (on first use) and the parent finds it there."""
+    text = spec_text(behaviour("x.scratch", SHARED_WITH_CHILD))
+    if isolated:
+        from helpers import load_one
+
+        verdict = check_isolated(load_one(text), Target.current(), profile="quick")
+        assert verdict.status == "conforms", verdict.message
+    else:
+        assert run_one(text).status == CONFORMS
+    assert list(private_tmp.iterdir()) == []
+
+
+def test_a_behaviour_that_opens_no_file_makes_no_directory(private_tmp):
+    with scratch.behaviour_root() as root:
+        assert run_one(spec_text(behaviour("x.plain", READS_COUNTER)), {"initval": 3}) \
+            .status == CONFORMS
+        assert os.listdir(root) == []
 
 
 def test_a_scratch_path_outside_a_run_is_refused():

@@ -3,8 +3,12 @@
 The process that forks a behaviour's checker makes one directory per behaviour
 (behaviour_root) and removes it when the checker is gone, however it ended (a kill
 included); each example gets a fresh subdirectory of it (example), removed at the end
-of the example, so no example sees another's files. A spec names files in it as
-`scratch:NAME`; open_beneath resolves NAME beneath the directory and nowhere else.
+of the example, so no example sees another's files. The subdirectory is made on first
+use only (most behaviours never touch a file, and a mkdir and rmtree per example would
+cost more than Hypothesis itself); its name is fixed when the example starts, so an
+`in_child` child that makes it and the parent that removes it agree on it. A spec names
+files in it as `scratch:NAME`; open_beneath resolves NAME beneath the directory and
+nowhere else.
 """
 
 from __future__ import annotations
@@ -36,12 +40,6 @@ class _OpenHow(ctypes.Structure):
                 ("resolve", ctypes.c_uint64)]
 
 
-def _new_directory(parent: str | None) -> str:
-    if parent is not None and os.path.isdir(parent):
-        path = os.path.join(parent, f"example-{os.getpid()}-{next(_examples)}")
-        os.mkdir(path, 0o700)
-        return path
-    return tempfile.mkdtemp(prefix="kit-scratch-")
 
 
 @contextmanager
@@ -61,15 +59,29 @@ def example() -> Iterator[str]:
     """A fresh, empty scratch directory for one example of a behaviour (its threads and
     in_child children share it), removed at the end even when the example fails."""
     global _current
-    previous, _current = _current, _new_directory(_root)
+    if _root is not None:
+        path = os.path.join(_root, f"example-{os.getpid()}-{next(_examples)}")
+    else:  # no checker process around it (--kit-in-process, tests): made at once
+        path = tempfile.mkdtemp(prefix="kit-scratch-")
+    previous, _current = _current, path
     try:
-        yield _current
+        yield path
     finally:
-        shutil.rmtree(_current, ignore_errors=True)
+        if os.path.lexists(path):
+            shutil.rmtree(path, ignore_errors=True)
         _current = previous
 
 
 def current() -> str | None:
+    """The running example's directory, made now if it does not exist yet (None: no
+    example is running)."""
+    if _current is not None:
+        try:
+            os.mkdir(_current, 0o700)
+        except FileExistsError:
+            pass  # made earlier; only the kit's own processes can write in _root (0700)
+        except OSError as exc:  # the kit's failure, not the kernel's answer to the spec
+            raise RuntimeError(f"cannot make the scratch directory {_current}: {exc}") from exc
     return _current
 
 
@@ -77,9 +89,10 @@ def open_beneath(name: str, flags: int, mode: int = 0o600) -> int:
     """open(2) of NAME beneath the scratch directory: the descriptor, or OSError with the
     kernel's errno; Refused when NAME would leave the directory (`..`, or a symbolic link,
     which no operation creates there: someone else planted it)."""
-    if _current is None:
+    where = current()
+    if where is None:
         raise Refused("no scratch directory: `scratch:` paths exist only while a behaviour runs")
-    directory = os.open(_current, os.O_PATH | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    directory = os.open(where, os.O_PATH | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
     try:
         return _openat2(directory, name, flags, mode)
     finally:
