@@ -14,8 +14,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
-from helpers import (READS_COUNTER, behaviour, line_of, load, run_kit, run_one, spec_text,
-                     write_spec)
+from helpers import READS_COUNTER, behaviour, line_of, load, run_kit, run_one, spec_text, write_spec
 
 from kit import confinement
 from kit.adapter import files, scratch
@@ -133,7 +132,7 @@ def test_a_secret_outside_the_scratch_directory_never_reaches_a_report(tmp_path)
     assert ran.ret == 2 and "steps[0].open_path.path: refused" in ran.output, ran.output
     written = {p.name: p.read_bytes() for p in report.iterdir()}
     assert {"report.json", "report.md", "report.html", "junit.xml"} <= set(written)
-    hexed = "KIT-SECRET-7f3a9c".encode().hex().encode()
+    hexed = b"KIT-SECRET-7f3a9c".hex().encode()
     for name, data in written.items():
         assert b"KIT-SECRET" not in data and hexed not in data, name
     assert "KIT-SECRET" not in ran.output and hexed.decode() not in ran.output
@@ -474,9 +473,9 @@ def test_fcntl_commands_that_reach_other_processes_or_pointers_are_refused(cmd):
 
 
 def test_every_shipped_spec_loads_under_confinement():
-    from kit.spec.loader import load_tree
-
     from helpers import REPO
+
+    from kit.spec.loader import load_tree
 
     errors = [str(e) for loaded in load_tree(REPO / "specs") for e in loaded.errors]
     assert errors == []

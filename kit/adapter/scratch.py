@@ -19,8 +19,8 @@ import itertools
 import os
 import shutil
 import tempfile
+from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Iterator
 
 from kit.adapter.arch import syscall_number
 from kit.adapter.libc import libc

@@ -16,8 +16,8 @@ import zlib
 from hypothesis import HealthCheck, Phase, example, given, seed, settings
 from hypothesis.errors import FlakyFailure
 
-from kit.adapter.proc import open_fds
 from kit.adapter import scratch
+from kit.adapter.proc import open_fds
 from kit.adapter.process import run_forked
 from kit.adapter.watchdog import TargetTimeout
 from kit.engine import exclusive
