@@ -44,6 +44,8 @@ reach besides the behaviour's own descriptors:
   or thread, which is the forked checker (or an `in_child` child) and dies with it.
 - The network. `tcp_pair` binds an ephemeral port on 127.0.0.1 and closes the listener at
   once: loopback only, nothing reachable from outside.
+- Mounts, namespaces, ptrace, sysctl or /proc writes, module loading, reboot, kill(2) of
+  another process: no operation does any of these.
 - Kernel AIO, kcmp(2), epoll, eventfd, timerfd, signalfd, poll, select, pipes and socket
   pairs act on the behaviour's own descriptors only (kcmp compares within the kit's own
   process), so nothing here needs a rule of its own.
