@@ -208,7 +208,7 @@ def parse_epoll_fdinfo(text: str) -> list[dict]:
     return out
 
 
-@operation(family="epoll", fd="fd", tfd="fd")
+@operation(family="epoll", fd="fd", tfd="int")  # tfd: a number to look up, maybe closed
 def epoll_fdinfo(fd: int, tfd: int = -1) -> Result:
     """The interest list of epoll fd `fd` from /proc/self/fdinfo: value is {count,
     registered, events, data, entries}: `count` tfd lines; `registered` whether one of them
@@ -239,7 +239,7 @@ class _KcmpEpollSlot(ctypes.Structure):
     _fields_ = [("efd", ctypes.c_uint32), ("tfd", ctypes.c_uint32), ("toff", ctypes.c_uint64)]
 
 
-@operation(family="epoll", fd="fd", epfd="fd", tfd="fd", toff="int")
+@operation(family="epoll", fd="fd", epfd="fd", tfd="int", toff="int")
 def kcmp_epoll_tfd(fd: int, epfd: int, tfd: int, toff: int = 0) -> Result:
     """kcmp(2) KCMP_EPOLL_TFD within the kit's own process: 0 when descriptor `fd` refers
     to the file registered in epoll instance `epfd` under descriptor number `tfd` (the

@@ -9,6 +9,7 @@ import socket
 import struct
 
 from kit.adapter.libc import Result, call, libc
+from kit.confinement import check_fcntl
 from kit.registry import constants, operation
 
 constants(
@@ -95,7 +96,9 @@ def dup(fd: int) -> Result:
 
 @operation(family="fd", fd="fd", cmd="flags", arg="int")
 def fcntl(fd: int, cmd: int, arg: int = 0) -> Result:
-    """fcntl(2) with an integer argument (F_GETFD, F_GETFL, F_SETFL, ...); value is the return."""
+    """fcntl(2) with an integer argument (F_GETFD, F_GETFL, F_SETFL, F_DUPFD, ...); value is
+    the return. Commands that signal other processes or read a pointer are refused."""
+    check_fcntl(cmd)
     res = call(libc.fcntl, ctypes.c_int(fd), ctypes.c_int(cmd), ctypes.c_long(arg))
     if res.ok and cmd in (F_DUPFD, F_DUPFD_CLOEXEC):
         res.created_fds.append(res.ret)

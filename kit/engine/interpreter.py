@@ -13,7 +13,8 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from kit.adapter import libc
+from kit import confinement
+from kit.adapter import libc, scratch
 from kit.adapter.proc import blocked_in_syscall
 from kit.adapter.process import run_forked
 from kit.adapter.watchdog import TargetTimeout, bounded
@@ -97,6 +98,20 @@ class StepFailure(Exception):
         self.status, self.message = status, message
 
 
+def _refuse(record: StepRecord, reason: str) -> None:
+    """A step that reached beyond the behaviour's own objects: the spec's fault, an error."""
+    record.status, record.mismatches = ERROR, [f"refused: {reason}"]
+    raise StepFailure(ERROR, f"line {record.line}: {record.call}: refused: {reason}")
+
+
+def _confined(fn, args: dict, record: StepRecord) -> libc.Result:
+    try:
+        return fn(**args)
+    except confinement.Refused as exc:
+        _refuse(record, str(exc))
+        raise  # unreachable: _refuse raises
+
+
 class _Thread:
     def __init__(self, run: "Run", step: Step, env: dict):
         self.run, self.step, self.env = run, step, dict(env)
@@ -159,13 +174,14 @@ class Run:
     def outcome(self) -> Outcome:
         records: list[StepRecord] = []
         status, message = CONFORMS, ""
-        try:
-            self.execute(self.behaviour.steps, dict(self.params), records)
-        except StepFailure as exc:
-            status, message = exc.status, exc.message
-        finally:
-            leftover = self._finish_threads(records)
-            self._close_owned()
+        with scratch.example():
+            try:
+                self.execute(self.behaviour.steps, dict(self.params), records)
+            except StepFailure as exc:
+                status, message = exc.status, exc.message
+            finally:
+                leftover = self._finish_threads(records)
+                self._close_owned()
         if status == CONFORMS and leftover:
             status, message = leftover.status, leftover.message
         return Outcome(status, records, message, self.variants)
@@ -218,13 +234,16 @@ class Run:
                           if k in (step.args or {}))
         record = StepRecord(line=step.line, call=f"{step.action}({shown})", where=where)
         records.append(record)
+        foreign = confinement.foreign_descriptors(op.args, args, self.owned)
+        if foreign:
+            _refuse(record, f"{', '.join(foreign)}: not a descriptor this behaviour created")
         bound = step.within or self.bound
         if op.blocking:
             me = threading.get_native_id()
             with bounded(bound) as guard:
                 self.calling[me] = record.call
                 try:
-                    result = op.fn(**args)
+                    result = _confined(op.fn, args, record)
                 finally:
                     self.calling.pop(me, None)
             if guard.fired and result.errno == "EINTR":
@@ -233,7 +252,7 @@ class Run:
                 raise StepFailure(TIMEOUT, f"line {step.line}: {record.call} did not return "
                                            f"within {bound}s")
         else:
-            result = op.fn(**args)
+            result = _confined(op.fn, args, record)
         record.result = result.as_dict()
         self._track(step.action, args, result)
         expect, variant = self._expectation(step)
@@ -297,6 +316,7 @@ class Run:
     def _in_child(self, step: Step, env: dict, records: list[StepRecord], where: str) -> None:
         def work():
             child = Run(self.behaviour, self.target, {}, self.bound)
+            child.owned = set(self.owned)  # the parent's descriptors are the child's own too
             child_records: list[StepRecord] = []
             failure = None
             try:

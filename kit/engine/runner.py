@@ -16,6 +16,7 @@ import zlib
 from hypothesis import HealthCheck, Phase, example, given, seed, settings
 from hypothesis.errors import FlakyFailure
 
+from kit.adapter import scratch
 from kit.adapter.proc import open_fds
 from kit.adapter.process import run_forked
 from kit.adapter.watchdog import TargetTimeout
@@ -225,8 +226,9 @@ def check_isolated(behaviour: Behaviour, target: Target, *, limit: float = DEFAU
     killed, and the runner (a pytest worker) goes on to the next behaviour.
     """
     started = time.monotonic()
-    status, data = run_forked(
-        lambda: check_with_leak_check(behaviour, target, **kw).as_dict(), limit)
+    with scratch.behaviour_root():  # removed here, whatever became of the child
+        status, data = run_forked(
+            lambda: check_with_leak_check(behaviour, target, **kw).as_dict(), limit)
     if status == "ok":
         return Verdict(**data)
     elapsed = round(time.monotonic() - started, 4)

@@ -22,6 +22,7 @@ import yaml
 from jsonschema.exceptions import best_match
 from packaging.specifiers import InvalidSpecifier, SpecifierSet
 
+from kit.confinement import refusal
 from kit.registry import CONSTANTS, OPERATIONS
 from kit.spec import expressions as ex
 from kit.spec import patterns
@@ -139,6 +140,26 @@ class _Checker:
                 hint = f" (did you mean {close[0]}?)" if close else ""
                 raise self.fail(f"unknown constant {leaf}{hint}", node, key, field_name)
 
+    def confined(self, action: str, args: dict, where: str) -> None:
+        """A path or command the spec gives literally is checked now; computed ones are
+        checked when the step runs (kit.confinement)."""
+        literal = {}
+        for arg, value in args.items():
+            kind = OPERATIONS[action].args[arg]
+            if kind == "str" and not str(value).startswith("$"):
+                literal[arg] = typed(value)
+            elif kind != "str":
+                try:
+                    value = ex.evaluate(value, {})
+                except (ex.UnboundReference, TypeError):
+                    continue
+                if isinstance(value, int):
+                    literal[arg] = int(value)
+        refused = refusal(action, literal)
+        if refused:
+            arg, reason = refused
+            raise self.fail(f"refused: {reason}", args, arg, f"{where}.{action}.{arg}")
+
     def kernel(self, text: str, node, key, field_name: str) -> None:
         try:
             SpecifierSet(text)
@@ -200,6 +221,7 @@ class _Checker:
                 for arg, value in (args or {}).items():
                     if OPERATIONS[action].args[arg] != "str":
                         self.expr(value, bound, args, arg, f"{where}.{action}.{arg}")
+                self.confined(action, args or {}, where)
             elif action == "in_thread":
                 if not step.bind:
                     raise self.fail("in_thread needs `as: NAME` so a later join can name it",
