@@ -314,3 +314,42 @@ def test_diff_shows_fixed_and_a_lost_known_deviation(runs):
                   str(second.report_dir / "report.json"), "--json")
     assert ran.ret == 1, ran.output
     assert json.loads(ran.stdout)["changed"] == diff["changed"]
+
+
+def test_kit_run_exit_code_counts_new_deviations_not_known_or_fixed(tmp_path):
+    entry = known("read_u64#1", "{value: 2}")
+
+    def kit_run(*bodies: str):
+        write_spec(tmp_path, spec_text(*[behaviour(f"x.exit.b{i}", entry + body)
+                                         for i, body in enumerate(bodies)]))
+        report = tmp_path / f"report-{len(list(tmp_path.glob('report-*')))}"
+        return run_kit(tmp_path, "run", "--specs", str(tmp_path / "specs"), "--report",
+                       str(report), "-n", "0", report_dir=report)
+
+    known_and_fixed = kit_run(WRONG_READ, RIGHT_READ)
+    assert known_and_fixed.ret == 0, known_and_fixed.output
+    assert sorted(known_and_fixed.statuses().values()) == ["conforms", "deviates"]
+    new = kit_run(WRONG_READ.replace("initval: 2", "initval: 4"))
+    assert new.ret == 1, new.output
+    assert "a new deviation" in new.verdicts()["x.exit.b0"]["message"]
+
+
+def test_a_failure_inside_a_child_process_matches_by_index_field():
+    # the child's records come back through JSON: index keys arrive as strings
+    body = known("read_siginfo", "{fields: {0: {fields: {signo: SIGUSR2}}}}") + """
+steps:
+  - in_child:
+      steps:
+        - signal_install: {signum: SIGUSR1}
+        - signal_block: {signals: "SIGUSR1"}
+        - signalfd: {mask: "SIGUSR1", flags: SFD_NONBLOCK}
+          as: sfd
+        - signal_process: {signum: SIGUSR1}
+        - read_siginfo: {fd: $sfd}
+          expect: {fields: {0: {fields: {signo: SIGUSR2}}}}
+"""
+    verdict = check(body.replace("observed: {fields: {0: {fields: {signo: SIGUSR2}}}}",
+                                 "observed: {fields: {0: {fields: {signo: SIGUSR1}}}}"))
+    assert verdict.status == "deviates" and verdict.known_deviation, verdict.message
+    verdict = check(body)
+    assert verdict.known_deviation is None and "a new deviation" in verdict.message

@@ -53,9 +53,19 @@ def _action(record: StepRecord) -> str:
     return record.call.split("(", 1)[0]
 
 
+def _int_keys(value):
+    """Records of an `in_child` step crossed a process boundary as JSON, which turned index
+    keys ({0: ...} of read_siginfo, epoll_wait by index) into strings: turn them back."""
+    if isinstance(value, dict):
+        return {int(k) if isinstance(k, str) and k.isdigit() else k: _int_keys(v)
+                for k, v in value.items()}
+    return value
+
+
 def _result(record: StepRecord) -> Result | None:
     r = record.result
-    return None if r is None else Result(ret=r["ret"], errno=r["errno"], value=r["value"])
+    return None if r is None else Result(ret=r["ret"], errno=r["errno"],
+                                         value=_int_keys(r["value"]))
 
 
 def _gave(record: StepRecord) -> str:
