@@ -78,7 +78,8 @@ def _gave(record: StepRecord) -> str:
         return f"errno {result.errno}"
     shown = f"returns {ex.describe(result.ret)}"
     if result.value is not None and result.value != result.ret:
-        shown += f", value {expectations._show(result.value)}"
+        value = ex.describe(result.value)
+        shown += f", value {value if len(value) <= 120 else value[:117] + '...'}"
     return shown
 
 
