@@ -13,8 +13,7 @@ from __future__ import annotations
 import json
 
 import pytest
-from helpers import behaviour, line_of, load, load_one, run_kit, run_plugin, spec_text, \
-    write_spec
+from helpers import behaviour, line_of, load, load_one, run_kit, run_plugin, spec_text, write_spec
 
 from kit.engine.known import describe
 from kit.engine.runner import check_behaviour
@@ -196,8 +195,8 @@ def _error(body: str):
 
 @pytest.mark.parametrize("entry, needle, field, says", [
     ("step: read_u64\n    observed: {value: 2}", "step: read_u64",
-     "known_deviations[0].step", "read_u64 is called 2 times: name one as read_u64#1 to "
-                                 "read_u64#2, or by its `as` name"),
+     "known_deviations[0].step",
+     "read_u64 is called 2 times: name one as read_u64#1 to read_u64#2, or by its `as` name"),
     ("step: write_u64\n    observed: {value: 2}", "step: write_u64",
      "known_deviations[0].step", "no step is named 'write_u64'"),
     ("step: read_u64#3\n    observed: {value: 2}", "step: read_u64",
@@ -237,8 +236,9 @@ def test_a_bad_model_known_deviation_names_the_field(entry, field, says):
 
 
 def test_every_known_deviation_in_specs_names_its_failure():
-    from kit.spec.loader import load_tree
     from helpers import REPO
+
+    from kit.spec.loader import load_tree
 
     entries = [(b.id, dev) for r in load_tree(REPO / "specs") for b in r.behaviours
                for dev in b.known_deviations]
