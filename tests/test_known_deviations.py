@@ -353,3 +353,17 @@ steps:
     assert verdict.status == "deviates" and verdict.known_deviation, verdict.message
     verdict = check(body)
     assert verdict.known_deviation is None and "a new deviation" in verdict.message
+
+
+def test_the_merged_page_marks_a_target_where_a_known_deviation_is_fixed(runs):
+    from kit.report.html import render_html
+
+    _, first, second = runs
+    old = dict(first.report, target=dict(first.report["target"], name="before"))
+    new = dict(second.report, target=dict(second.report["target"], name="after"))
+    html = render_html([old, new])
+    differences = html[html.index('<table id="differences">'):]
+    start = differences.index("<code>x.known.same</code>")
+    row = differences[start:differences.index("</tr>", start)]
+    assert "known</em>" in row and '<em class="fixed">fixed</em>' in row
+    assert "<code>x.known.same</code> on after: <strong>fixed</strong>" in html
