@@ -270,6 +270,8 @@ class VerdictCollector:
             if v["status"] in ("deviates", "timeout", "error"):
                 known = " (known)" if v.get("known_deviation") else ""
                 tr.line(f"  {v['status']}{known}: {v['id']}: {v.get('message', '')[:160]}")
+            elif v.get("fixed"):
+                tr.line(f"  fixed: {v['id']}: {v['fixed'][:160]}")
         if config.getoption("kit_params") is not None:
             # A replay: show the whole trace, whatever the verdict.
             from kit.engine.runner import explain

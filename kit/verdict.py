@@ -33,6 +33,10 @@ class Verdict:
     trace: list[dict] = field(default_factory=list)
     variants: list[str] = field(default_factory=list)
     known_deviation: str | None = None
+    # a failure that is not the one recorded as known for this target: both, in words
+    new_deviation: str | None = None
+    # conforms although a deviation is recorded for this target: what is no longer seen
+    fixed: str | None = None
     duration: float = 0.0
     seed: int | None = None
     nodeid: str = ""

@@ -49,6 +49,8 @@ def test_a_good_spec_loads_with_everything_it_says():
         max_examples: 20
         known_deviations:
           - platform: gvisor
+            step: fdinfo
+            observed: {fields: {eventfd-id: {present: false}}}
             reason: "gVisor does not print eventfd-id in fdinfo"
         steps:
           - eventfd: {initval: $initval, flags: [EFD_SEMAPHORE, EFD_NONBLOCK]}
@@ -74,6 +76,8 @@ def test_a_good_spec_loads_with_everything_it_says():
     assert list(b.params) == ["initval", "extra"]
     assert b.examples == [{"initval": 1, "extra": 0}] and b.max_examples == 20
     assert b.known_deviations[0].platform == "gvisor"
+    assert b.known_deviations[0].step == "fdinfo"
+    assert b.known_deviations[0].observed == {"fields": {"eventfd-id": {"present": False}}}
     assert [s.action for s in b.steps] == ["eventfd", "read_u64", "fdinfo"]
     assert b.steps[0].bind == "efd" and b.steps[0].line == line_of(text, "- eventfd:")
     assert b.steps[1].expect == {"returns": 8, "value": 1}

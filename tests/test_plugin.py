@@ -74,6 +74,8 @@ MIXED = spec_text(
     behaviour("x.known.deviation", """
         known_deviations:
           - kernel: ">=2.0"
+            step: read_u64
+            observed: {value: 2}
             reason: "the spec is wrong here on purpose, and we know it"
         steps:
           - eventfd: {initval: 2, flags: EFD_NONBLOCK}
@@ -84,6 +86,8 @@ MIXED = spec_text(
     behaviour("x.unknown.deviation", """
         known_deviations:
           - kernel: "<2.0"
+            step: read_u64
+            observed: {value: 2}
             reason: "only known on ancient kernels, so not here"
         steps:
           - eventfd: {initval: 2, flags: EFD_NONBLOCK}
@@ -517,6 +521,8 @@ def test_a_known_deviation_that_hangs_is_a_known_timeout(tmp_path):
     write_spec(tmp_path, spec_text(behaviour("x.known.hang", """
         known_deviations:
           - kernel: ">=2.0"
+            step: read_u64
+            observed: {timeout: true}
             reason: recorded here on purpose, to check a timeout can be known
         steps:
           - eventfd: {initval: 0}

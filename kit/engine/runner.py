@@ -20,7 +20,7 @@ from kit.adapter import scratch
 from kit.adapter.proc import open_fds
 from kit.adapter.process import run_forked
 from kit.adapter.watchdog import TargetTimeout
-from kit.engine import exclusive
+from kit.engine import exclusive, known
 from kit.engine import interpreter as interp
 from kit.engine.target import Target, not_applicable_reason
 from kit.spec.loader import typed
@@ -68,14 +68,11 @@ def item_seed(behaviour_id: str, run_seed: int) -> int:
     return zlib.crc32(behaviour_id.encode()) ^ run_seed
 
 
-def known_deviation(behaviour: Behaviour, target: Target) -> str | None:
-    for dev in behaviour.known_deviations:
-        if dev.platform and dev.platform != target.platform:
-            continue
-        if dev.kernel and not target.in_range(dev.kernel):
-            continue
-        return dev.reason
-    return None
+def known_deviation(behaviour: Behaviour, target: Target, outcome: interp.Outcome,
+                    params: dict) -> known.Judgement:
+    """Whether this failure is one recorded for the target: the same step (or model
+    operation) giving the same result. Any other failure is a new deviation."""
+    return known.judge(behaviour, target, outcome.records, params)
 
 
 class _Checker:
@@ -174,12 +171,16 @@ def check_behaviour(behaviour: Behaviour, target: Target, *, profile: str = "qui
     except (Deviation, _Timeout) as exc:
         found = typed(exc.params)
         status = exc.outcome.status
-        return verdict(status, message=exc.outcome.message, counterexample=found,
+        # A target that hangs where the docs say it returns is deviating too: a recorded
+        # `timeout: true` applies to it.
+        judged = known_deviation(behaviour, target, exc.outcome, found)
+        message = exc.outcome.message
+        if judged.unmatched:
+            message += f" ({judged.unmatched})"
+        return verdict(status, message=message, counterexample=found,
                        trace=[r.as_dict() for r in exc.outcome.records],
-                       variants=sorted(checker.variants),
-                       # A target that hangs where the docs say it returns is deviating
-                       # too: a recorded reason applies to both.
-                       known_deviation=known_deviation(behaviour, target),
+                       variants=sorted(checker.variants), known_deviation=judged.reason,
+                       new_deviation=judged.unmatched,
                        replay=replay_command(behaviour.id, found))
     except exclusive.Busy as exc:
         return verdict("error", message=f"not run: machine-wide state held elsewhere: {exc}")
@@ -189,8 +190,10 @@ def check_behaviour(behaviour: Behaviour, target: Target, *, profile: str = "qui
     # A replay keeps its trace even when it conforms: that is what was asked for.
     trace = [r.as_dict() for r in checker.last.records] if params is not None and checker.last \
         else []
+    # Only a full check says a recorded deviation is gone; one replayed example cannot.
     return verdict("conforms", variants=sorted(checker.variants), trace=trace,
-                   counterexample=typed(params) if params is not None else None)
+                   counterexample=typed(params) if params is not None else None,
+                   fixed=known.fixed(behaviour, target) if params is None else None)
 
 
 DEFAULT_LIMIT = 100.0  # seconds for one behaviour, all its examples, before its process dies
@@ -256,6 +259,10 @@ def explain(verdict: Verdict | dict) -> str:
         lines.append(f"  {label}: {json.dumps(v['counterexample'], sort_keys=True)}")
     if v.get("known_deviation"):
         lines.append(f"  known deviation: {v['known_deviation']}")
+    if v.get("new_deviation"):
+        lines.append(f"  {v['new_deviation']}")
+    if v.get("fixed"):
+        lines.append(f"  fixed: {v['fixed']}")
     lines.append("  trace:")
     for record in v.get("trace", []):
         if "traceback" in record:

@@ -30,6 +30,12 @@ MODELS: dict[str, ModelTest] = {
         "updates, reads of several records) in the same epoll instances"),
 }
 
+# The operations a model program is made of (each a method of kit.model.program.Program),
+# for specs that name one, e.g. a known deviation's `operation`.
+MODEL_OPERATIONS = ("eventfd", "timerfd", "signalfd", "epoll", "write", "read", "poll",
+                    "settime", "gettime", "signal", "setmask", "add", "mod", "del", "wait",
+                    "dup", "close")
+
 
 def load_machine(name: str):
     module, _, cls = MODELS[name].machine.partition(":")

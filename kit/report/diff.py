@@ -5,14 +5,22 @@ from __future__ import annotations
 from kit.report.html import target_name
 
 
+def verdict_label(b: dict) -> str:
+    """The status, and whether it is a known deviation or a fixed one: a known deviation
+    turning into a new one is a change even though both deviate."""
+    return b["status"] + (" (known)" if b.get("known_deviation") else "") + (
+        " (fixed)" if b.get("fixed") else "")
+
+
 def diff_reports(old: dict, new: dict) -> dict:
     before = {b["id"]: b for b in old["behaviours"]}
     after = {b["id"]: b for b in new["behaviours"]}
-    changed = [{"id": bid, "before": before[bid]["status"], "after": after[bid]["status"],
+    changed = [{"id": bid, "before": verdict_label(before[bid]),
+                "after": verdict_label(after[bid]),
                 "title": after[bid].get("title", ""),
-                "message": after[bid].get("message", "")}
+                "message": after[bid].get("message", "") or after[bid].get("fixed") or ""}
                for bid in sorted(before.keys() & after.keys())
-               if before[bid]["status"] != after[bid]["status"]]
+               if verdict_label(before[bid]) != verdict_label(after[bid])]
     return {
         "old": target_name(old), "new": target_name(new),
         "changed": changed,
@@ -56,5 +64,7 @@ def differences(reports: list[dict]) -> list[dict]:
                 why[name] = (("known deviation: " if b.get("known_deviation") else "")
                              + reason)[:300]
         known = {name: bool(b.get("known_deviation")) for name, b in cells.items()}
-        out.append({"id": bid, "statuses": statuses, "known": known, "why": why})
+        fixed = {name: bool(b.get("fixed")) for name, b in cells.items()}
+        out.append({"id": bid, "statuses": statuses, "known": known, "fixed": fixed,
+                    "why": why})
     return out

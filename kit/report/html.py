@@ -102,6 +102,8 @@ def build_view(reports: list[dict]) -> dict:
         row["differs"] = len(set(statuses)) > 1
         row["known"] = [(targets[i]["name"], c["known_deviation"])
                         for i, c in enumerate(row["cells"]) if c and c.get("known_deviation")]
+        row["fixed"] = [(targets[i]["name"], c["fixed"])
+                        for i, c in enumerate(row["cells"]) if c and c.get("fixed")]
         row["variants"] = sorted({(targets[i]["name"], v) for i, c in enumerate(row["cells"])
                                   if c for v in c.get("variants", [])})
     ordered = sorted(rows.values(), key=lambda r: (r["family"], r["id"]))

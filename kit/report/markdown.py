@@ -47,6 +47,10 @@ def render_markdown(report: dict) -> str:
             if b.get("replay"):
                 out.append(f"- replay: `{b['replay']}`")
             out.append("")
+    fixed = [b for b in report["behaviours"] if b.get("fixed")]
+    if fixed:
+        out += ["", "## Fixed: known deviations no longer seen", ""]
+        out += [f"- `{b['id']}` conforms now: {_cell(b['fixed'])}" for b in fixed]
     gated = [b for b in report["behaviours"] if b.get("variants")]
     if gated:
         out += ["", "## Kernel-version-specific expectations applied", ""]
@@ -63,5 +67,6 @@ def render_markdown(report: dict) -> str:
     for b in report["behaviours"]:
         cite = f"{b['cite'].get('page', '')} {b['cite'].get('section', '')}" if b.get(
             "cite") else ""
-        out.append(f"| `{b['id']}` | {b['status']} | {_cell(b['title'])} | {_cell(cite)} |")
+        status = b["status"] + (" (fixed)" if b.get("fixed") else "")
+        out.append(f"| `{b['id']}` | {status} | {_cell(b['title'])} | {_cell(cite)} |")
     return "\n".join(out) + "\n"

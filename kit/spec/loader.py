@@ -23,11 +23,12 @@ from jsonschema.exceptions import best_match
 from packaging.specifiers import InvalidSpecifier, SpecifierSet
 
 from kit.confinement import refusal
+from kit.model import MODEL_OPERATIONS
 from kit.registry import CONSTANTS, OPERATIONS
 from kit.spec import expressions as ex
-from kit.spec import patterns
+from kit.spec import locate, patterns
 from kit.spec.errors import SpecError
-from kit.spec.model import (Applicability, Behaviour, Citation, KnownDeviation, Step, Variant)
+from kit.spec.model import Applicability, Behaviour, Citation, KnownDeviation, Step, Variant
 from kit.spec.ranges import Impossible, check_possible
 from kit.spec.schema import CONTROL, ORDER_KINDS, build_schema
 from kit.spec.source import TooLarge, line_of, load_yaml
@@ -259,6 +260,63 @@ class _Checker:
             out.append(step)
         return out
 
+    def known_deviation(self, dev: dict, where: str, steps: list[Step],
+                        params: set[str]) -> KnownDeviation:
+        """A known deviation names one failure: a step of this behaviour and what it gives
+        there, or for a model behaviour an operation and a pattern of the disagreement."""
+        if "model" in self.raw:
+            wanted, other = ("operation", "disagreement"), ("step", "observed")
+        elif "steps" in self.raw:
+            wanted, other = ("step", "observed"), ("operation", "disagreement")
+        else:
+            raise self.fail("an untestable behaviour has no deviations to know", dev, None,
+                            where)
+        kind = "model" if "model" in self.raw else "step"
+        for key in other:
+            if key in dev:
+                raise self.fail(f"{key} is for {'model' if kind == 'step' else 'step'} "
+                                f"behaviours; a {kind} behaviour's known deviation gives "
+                                f"{' and '.join(wanted)}", dev, key, f"{where}.{key}")
+        for key in wanted:
+            if key not in dev:
+                raise self.fail(f"missing required field {key!r}: a known deviation says "
+                                f"where the target differs and what it does instead",
+                                dev, None, f"{where}.{key}")
+        if kind == "model":
+            if dev["operation"] not in MODEL_OPERATIONS:
+                close = difflib.get_close_matches(dev["operation"], MODEL_OPERATIONS, n=1)
+                hint = f" (did you mean {close[0]!r}?)" if close else ""
+                raise self.fail(f"unknown model operation {dev['operation']!r}{hint}", dev,
+                                "operation", f"{where}.operation")
+            try:
+                patterns.compiled(dev["disagreement"])
+            except patterns.regex.error as exc:
+                raise self.fail(f"not a valid regular expression: {exc}", dev, "disagreement",
+                                f"{where}.disagreement") from None
+        else:
+            names = locate.locators(steps)
+            if dev["step"] not in names:
+                many = locate.ambiguous(steps, dev["step"])
+                why = (f"{dev['step']} is called {many} times: name one as "
+                       f"{dev['step']}#1 to {dev['step']}#{many}, or by its `as` name"
+                       if many > 1 else
+                       f"no step is named {dev['step']!r} (an `as` name, an operation called "
+                       f"once, or OPERATION#N)")
+                raise self.fail(why, dev, "step", f"{where}.step")
+            observed = dev["observed"]
+            if "timeout" in observed and len(observed) > 1:
+                raise self.fail("timeout: true stands alone (a step that does not return "
+                                "gives no result to describe)", dev, "observed",
+                                f"{where}.observed")
+            if "timeout" not in observed:
+                # only parameters: an `as` value is not kept once the run has failed
+                self.expect(observed, params, f"{where}.observed")
+        return KnownDeviation(dev["reason"], dev.get("kernel"), dev.get("platform"),
+                              step=dev.get("step"),
+                              observed=dict(dev["observed"]) if kind == "step" else None,
+                              operation=dev.get("operation"),
+                              disagreement=dev.get("disagreement"), line=dev.line)
+
     def behaviour(self, family: str, source: str) -> Behaviour:
         raw = self.raw
         params = raw.get("params", {})
@@ -288,6 +346,8 @@ class _Checker:
             if "kernel" in dev:
                 self.kernel(dev["kernel"], dev, "kernel", f"known_deviations[{i}].kernel")
         steps = self.steps(raw["steps"], bound, "steps", {}) if "steps" in raw else []
+        known = [self.known_deviation(dev, f"known_deviations[{i}]", steps, set(params))
+                 for i, dev in enumerate(raw.get("known_deviations", []))]
         cite = raw["cite"]
         return Behaviour(
             id=raw["id"], title=raw["title"], file=self.file, line=raw.line, family=family,
@@ -303,8 +363,7 @@ class _Checker:
             examples=[dict(e) for e in raw.get("examples", [])],
             max_examples=raw.get("max_examples"), steps=steps, untestable=raw.get("untestable"),
             model=raw.get("model"), exclusive=tuple(raw.get("exclusive", ())),
-            known_deviations=[KnownDeviation(d["reason"], d.get("kernel"), d.get("platform"))
-                              for d in raw.get("known_deviations", [])],
+            known_deviations=known,
             source=source)
 
 

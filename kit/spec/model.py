@@ -55,9 +55,22 @@ class Step:
 
 @dataclass(frozen=True)
 class KnownDeviation:
+    """What a target is known to do instead of the documented behaviour: one failure, keyed
+    by where it happens and what is seen there, so that another failure is not excused."""
+
     reason: str
     kernel: str | None = None
     platform: str | None = None
+    # Step behaviours: the step that differs (an `as` name, OP or OP#N, see kit.spec.locate)
+    # and what it gives there, as an expectation the actual result meets ({"timeout": True}:
+    # it does not return within its bound).
+    step: str | None = None
+    observed: dict | None = None
+    # Model behaviours: the operation that disagrees and a regular expression searched in
+    # the disagreement.
+    operation: str | None = None
+    disagreement: str | None = None
+    line: int = 0
 
 
 @dataclass

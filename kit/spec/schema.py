@@ -195,6 +195,35 @@ def _step_schema() -> dict:
             "properties": props}
 
 
+# What a target does instead of the documented behaviour, keyed by the failure itself: any
+# other failure of the behaviour is a new deviation.
+KNOWN_DEVIATION = {
+    "type": "object", "additionalProperties": False, "required": ["reason"],
+    # step + observed for a behaviour with steps, operation + disagreement for a model
+    # behaviour: the loader checks which, with a message naming the field.
+    "anyOf": [{"required": ["kernel"]}, {"required": ["platform"]}],
+    "properties": {
+        "kernel": KERNEL_RANGE, "platform": {"type": "string"},
+        "reason": {"type": "string", "minLength": 10},
+        "step": {"type": "string", "pattern": r"^[A-Za-z_][A-Za-z0-9_]*(#[1-9][0-9]*)?$",
+                 "description": "the step where the target differs: its `as` name, its "
+                                "operation (when called once) or OPERATION#N (the Nth call "
+                                "of it, in document order)"},
+        "observed": {"type": "object", "additionalProperties": False, "minProperties": 1,
+                     "description": "what that step gives instead, written as an expectation "
+                                    "it meets; {timeout: true}: it does not return within its "
+                                    "bound",
+                     "properties": {**EXPECT["properties"],
+                                    "timeout": {"const": True}}},
+        "operation": {"type": "string",
+                      "description": "model behaviours: the operation that disagrees"},
+        "disagreement": {"type": "string", "minLength": 1,
+                         "description": "model behaviours: a regular expression found in "
+                                        "the disagreement's text"},
+    },
+}
+
+
 def build_schema() -> dict:
     behaviour = {
         "type": "object",
@@ -230,11 +259,7 @@ def build_schema() -> dict:
                           "description": "machine-wide state the behaviour changes or depends "
                                          "on (e.g. realtime_clock): behaviours naming the same "
                                          "one never run at the same time, on any worker"},
-            "known_deviations": {"type": "array", "items": {
-                "type": "object", "additionalProperties": False, "required": ["reason"],
-                "anyOf": [{"required": ["kernel"]}, {"required": ["platform"]}],
-                "properties": {"kernel": KERNEL_RANGE, "platform": {"type": "string"},
-                               "reason": {"type": "string", "minLength": 10}}}},
+            "known_deviations": {"type": "array", "items": KNOWN_DEVIATION},
             "steps": {"$ref": "#/$defs/steps"},
             "model": {"enum": sorted(MODELS),
                       "description": "run random operation sequences against this reference "
