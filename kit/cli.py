@@ -249,14 +249,10 @@ def _load_report(path: Path) -> dict:
     """A report.json (or the directory holding one); unreadable input is a kit error (2),
     never confused with "verdicts changed" (1)."""
     path = path / "report.json" if path.is_dir() else path
-    try:
-        report = json.loads(path.read_text())
-        if not isinstance(report, dict) or not isinstance(report.get("behaviours"), list):
-            raise ValueError("not a kit report (no list of behaviours)")
-        return report
-    except (OSError, ValueError) as exc:
-        raise CommandError(f"cannot read {path}: {getattr(exc, 'strerror', None) or exc}") \
-            from None
+    report = _load_json(path)
+    if not isinstance(report, dict) or not isinstance(report.get("behaviours"), list):
+        raise CommandError(f"cannot read {path}: not a kit report (no list of behaviours)")
+    return report
 
 
 def _load_json(path: Path):

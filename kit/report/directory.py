@@ -18,6 +18,7 @@ import time
 from pathlib import Path
 
 LOCK_NAME = ".kit.lock"
+_HELD: dict[str, list] = {}   # realpath -> [fd, count]: the locks this process holds
 
 
 class ReportDirError(Exception):
@@ -48,8 +49,6 @@ class ReportLock:
     """An exclusive flock on DIR/.kit.lock, re-entrant within this process (the CLI takes
     it before `kit run --bench` measures; the plugin, in the same process, takes it again)."""
 
-    _held: dict[str, list] = {}   # realpath -> [fd, count]
-
     def __init__(self, directory: Path, command: str | None = None):
         self.directory = Path(directory)
         self.key = os.path.realpath(self.directory)
@@ -58,7 +57,7 @@ class ReportLock:
         self.acquired = False
 
     def acquire(self) -> ReportLock:
-        held = self._held.get(self.key)
+        held = _HELD.get(self.key)
         if held:
             held[1] += 1
             self.acquired = True
@@ -81,7 +80,7 @@ class ReportLock:
         os.ftruncate(fd, 0)
         started = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime())
         os.pwrite(fd, f"pid {os.getpid()} ({self.command}), since {started}\n".encode(), 0)
-        self._held[self.key] = [fd, 1]
+        _HELD[self.key] = [fd, 1]
         self.acquired = True
         return self
 
@@ -89,12 +88,12 @@ class ReportLock:
         if not self.acquired:
             return
         self.acquired = False
-        held = self._held.get(self.key)
+        held = _HELD.get(self.key)
         if not held:
             return
         held[1] -= 1
         if held[1] == 0:
-            del self._held[self.key]
+            del _HELD[self.key]
             os.close(held[0])   # closing the last descriptor drops the flock
 
     def __enter__(self) -> ReportLock:
