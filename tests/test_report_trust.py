@@ -16,8 +16,15 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
-from helpers import READS_COUNTER, READS_COUNTER_WRONG, _env, behaviour, run_kit, spec_text, \
-    write_spec
+from helpers import (
+    READS_COUNTER,
+    READS_COUNTER_WRONG,
+    _env,
+    behaviour,
+    run_kit,
+    spec_text,
+    write_spec,
+)
 
 from kit.report.directory import ReportLock
 from kit.report.reportset import REPORT_FILES, recover
