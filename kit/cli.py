@@ -91,15 +91,17 @@ def _exit_code(pytest_code: int, outcome: dict | None) -> int:
     there, and a kit error a failure like a deviation."""
     if pytest_code in (PYTEST_USAGE_ERROR, PYTEST_NO_TESTS):
         return EXIT_USAGE
-    if outcome is None or outcome["write_error"] or outcome["interrupted"]:
+    if outcome is None or outcome["write_error"]:
         return EXIT_KIT_ERROR
+    if outcome["partial"] and not outcome["stopped_on_failure"]:
+        return EXIT_KIT_ERROR   # interrupted, timed out: what did not run may deviate
     verdicts = outcome["verdicts"]
     if any(v["status"] == "error" for v in verdicts):
         return EXIT_KIT_ERROR
     if any(v["status"] in ("deviates", "timeout") and not v.get("known_deviation")
            for v in verdicts):
         return EXIT_DEVIATES
-    if pytest_code != 0 and not outcome["partial"]:
+    if pytest_code != 0 and not outcome["stopped_on_failure"]:
         return EXIT_KIT_ERROR   # something failed that is no verdict of the kit's
     return EXIT_CONFORMS
 

@@ -223,7 +223,7 @@ class VerdictCollector:
         self.partial: dict | None = None
         self.kept: Path | None = None        # the complete report a partial run left alone
         self.write_error: str | None = None
-        self.terminated = self.interrupted = False
+        self.terminated = self.interrupted = self.stopped_on_failure = False
         self.run_id: str | None = None
         self._sigterm_before = None
 
@@ -313,6 +313,7 @@ class VerdictCollector:
         if isinstance(stop, str) and "keyboard-interrupt" not in stop:
             maxfail = self.config.option.maxfail
             if stop.startswith("stopping after") and maxfail:
+                self.stopped_on_failure = True
                 return ("stopped at the first failure (-x)" if maxfail == 1
                         else f"stopped after {maxfail} failures (--maxfail)")
             return f"stopped early: {stop}"
@@ -378,7 +379,7 @@ class VerdictCollector:
     def outcome(self) -> dict:
         """What the CLI needs to pick its exit code and summary."""
         return {"verdicts": list(self.verdicts.values()), "partial": self.partial,
-                "interrupted": self.interrupted,
+                "interrupted": self.interrupted, "stopped_on_failure": self.stopped_on_failure,
                 "written_dir": str(self.written[0].parent) if self.written else None,
                 "kept": str(self.kept) if self.kept else None,
                 "write_error": self.write_error}

@@ -310,3 +310,15 @@ def test_a_full_disk_keeps_the_previous_report_and_exits_2(tmp_path):
         assert "the previous report was kept" in ran.stdout
         assert _snapshot(report) == before
         assert _debris(report) == []
+
+
+def test_a_session_timeout_ends_a_partial_run_that_exits_2(tmp_path):
+    """pytest-timeout's --session-timeout stops between behaviours: the ones left are
+    counted as not run, and the exit code does not claim the suite conforms."""
+    write_spec(tmp_path, spec_text(GOOD, LATER))
+    ran = _kit_run(tmp_path, tmp_path / "out", "--", "--session-timeout", "0.01")
+    assert ran.ret == 2, ran.output
+    report = ran.report
+    assert report["partial"] is True and report["not_run_ids"] == ["x.trust.later"]
+    assert report["partial_reason"].startswith("stopped early: session-timeout")
+    assert [b["status"] for b in report["behaviours"]] == ["conforms"]

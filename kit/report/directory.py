@@ -71,12 +71,18 @@ class ReportLock:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError as exc:
-            holder = os.pread(fd, 512, 0).decode(errors="replace").strip() or "another run"
-            os.close(fd)
             if exc.errno not in (errno.EWOULDBLOCK, errno.EAGAIN):
-                raise ReportDirError(f"cannot lock {path}: {exc.strerror or exc}") from None
-            raise ReportDirError(f"report directory {self.directory} is in use by {holder}; "
-                                 f"wait for it or choose another directory") from None
+                # The filesystem cannot lock (some 9p and NFS mounts, as a VM target's
+                # share): the report is still written, without the guard.
+                print(f"kit: warning: cannot lock {path} ({exc.strerror or exc}); "
+                      "a second run into this directory would not be refused",
+                      file=sys.stderr)
+            else:
+                holder = os.pread(fd, 512, 0).decode(errors="replace").strip()
+                os.close(fd)
+                raise ReportDirError(f"report directory {self.directory} is in use by "
+                                     f"{holder or 'another run'}; wait for it or choose "
+                                     "another directory") from None
         os.ftruncate(fd, 0)
         started = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime())
         os.pwrite(fd, f"pid {os.getpid()} ({self.command}), since {started}\n".encode(), 0)
