@@ -22,6 +22,7 @@ from helpers import (
     _env,
     behaviour,
     run_kit,
+    run_python,
     spec_text,
     write_spec,
 )
@@ -322,3 +323,28 @@ def test_a_session_timeout_ends_a_partial_run_that_exits_2(tmp_path):
     assert report["partial"] is True and report["not_run_ids"] == ["x.trust.later"]
     assert report["partial_reason"].startswith("stopped early: session-timeout")
     assert [b["status"] for b in report["behaviours"]] == ["conforms"]
+
+
+def test_the_plugin_alone_refuses_an_unusable_report_dir_as_a_usage_error(tmp_path):
+    write_spec(tmp_path, spec_text(GOOD))
+    (tmp_path / "out").write_text("")
+    ran = run_python(["-m", "pytest", "-p", "kit.plugin", "-p", "no:cacheprovider", "-q",
+                      "--rootdir", str(tmp_path), "--kit-report", str(tmp_path / "out"),
+                      str(tmp_path / "specs")], cwd=tmp_path)
+    assert ran.ret == 4, ran.output              # pytest's own usage-error code
+    assert f"report directory {tmp_path / 'out'} is not a directory" in ran.stderr
+    assert "Traceback" not in ran.output
+
+
+def test_a_filesystem_that_cannot_lock_warns_and_still_writes(tmp_path, monkeypatch, capsys):
+    """A VM target's 9p share may refuse flock: the run must still leave its report."""
+    import errno
+    import fcntl
+
+    def no_locks(fd, op):
+        raise OSError(errno.ENOLCK, os.strerror(errno.ENOLCK))
+
+    monkeypatch.setattr(fcntl, "flock", no_locks)
+    with ReportLock(tmp_path) as lock:
+        assert lock.acquired
+    assert "cannot lock" in capsys.readouterr().err
