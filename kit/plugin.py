@@ -263,7 +263,9 @@ class VerdictCollector:
             self.terminated = True
             raise KeyboardInterrupt("SIGTERM")
 
-        self._sigterm_before = signal.signal(signal.SIGTERM, terminate)
+        before = signal.signal(signal.SIGTERM, terminate)
+        # None: the handler was not set from Python; the default is what to go back to.
+        self._sigterm_before = signal.SIG_DFL if before is None else before
 
     def _restore_sigterm(self) -> None:
         if self._sigterm_before is not None:
