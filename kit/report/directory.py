@@ -45,6 +45,18 @@ def check_report_dir(path: Path | str) -> Path:
     return directory
 
 
+def _out_of_the_way(fd: int, at_least: int = 700) -> int:
+    """Move a descriptor held for the whole run above the ones specs open, so a run with a
+    report directory and a replay without one number their descriptors alike (a trace
+    says read_u64(fd=12) in both) and an EMFILE experiment finds its usual free slots."""
+    try:
+        high = fcntl.fcntl(fd, fcntl.F_DUPFD_CLOEXEC, at_least)
+    except OSError:   # a soft RLIMIT_NOFILE below AT_LEAST: stay where it is
+        return fd
+    os.close(fd)
+    return high
+
+
 class ReportLock:
     """An exclusive flock on DIR/.kit.lock, re-entrant within this process (the CLI takes
     it before `kit run --bench` measures; the plugin, in the same process, takes it again)."""
@@ -83,6 +95,7 @@ class ReportLock:
                 raise ReportDirError(f"report directory {self.directory} is in use by "
                                      f"{holder or 'another run'}; wait for it or choose "
                                      "another directory") from None
+        fd = _out_of_the_way(fd)
         os.ftruncate(fd, 0)
         started = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime())
         os.pwrite(fd, f"pid {os.getpid()} ({self.command}), since {started}\n".encode(), 0)
