@@ -141,12 +141,13 @@ def cmd_run(ns) -> int:
     import tempfile
 
     report_dir = Path(ns.report)
-    with _usable_dir(report_dir, "run"), tempfile.TemporaryDirectory() as scratch:
+    with contextlib.ExitStack() as cleanup:
+        cleanup.enter_context(_usable_dir(report_dir, "run"))
         args = [*map(str, ns.specs), *_common_pytest_args(ns), "--kit-report",
                 str(report_dir), "-q" if not ns.verbose else "-v", "-n", str(ns.jobs),
                 "-p", "no:cacheprovider"]
         if ns.bench:  # measured first, so the report written at the end embeds it
-            bench_file = Path(scratch) / "bench.json"
+            bench_file = Path(cleanup.enter_context(tempfile.TemporaryDirectory())) / "b.json"
             bench_file.write_text(json.dumps(_bench_before_run(), default=str))
             args += ["--kit-bench", str(bench_file)]
         if ns.exitfirst:
