@@ -53,10 +53,14 @@ def _usable_dir(path: Path, command: str):
     """The report directory a command writes into, checked and locked, or a usage error."""
     from kit.report.directory import ReportDirError, ReportLock, check_report_dir
 
+    from kit.report.reportset import recover
+
     try:
-        return ReportLock(check_report_dir(path), f"kit {command}").acquire()
+        lock = ReportLock(check_report_dir(path), f"kit {command}").acquire()
     except ReportDirError as exc:
         raise CommandError(str(exc), EXIT_USAGE) from None
+    recover(path)   # a killed run's half-done swap, finished before anything is added
+    return lock
 
 
 def default_specs() -> Path:
@@ -186,6 +190,10 @@ def _all_behaviours(specs: list[Path]):
 
 def _last_verdicts(report: Path) -> dict:
     """The last run's verdicts by id; {} before the first run."""
+    from kit.report.reportset import settle
+
+    if report.is_dir():
+        settle(report)
     path = report / "report.json"
     if not path.exists():
         return {}

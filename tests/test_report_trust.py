@@ -348,3 +348,43 @@ def test_a_filesystem_that_cannot_lock_warns_and_still_writes(tmp_path, monkeypa
     with ReportLock(tmp_path) as lock:
         assert lock.acquired
     assert "cannot lock" in capsys.readouterr().err
+
+
+KILLED_RUN = """
+import os, signal, sys
+from pathlib import Path
+
+from kit import cli
+
+report = Path(sys.argv[1]).resolve()
+real_replace = os.replace
+
+def replace(src, dst):
+    if Path(dst).resolve() == report / "report.md":   # the swap is half done
+        os.kill(os.getpid(), signal.SIGKILL)
+    return real_replace(src, dst)
+
+os.replace = replace
+sys.exit(cli.main(sys.argv[2:]))
+"""
+
+
+def test_a_run_killed_in_the_middle_of_its_swap_is_finished_by_the_next_reader(tmp_path):
+    write_spec(tmp_path, spec_text(GOOD, LATER))
+    report = tmp_path / "out"
+    assert _kit_run(tmp_path, report, "-k", "good").ret == 0
+    old_id = json.loads((report / "report.json").read_text())["run"]["id"]
+    script = tmp_path / "killed_run.py"
+    script.write_text(KILLED_RUN)
+    killed = run_python([str(script), str(report), "run", "--specs", str(tmp_path / "specs"),
+                         "--report", str(report), "-n", "0"], cwd=tmp_path)
+    assert killed.ret == -signal.SIGKILL, killed.output
+    assert len(_run_ids(report)) == 2          # html new, json old: mid-swap, for now
+    listed = run_kit(tmp_path, "list", "--specs", str(tmp_path / "specs"), "--report",
+                     str(report), "--json")
+    assert listed.ret == 0, listed.output
+    assert {r["id"]: r["last_status"] for r in json.loads(listed.stdout)} == {
+        "x.trust.good": "conforms", "x.trust.later": "conforms"}   # the new run's verdicts
+    (run_id,) = _run_ids(report)
+    assert run_id != old_id
+    assert _debris(report) == []

@@ -85,6 +85,20 @@ def recover(directory: Path) -> None:
         leftover.unlink(missing_ok=True)
 
 
+def settle(directory: Path) -> None:
+    """For readers (`kit list`, `kit explain`): finish a swap a killed run left half done,
+    if no other run holds the directory; otherwise leave it to that run."""
+    from kit.report.directory import ReportDirError, ReportLock
+
+    if not any((s / MARKER).exists() for s in Path(directory).glob(STAGING_PREFIX + "*")):
+        return
+    try:
+        with ReportLock(directory):
+            recover(directory)
+    except (ReportDirError, OSError):
+        pass   # busy or read-only: the next writer finishes it
+
+
 def complete_report_in(directory: Path) -> dict | None:
     """DIR's report.json if it records a whole run (one a partial run must not replace)."""
     try:
