@@ -52,7 +52,6 @@ class ArgumentParser(argparse.ArgumentParser):
 def _usable_dir(path: Path, command: str):
     """The report directory a command writes into, checked and locked, or a usage error."""
     from kit.report.directory import ReportDirError, ReportLock, check_report_dir
-
     from kit.report.reportset import recover
 
     try:
