@@ -476,7 +476,9 @@ def parser() -> argparse.ArgumentParser:
         "report", help="re-render the report, diff two runs, or merge runs into a matrix",
         description="Without options: re-render report.html and report.md from "
                     "DIR/report.json. --diff OLD NEW: the behaviours whose verdict changed "
-                    "(exit 1 if any). --merge A B ...: one HTML page with a column per run.")
+                    "(exit 1 if any, 2 if an input cannot be read). --merge A B ...: one "
+                    "HTML page with a column per run. Files are replaced by a rename, never "
+                    "left half written.")
     report.add_argument("--report", default=DEFAULT_REPORT, metavar="DIR",
                         help="report directory to re-render (default: %(default)s)")
     report.add_argument("--diff", nargs=2, type=Path, metavar=("OLD", "NEW"),
