@@ -9,11 +9,14 @@
     kit bench     wake-up latency and throughput of eventfd, pipes, signals, epoll (C helper)
     kit schema    print the JSON Schema of spec files
 
-Exit codes of `kit run` and `kit replay`:
-    0  every checked behaviour conforms (not-applicable/untestable ones do not count)
-    1  deviations or timeouts were found
-    2  the kit itself failed: a spec error, a leak, a crash
-    3  usage error, or nothing was selected
+Exit codes, of every command:
+    0  every checked behaviour conforms (not-applicable/untestable ones, and known
+       deviations, do not count)
+    1  deviations or timeouts were found (`kit report --diff`: verdicts changed;
+       `kit bench`: a combination failed)
+    2  the kit itself failed: a spec error, a leak, a crash, an unreadable report, a
+       report that could not be written; or the run was interrupted (Ctrl-C, SIGTERM)
+    3  usage error: bad arguments, nothing selected, an unusable or busy report directory
 """
 
 from __future__ import annotations
@@ -27,6 +30,36 @@ import kit
 
 EXIT_CONFORMS, EXIT_DEVIATES, EXIT_KIT_ERROR, EXIT_USAGE = 0, 1, 2, 3
 DEFAULT_REPORT = "report"
+PYTEST_USAGE_ERROR, PYTEST_NO_TESTS = 4, 5
+
+
+class CommandError(Exception):
+    """A command cannot go on: MESSAGE for the user, CODE as the exit code."""
+
+    def __init__(self, message: str, code: int = EXIT_KIT_ERROR):
+        super().__init__(message)
+        self.code = code
+
+
+class ArgumentParser(argparse.ArgumentParser):
+    """argparse exits 2 on a usage error; 2 is the kit's own failure here, usage is 3."""
+
+    def error(self, message):
+        self.print_usage(sys.stderr)
+        self.exit(EXIT_USAGE, f"{self.prog}: error: {message}\n")
+
+
+def _usable_dir(path: Path, command: str):
+    """The report directory a command writes into, checked and locked, or a usage error."""
+    from kit.report.directory import ReportDirError, ReportLock, check_report_dir
+    from kit.report.reportset import recover
+
+    try:
+        lock = ReportLock(check_report_dir(path), f"kit {command}").acquire()
+    except ReportDirError as exc:
+        raise CommandError(str(exc), EXIT_USAGE) from None
+    recover(path)   # a killed run's half-done swap, finished before anything is added
+    return lock
 
 
 def default_specs() -> Path:
@@ -35,24 +68,45 @@ def default_specs() -> Path:
     return beside if beside.is_dir() else Path.cwd() / "specs"
 
 
-def _pytest(args: list[str]) -> int:
+class _Outcome:
+    """A pytest plugin that keeps, after the session, what the kit's collector saw: the
+    verdicts, whether the run was partial, where the report went."""
+
+    def __init__(self):
+        self.data: dict | None = None
+
+    def pytest_unconfigure(self, config):
+        collector = config.pluginmanager.get_plugin("kit-verdicts")
+        if collector is not None:
+            self.data = collector.outcome()
+
+
+def _pytest(args: list[str]) -> tuple[int, dict | None]:
     import pytest
 
-    return int(pytest.main(args))
+    outcome = _Outcome()
+    code = int(pytest.main(args, plugins=[outcome]))
+    return code, outcome.data
 
 
-def _exit_code(pytest_code: int, report_dir: Path | None) -> int:
-    if pytest_code == 5:
+def _exit_code(pytest_code: int, outcome: dict | None) -> int:
+    """Judged from the verdicts, not pytest's pass/fail: a known deviation is an xfail
+    there, and a kit error a failure like a deviation."""
+    if pytest_code in (PYTEST_USAGE_ERROR, PYTEST_NO_TESTS):
         return EXIT_USAGE
-    if pytest_code not in (0, 1):
+    if outcome is None or outcome["write_error"]:
         return EXIT_KIT_ERROR
-    statuses = set()
-    if report_dir and (report_dir / "report.json").exists():
-        report = json.loads((report_dir / "report.json").read_text())
-        statuses = {b["status"] for b in report["behaviours"]}
-    if "error" in statuses:
+    if outcome["partial"] and not outcome["stopped_on_failure"]:
+        return EXIT_KIT_ERROR   # interrupted, timed out: what did not run may deviate
+    verdicts = outcome["verdicts"]
+    if any(v["status"] == "error" for v in verdicts):
         return EXIT_KIT_ERROR
-    return EXIT_DEVIATES if pytest_code == 1 else EXIT_CONFORMS
+    if any(v["status"] in ("deviates", "timeout") and not v.get("known_deviation")
+           for v in verdicts):
+        return EXIT_DEVIATES
+    if pytest_code != 0 and not outcome["stopped_on_failure"]:
+        return EXIT_KIT_ERROR   # something failed that is no verdict of the kit's
+    return EXIT_CONFORMS
 
 
 def _common_pytest_args(ns) -> list[str]:
@@ -65,11 +119,19 @@ def _common_pytest_args(ns) -> list[str]:
     return args
 
 
-def _summary_json(report_dir: Path, code: int) -> dict:
-    """What a script needs from a run: exit code, where the reports are, what went wrong."""
-    path = report_dir / "report.json"
-    report = json.loads(path.read_text()) if path.exists() else None
-    out = {"exit_code": code, "report_dir": str(report_dir)}
+def _summary_json(outcome: dict | None, report_dir: Path, code: int) -> dict:
+    """What a script needs from a run: exit code, where this run's report is (None when
+    none was written), whether it is partial, what went wrong."""
+    outcome = outcome or {}
+    written = outcome.get("written_dir")
+    path = Path(written) / "report.json" if written else None
+    report = json.loads(path.read_text()) if path and path.exists() else None
+    out = {"exit_code": code, "report_dir": written, "requested_report_dir": str(report_dir),
+           "partial": bool(outcome.get("partial")), "kept_report_dir": outcome.get("kept"),
+           "error": outcome.get("write_error")}
+    if outcome.get("partial"):
+        out["partial_reason"] = outcome["partial"]["reason"]
+        out["not_run"] = len(outcome["partial"]["not_run"])
     if report:
         out.update(target=report["target"], summary=report["summary"], problems=[
             {k: b.get(k) for k in ("id", "status", "message", "known_deviation", "replay")}
@@ -79,26 +141,28 @@ def _summary_json(report_dir: Path, code: int) -> dict:
 
 def cmd_run(ns) -> int:
     import contextlib
+    import tempfile
 
     report_dir = Path(ns.report)
-    stale_bench = report_dir / "bench.json"
-    if stale_bench.exists():
-        stale_bench.unlink()  # figures belong to the run that measured them
-    if ns.bench:
-        _bench_before_run(report_dir)
-    args = [*map(str, ns.specs), *_common_pytest_args(ns), "--kit-report", str(report_dir),
-            "-q" if not ns.verbose else "-v", "-n", str(ns.jobs), "-p", "no:cacheprovider"]
-    if ns.exitfirst:
-        args.append("-x")
-    if not ns.json:
-        return _exit_code(_pytest(args + ns.pytest_args), report_dir)
-    stale = report_dir / "report.json"
-    if stale.exists():
-        stale.unlink()  # never summarise an older run
-    with contextlib.redirect_stdout(sys.stderr):  # pytest's progress to stderr
-        code = _exit_code(_pytest(args + ns.pytest_args), report_dir)
-    print(json.dumps(_summary_json(report_dir, code), indent=2))
-    return code
+    with contextlib.ExitStack() as cleanup:
+        cleanup.enter_context(_usable_dir(report_dir, "run"))
+        args = [*map(str, ns.specs), *_common_pytest_args(ns), "--kit-report",
+                str(report_dir), "-q" if not ns.verbose else "-v", "-n", str(ns.jobs),
+                "-p", "no:cacheprovider"]
+        if ns.bench:  # measured first, so the report written at the end embeds it
+            bench_file = Path(cleanup.enter_context(tempfile.TemporaryDirectory())) / "b.json"
+            bench_file.write_text(json.dumps(_bench_before_run(), default=str))
+            args += ["--kit-bench", str(bench_file)]
+        if ns.exitfirst:
+            args.append("-x")
+        if not ns.json:
+            code, outcome = _pytest(args + ns.pytest_args)
+            return _exit_code(code, outcome)
+        with contextlib.redirect_stdout(sys.stderr):  # pytest's progress to stderr
+            code, outcome = _pytest(args + ns.pytest_args)
+            code = _exit_code(code, outcome)
+        print(json.dumps(_summary_json(outcome, report_dir, code), indent=2))
+        return code
 
 
 def cmd_replay(ns) -> int:
@@ -114,25 +178,33 @@ def cmd_replay(ns) -> int:
             print(f"kit replay: {exc}", file=sys.stderr)
             return EXIT_USAGE
         args += ["--kit-params", ns.params]
-    code = _pytest(args)
-    if code == 5:
+    code, outcome = _pytest(args)
+    if code == PYTEST_NO_TESTS:
         print(f"kit replay: no behaviour with id {ns.id!r} (see `kit list`)", file=sys.stderr)
-    return _exit_code(code, None)
+    return _exit_code(code, outcome)
 
 
 def _all_behaviours(specs: list[Path]):
     from kit.spec.loader import load_tree
 
+    for root in specs:
+        if not root.exists():
+            raise CommandError(f"no spec file or directory {root}", EXIT_USAGE)
     for loaded in load_tree(*specs):   # all roots at once: an id may appear only once
         yield from ((b, None) for b in loaded.behaviours)
         yield from ((None, e) for e in loaded.errors)
 
 
 def _last_verdicts(report: Path) -> dict:
+    """The last run's verdicts by id; {} before the first run."""
+    from kit.report.reportset import settle
+
+    if report.is_dir():
+        settle(report)
     path = report / "report.json"
     if not path.exists():
         return {}
-    return {b["id"]: b for b in json.loads(path.read_text())["behaviours"]}
+    return {b["id"]: b for b in _load_report(path)["behaviours"]}
 
 
 def cmd_list(ns) -> int:
@@ -192,14 +264,25 @@ def cmd_explain(ns) -> int:
 
 
 def _load_report(path: Path) -> dict:
+    """A report.json (or the directory holding one); unreadable input is a kit error (2),
+    never confused with "verdicts changed" (1)."""
     path = path / "report.json" if path.is_dir() else path
+    report = _load_json(path)
+    if not isinstance(report, dict) or not isinstance(report.get("behaviours"), list):
+        raise CommandError(f"cannot read {path}: not a kit report (no list of behaviours)")
+    return report
+
+
+def _load_json(path: Path):
     try:
         return json.loads(path.read_text())
     except (OSError, ValueError) as exc:
-        raise SystemExit(f"kit report: cannot read {path}: {exc}") from None
+        raise CommandError(f"cannot read {path}: {getattr(exc, 'strerror', None) or exc}") \
+            from None
 
 
 def cmd_report(ns) -> int:
+    from kit.report.atomic import write_atomic
     from kit.report.diff import diff_reports, render_diff
     from kit.report.html import write_html
     from kit.report.markdown import render_markdown
@@ -214,13 +297,16 @@ def cmd_report(ns) -> int:
     for source, report in zip(sources, reports):
         bench = (source if source.is_dir() else source.parent) / "bench.json"
         if bench.exists() and "bench" not in report:
-            report["bench"] = json.loads(bench.read_text())
+            report["bench"] = _load_json(bench)
     out = Path(ns.output or (ns.report if not ns.merge else "report-matrix"))
-    out.mkdir(parents=True, exist_ok=True)
-    written = [write_html(out / "report.html", reports)]
-    if len(reports) == 1:
-        (out / "report.md").write_text(render_markdown(reports[0]))
-        written.append(out / "report.md")
+    with _usable_dir(out, "report"):
+        try:
+            written = [write_html(out / "report.html", reports)]
+            if len(reports) == 1:
+                written.append(write_atomic(out / "report.md", render_markdown(reports[0])))
+        except OSError as exc:
+            raise CommandError(f"could not write into {out}: {exc.strerror or exc}; "
+                               "the previous files were kept") from None
     for path in written:
         print(f"wrote {path}")
     return EXIT_CONFORMS
@@ -242,6 +328,12 @@ def cmd_matrix(ns) -> int:
             reason = t.unavailable()
             print(f"{t.name:<16} {t.kind:<10} {'available' if not reason else 'skipped: ' + reason}")
         return EXIT_CONFORMS
+    from kit.report.directory import ReportDirError, check_report_dir
+
+    try:
+        check_report_dir(ns.output)
+    except ReportDirError as exc:
+        raise CommandError(str(exc), EXIT_USAGE) from None
     kit_args = ["--profile", ns.profile, "--seed", str(ns.seed)]
     if ns.bench:
         kit_args.append("--bench")
@@ -266,12 +358,13 @@ def cmd_matrix(ns) -> int:
     return EXIT_DEVIATES if any(t["exit_code"] == 1 for t in ran) else EXIT_CONFORMS
 
 
-def write_bench(out: Path, bench: dict) -> None:
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "bench.json").write_text(json.dumps(bench, indent=2, default=str) + "\n")
+def write_bench(out: Path, bench: dict) -> Path:
+    from kit.report.atomic import write_atomic
+
+    return write_atomic(out / "bench.json", json.dumps(bench, indent=2, default=str) + "\n")
 
 
-def _bench_before_run(report_dir: Path, rounds: int = 2000) -> None:
+def _bench_before_run(rounds: int = 2000) -> dict:
     """`kit run --bench`: measure first, so the report written at the end embeds the
     figures (a matrix target returns one report.json, figures included)."""
     import time
@@ -281,8 +374,8 @@ def _bench_before_run(report_dir: Path, rounds: int = 2000) -> None:
 
     started = time.time()
     rows = run_all(rounds=rounds, timeout=20.0, progress=None)
-    write_bench(report_dir, {"target": Target.current().describe(), "rounds": rounds,
-                             "duration_s": round(time.time() - started, 3), "results": rows})
+    return {"target": Target.current().describe(), "rounds": rounds,
+            "duration_s": round(time.time() - started, 3), "results": rows}
 
 
 def cmd_bench(ns) -> int:
@@ -292,19 +385,23 @@ def cmd_bench(ns) -> int:
     from kit.engine.target import Target
 
     if ns.rounds < 1:
-        print("kit bench: --rounds must be at least 1", file=sys.stderr)
-        return EXIT_USAGE
-    started = time.time()
+        raise CommandError("--rounds must be at least 1", EXIT_USAGE)
+    out = Path(ns.report)
 
     def progress(combo):
         print("kit bench: " + " ".join(combo), file=sys.stderr, flush=True)
 
-    rows = run_all(rounds=ns.rounds, timeout=ns.timeout,
-                   progress=progress if ns.json else None)
-    bench = {"target": Target.current().describe(), "rounds": ns.rounds,
-             "duration_s": round(time.time() - started, 3), "results": rows}
-    out = Path(ns.report)
-    write_bench(out, bench)
+    with _usable_dir(out, "bench"):   # checked before measuring: a bad directory costs nothing
+        started = time.time()
+        rows = run_all(rounds=ns.rounds, timeout=ns.timeout,
+                       progress=progress if ns.json else None)
+        bench = {"target": Target.current().describe(), "rounds": ns.rounds,
+                 "duration_s": round(time.time() - started, 3), "results": rows}
+        try:
+            write_bench(out, bench)
+        except OSError as exc:
+            raise CommandError(f"could not write {out / 'bench.json'}: "
+                               f"{exc.strerror or exc}; the previous file was kept") from None
     if ns.json:
         print(json.dumps(bench, indent=2, default=str))
     else:
@@ -322,10 +419,11 @@ def cmd_schema(ns) -> int:
 
 
 def parser() -> argparse.ArgumentParser:
-    top = argparse.ArgumentParser(
+    top = ArgumentParser(
         prog="kit", description="Check, behaviour by behaviour, that the running kernel does "
                                 "what the Linux man-pages say.",
-        epilog="Exit codes: 0 conforms, 1 deviations or timeouts, 2 kit or spec error, "
+        epilog="Exit codes: 0 conforms (known deviations do not count), 1 deviations or "
+               "timeouts, 2 kit or spec error or an interrupted run, "
                "3 usage error or nothing selected.")
     top.add_argument("--version", action="version", version=f"kit {kit.__version__}")
     sub = top.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -342,7 +440,18 @@ def parser() -> argparse.ArgumentParser:
                            help="examples per behaviour (default: %(default)s)")
             p.add_argument("--seed", type=int, default=0, help="example generation seed")
 
-    run = sub.add_parser("run", help="run the conformance suite and write the report")
+    run = sub.add_parser(
+        "run", help="run the conformance suite and write the report",
+        description="Runs every selected behaviour and writes DIR/report.json, report.md, "
+                    "report.html and junit.xml (and bench.json with --bench) as one set: "
+                    "staged in DIR and swapped in whole, so the files always come from one "
+                    "run and a file of an earlier run never stays beside them. DIR is "
+                    "checked (a writable directory, created if missing) and locked before "
+                    "anything runs; a second run into it is refused. A run that stops "
+                    "early (Ctrl-C, SIGTERM, -x) is marked partial in every file; if DIR "
+                    "holds a complete report, that one is kept and the partial one goes "
+                    "to DIR/partial/. A report that cannot be written (a full disk) leaves "
+                    "the previous one in place and exits 2.")
     common(run)
     run.add_argument("-n", "--jobs", default="auto",
                      help="parallel workers, as pytest-xdist -n (default: %(default)s)")
@@ -380,7 +489,9 @@ def parser() -> argparse.ArgumentParser:
         "report", help="re-render the report, diff two runs, or merge runs into a matrix",
         description="Without options: re-render report.html and report.md from "
                     "DIR/report.json. --diff OLD NEW: the behaviours whose verdict changed "
-                    "(exit 1 if any). --merge A B ...: one HTML page with a column per run.")
+                    "(exit 1 if any, 2 if an input cannot be read). --merge A B ...: one "
+                    "HTML page with a column per run. Files are replaced by a rename, never "
+                    "left half written.")
     report.add_argument("--report", default=DEFAULT_REPORT, metavar="DIR",
                         help="report directory to re-render (default: %(default)s)")
     report.add_argument("--diff", nargs=2, type=Path, metavar=("OLD", "NEW"),
@@ -447,7 +558,21 @@ def main(argv: list[str] | None = None) -> int:
     if getattr(ns, "specs", None) is None and ns.command not in ("schema", "report", "matrix",
                                                                       "bench"):
         ns.specs = [default_specs()]
-    return ns.func(ns)
+    try:
+        return ns.func(ns)
+    except CommandError as exc:
+        print(f"kit {ns.command}: {exc}", file=sys.stderr)
+        return exc.code
+    except KeyboardInterrupt:
+        print(f"kit {ns.command}: interrupted", file=sys.stderr)
+        return EXIT_KIT_ERROR
+    except Exception:  # noqa: BLE001 - a bug in the kit must not exit 1, "deviations found"
+        import traceback
+
+        traceback.print_exc()
+        print(f"kit {ns.command}: internal error (a bug in the kit; the traceback above "
+              "says where)", file=sys.stderr)
+        return EXIT_KIT_ERROR
 
 
 if __name__ == "__main__":

@@ -11,7 +11,11 @@ and "untestable" are skips with their reason.
 from __future__ import annotations
 
 import json
+import os
+import signal
+import threading
 import time
+import uuid
 from pathlib import Path
 
 import pytest
@@ -33,7 +37,12 @@ USER_PROPERTY = "kit-verdict"
 def pytest_addoption(parser):
     group = parser.getgroup("kit", "syscall conformance kit")
     group.addoption("--kit-report", metavar="DIR", default=None,
-                    help="write report.json, report.md and junit.xml into DIR")
+                    help="write report.json, report.md, report.html and junit.xml into DIR "
+                         "(a run that stops early writes into DIR/partial/ instead when DIR "
+                         "holds a complete report)")
+    group.addoption("--kit-bench", metavar="FILE", default=None,
+                    help="benchmark figures (bench.json of `kit bench`) to put in this "
+                         "run's report")
     group.addoption("--kit-profile", choices=sorted(PROFILES), default="quick",
                     help="how hard to search: examples per behaviour (default: quick)")
     group.addoption("--kit-seed", type=int, default=0,
@@ -60,9 +69,6 @@ def pytest_configure(config):
     watchdog.install()
     config.addinivalue_line("markers", "kit: a conformance behaviour from specs/")
     config.addinivalue_line("markers", "family(name): the syscall family of a behaviour")
-    report_dir = config.getoption("kit_report")
-    if report_dir and not config.option.xmlpath and not hasattr(config, "workerinput"):
-        config.option.xmlpath = str(Path(report_dir) / "junit.xml")
     config.kit_target = Target.current()
     params = config.getoption("kit_params")
     try:
@@ -72,7 +78,15 @@ def pytest_configure(config):
     config.kit_started = time.time()
     config.kit_warm = False
     if not hasattr(config, "workerinput"):
-        config.pluginmanager.register(VerdictCollector(config), "kit-verdicts")
+        collector = VerdictCollector(config)
+        config.pluginmanager.register(collector, "kit-verdicts")
+        collector.open_report_dir()
+
+
+def pytest_unconfigure(config):
+    collector = config.pluginmanager.get_plugin("kit-verdicts")
+    if collector is not None:
+        collector.close()
 
 
 def pytest_collect_file(file_path: Path, parent):
@@ -224,12 +238,90 @@ def _is_spec(nodeid: str) -> bool:
 
 class VerdictCollector:
     """Gathers verdicts from test reports (xdist ships user_properties back to the
-    controller) and writes the reports once, at the end of the session."""
+    controller) and writes the report set once, at the end of the session.
+
+    The report directory is checked and locked at configure time, before anything runs.
+    The set is staged and swapped in whole (kit.report.reportset). A run that did not
+    check everything it selected (Ctrl-C, SIGTERM, -x, a session timeout) is marked
+    partial; it goes into DIR/partial/ when DIR holds a complete report, which is kept.
+    """
 
     def __init__(self, config):
         self.config = config
         self.verdicts: dict[str, dict] = {}
+        self.selected: set[str] = set()
         self.written: list[Path] = []
+        self.report_dir: Path | None = None
+        self.lock = self.staging = None
+        self.partial: dict | None = None
+        self.kept: Path | None = None        # the complete report a partial run left alone
+        self.write_error: str | None = None
+        self.terminated = self.interrupted = self.stopped_on_failure = False
+        self.run_id: str | None = None
+        self._sigterm_before = None
+
+    # -- before the run --------------------------------------------------------------------
+
+    def open_report_dir(self) -> None:
+        from kit.report.directory import ReportDirError, ReportLock, check_report_dir
+        from kit.report.reportset import Staging, recover
+
+        option = self.config.getoption("kit_report")
+        if not option:
+            return
+        try:
+            self.report_dir = check_report_dir(option)
+            self.lock = ReportLock(self.report_dir).acquire()
+        except ReportDirError as exc:
+            raise pytest.UsageError(str(exc)) from None
+        recover(self.report_dir)
+        self.staging = Staging(self.report_dir)
+        self.run_id = uuid.uuid4().hex[:12]
+        if not self.config.option.xmlpath:
+            self.config.option.xmlpath = str(self.staging.path / "junit.xml")
+        self._catch_sigterm()
+
+    def _catch_sigterm(self) -> None:
+        """SIGTERM (CI cancelling a job, `timeout`) ends the session like Ctrl-C does, so
+        the verdicts gathered so far are written, marked partial."""
+        if threading.current_thread() is not threading.main_thread():
+            return
+        owner = os.getpid()
+
+        def terminate(signum, frame):
+            if os.getpid() != owner:   # a forked checker inherited this: die as asked
+                signal.signal(signum, signal.SIG_DFL)
+                os.kill(os.getpid(), signum)
+                return
+            self.terminated = True
+            raise KeyboardInterrupt("SIGTERM")
+
+        before = signal.signal(signal.SIGTERM, terminate)
+        # None: the handler was not set from Python; the default is what to go back to.
+        self._sigterm_before = signal.SIG_DFL if before is None else before
+
+    def _restore_sigterm(self) -> None:
+        if self._sigterm_before is not None:
+            signal.signal(signal.SIGTERM, self._sigterm_before)
+            self._sigterm_before = None
+
+    def close(self) -> None:
+        self._restore_sigterm()
+        if self.staging is not None:
+            self.staging.discard()
+            self.staging = None
+        if self.lock is not None:
+            self.lock.release()
+            self.lock = None
+
+    # -- during the run --------------------------------------------------------------------
+
+    def pytest_collection_finish(self, session):
+        self.selected.update(i.nodeid for i in session.items if _is_spec(i.nodeid))
+
+    @pytest.hookimpl(optionalhook=True)
+    def pytest_xdist_node_collection_finished(self, node, ids):
+        self.selected.update(i for i in ids if _is_spec(i))
 
     def pytest_runtest_logreport(self, report):
         props = dict(report.user_properties)
@@ -244,23 +336,110 @@ class VerdictCollector:
                 nodeid=report.nodeid, duration=round(report.duration, 4),
                 message=f"kit crash: {str(report.longrepr)[-2000:]}").as_dict()
 
-    def pytest_sessionfinish(self, session, exitstatus):
-        report_dir = self.config.getoption("kit_report")
-        if not report_dir or not self.verdicts:
-            return
-        from kit.report import write_reports
+    # -- after the run ---------------------------------------------------------------------
 
-        self.written = write_reports(
-            Path(report_dir), list(self.verdicts.values()), self.config.kit_target,
+    def _why_partial(self, session, exitstatus) -> str | None:
+        if self.terminated:
+            self.interrupted = True
+            return "terminated by SIGTERM"
+        dsession = self.config.pluginmanager.get_plugin("dsession")
+        stop = session.shouldfail or session.shouldstop or getattr(dsession, "shouldstop",
+                                                                   False)
+        if isinstance(stop, str) and "keyboard-interrupt" not in stop:
+            maxfail = self.config.option.maxfail
+            if stop.startswith("stopping after") and maxfail:
+                self.stopped_on_failure = True
+                return ("stopped at the first failure (-x)" if maxfail == 1
+                        else f"stopped after {maxfail} failures (--maxfail)")
+            return f"stopped early: {stop}"
+        if exitstatus == pytest.ExitCode.INTERRUPTED:
+            self.interrupted = True
+            return "interrupted (Ctrl-C)"
+        if self.selected - self.verdicts.keys():
+            return "some selected behaviours did not run"
+        return None
+
+    @pytest.hookimpl(wrapper=True, trylast=True)
+    def pytest_sessionfinish(self, session, exitstatus):
+        # A wrapper, innermost: it runs after junit.xml is written (and sees its failure),
+        # and before the terminal summary reports what was written.
+        self._restore_sigterm()   # a SIGTERM now kills outright; the previous set stays
+        junit_error = None
+        try:
+            yield
+        except OSError as exc:
+            junit_error = exc
+        if self.staging is None:
+            return
+        why = self._why_partial(session, session.exitstatus)
+        if why:
+            self.partial = {"reason": why, "not_run": sorted(
+                n.rsplit("::", 1)[-1] for n in self.selected - self.verdicts.keys())}
+        if not self.verdicts:
+            return   # nothing was checked: the previous report stays as it was
+        try:
+            if junit_error:
+                raise junit_error
+            self._write()
+        except OSError as exc:
+            self.written = []
+            self.write_error = (f"could not write the report into {self.report_dir}: "
+                                f"{exc.strerror or exc}"
+                                + (f" ({exc.filename})" if exc.filename else "")
+                                + "; the previous report was kept")
+            session.exitstatus = pytest.ExitCode.INTERNAL_ERROR
+        finally:
+            self.staging.discard()
+            self.staging = None
+
+    def _write(self) -> None:
+        from kit.report import build_report, stage_reports
+        from kit.report.reportset import PARTIAL_DIR, complete_report_in
+
+        bench_file = self.config.getoption("kit_bench")
+        bench = json.loads(Path(bench_file).read_text()) if bench_file else None
+        report = build_report(
+            list(self.verdicts.values()), self.config.kit_target,
             started=self.config.kit_started, profile=self.config.getoption("kit_profile"),
-            seed=self.config.getoption("kit_seed"))
+            seed=self.config.getoption("kit_seed"), run_id=self.run_id,
+            partial=self.partial, bench=bench)
+        stage_reports(self.staging, report)
+        if self.partial and complete_report_in(self.report_dir):
+            self.kept = self.report_dir
+            self.written = self.staging.commit(PARTIAL_DIR)
+        else:
+            drop = () if self.partial else (PARTIAL_DIR,)
+            self.written = self.staging.commit(".", drop=drop)
+
+    def outcome(self) -> dict:
+        """What the CLI needs to pick its exit code and summary."""
+        return {"verdicts": list(self.verdicts.values()), "partial": self.partial,
+                "interrupted": self.interrupted, "stopped_on_failure": self.stopped_on_failure,
+                "written_dir": str(self.written[0].parent) if self.written else None,
+                "kept": str(self.kept) if self.kept else None,
+                "write_error": self.write_error}
 
     def pytest_terminal_summary(self, terminalreporter, exitstatus, config):
-        if not self.verdicts:
-            return
+        tr = terminalreporter
+        if self.verdicts:
+            self._summary(tr, config)
+        if self.partial:
+            tr.line(f"PARTIAL RUN: {self.partial['reason']}; "
+                    f"{len(self.partial['not_run'])} selected behaviour(s) were not run",
+                    yellow=True, bold=True)
+            if self.kept:
+                tr.line(f"the complete report in {self.kept} was kept; this run's partial "
+                        f"report is in {self.kept / 'partial'}", yellow=True)
+        if self.report_dir and not self.verdicts:
+            tr.line(f"nothing was checked: the report in {self.report_dir} was left as it was")
+        if self.write_error:
+            tr.line(f"kit: {self.write_error}", red=True, bold=True)
+        for path in self.written:
+            tr.line(f"report written: {path}")
+
+    def _summary(self, tr, config) -> None:
         from kit.report.summary import status_counts
 
-        tr = terminalreporter
         tr.section("conformance summary")
         target = config.kit_target
         tr.line(f"kernel {target.release} ({target.arch}, {target.libc})")
@@ -278,5 +457,3 @@ class VerdictCollector:
 
             for v in verdicts:
                 tr.line(explain(v))
-        for path in self.written:
-            tr.line(f"report written: {path}")

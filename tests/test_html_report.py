@@ -166,3 +166,18 @@ def test_matrix_toggle_shows_only_rows_where_targets_differ(page, report):
     page.uncheck("#f-differs")
     assert len(visible_ids(page)) == 4
     assert page.errors == []
+
+
+def test_a_partial_run_shows_a_banner_and_a_complete_one_none(page, report, tmp_path):
+    page.goto((report / "report.html").as_uri())
+    assert page.locator(".partial-banner").count() == 0
+    partial = json.loads((report / "report.json").read_text())
+    partial.update(partial=True, partial_reason="interrupted (Ctrl-C)", not_run=7,
+                   not_run_ids=[])
+    write_html(tmp_path / "partial.html", [partial])
+    page.goto((tmp_path / "partial.html").as_uri())
+    banner = page.locator(".partial-banner")
+    assert banner.is_visible()
+    assert banner.inner_text() == ("Partial run: interrupted (Ctrl-C); 7 selected "
+                                   "behaviour(s) were not run, so this report is incomplete.")
+    assert page.errors == []

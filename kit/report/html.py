@@ -12,6 +12,7 @@ from pathlib import Path
 
 import jinja2
 
+from kit.report.summary import partial_note
 from kit.verdict import STATUSES
 
 _ENV = jinja2.Environment(
@@ -83,6 +84,7 @@ def build_view(reports: list[dict]) -> dict:
         targets.append({"name": target_name(report), "target": report["target"],
                         "bench": bench_table(report.get("bench")),
                         "run": report["run"], "statuses": s["statuses"],
+                        "partial": partial_note(report),
                         "families": s["families"], "conformance": s["conformance"],
                         "kit_version": report.get("kit_version", "")})
     rows: dict[str, dict] = {}
@@ -124,5 +126,6 @@ def render_html(reports: list[dict], *, skipped: list[tuple[str, str]] | None = 
 
 
 def write_html(path: Path, reports: list[dict], **kw) -> Path:
-    path.write_text(render_html(reports, **kw))
-    return path
+    from kit.report.atomic import write_atomic
+
+    return write_atomic(path, render_html(reports, **kw))

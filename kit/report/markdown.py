@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from kit.report.summary import partial_note
+
 
 def _cell(text) -> str:
     return str(text).replace("|", "\\|").replace("\n", " ")
@@ -10,14 +12,17 @@ def _cell(text) -> str:
 def render_markdown(report: dict) -> str:
     t, s = report["target"], report["summary"]
     ratio = s["conformance"]
+    note = partial_note(report)
     out = [
         "# Syscall conformance report",
         "",
+        *([f"> **{note}**", ""] if note else []),
         f"- kernel: `{t['release']}` ({t['version_string']})",
         f"- architecture: {t['arch']}; libc: {t['libc']}; platform: {t['platform']}",
         *([f"- kernel config: {t['kernel_config']}"] if t.get("kernel_config") else []),
         f"- kit {report['kit_version']}, profile {report['run']['profile']}, "
-        f"seed {report['run']['seed']}, {report['run']['duration']}s",
+        f"seed {report['run']['seed']}, {report['run']['duration']}s"
+        + (f", run {report['run']['id']}" if report["run"].get("id") else ""),
         f"- conformance: {ratio:.1%} of checked behaviours" if ratio is not None
         else "- conformance: nothing was checked",
         "",

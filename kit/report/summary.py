@@ -25,3 +25,12 @@ def conformance_ratio(verdicts: list[dict]) -> float | None:
     if not checked:
         return None
     return sum(v["status"] == "conforms" for v in checked) / len(checked)
+
+
+def partial_note(report: dict) -> str | None:
+    """One sentence for a run that did not check everything it selected, else None."""
+    if not report.get("partial"):
+        return None
+    return (f"Partial run: {report.get('partial_reason') or 'interrupted'}; "
+            f"{report.get('not_run', '?')} selected behaviour(s) were not run, so this "
+            f"report is incomplete.")
