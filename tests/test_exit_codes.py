@@ -19,6 +19,8 @@ KNOWN = behaviour("x.codes.known", """
     known_deviations:
       - kernel: ">=2.0"
         reason: "wrong on purpose, and known"
+        step: read_u64
+        observed: {value: 2}
     steps:
       - eventfd: {initval: 2, flags: EFD_NONBLOCK}
         as: efd

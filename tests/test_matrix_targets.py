@@ -99,5 +99,5 @@ def test_kit_matrix_exits_3_when_the_output_directory_is_a_file(tmp_path):
     ran = run_kit(tmp_path, "matrix", "--targets", str(tmp_path / "targets"),
                   "-o", "out")
     assert ran.ret == 3, ran.output
-    assert "exists and is not a directory" in ran.stderr and "Traceback" not in ran.output
+    assert "not a directory" in ran.stderr and "Traceback" not in ran.output
     assert (tmp_path / "out").read_text() == "not a directory"
