@@ -18,9 +18,9 @@ from kit.matrix.paths import (
     output_root,
     read_regular,
     target_paths,
-    write_atomic,
     write_new,
 )
+from kit.report.atomic import write_atomic
 from kit.matrix.runner import Progress, run_matrix
 
 REPO = Path(__file__).resolve().parent.parent

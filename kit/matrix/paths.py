@@ -11,8 +11,9 @@ from __future__ import annotations
 import os
 import re
 import stat
-import tempfile
 from pathlib import Path
+
+from kit.report.directory import ReportDirError, check_report_dir
 
 # A target name is a file name in the output directory and an artifact name in CI: a
 # conservative set, starting with a letter or digit (so never "." or ".." or "-x").
@@ -35,24 +36,13 @@ def name_problem(name: object) -> str | None:
 
 
 def output_root(out: Path | str) -> Path:
-    """The output directory as an absolute, symlink-free path, created if missing."""
+    """The output directory as an absolute, symlink-free path, created if missing and found
+    writable now, not after every target has run."""
     root = Path(out).expanduser().resolve()
-    if root.exists() and not root.is_dir():
-        raise OutputPathError(f"the output directory {root} exists and is not a directory")
     try:
-        root.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise OutputPathError(f"cannot create the output directory {root}: "
-                              f"{exc.strerror}") from None
-    try:
-        # a real write, not access(2): found out now, not after every target has run
-        fd, probe = tempfile.mkstemp(prefix=".kit-write-probe-", dir=root)
-        os.close(fd)
-        os.unlink(probe)
-    except OSError as exc:
-        raise OutputPathError(f"cannot write in the output directory {root}: "
-                              f"{exc.strerror}") from None
-    return root
+        return check_report_dir(root)
+    except ReportDirError as exc:
+        raise OutputPathError(str(exc)) from None
 
 
 def target_paths(root: Path, name: str) -> tuple[Path, Path]:
@@ -94,18 +84,6 @@ def read_regular(path: Path, limit: int = 256 << 20) -> bytes:
         if info.st_size > limit:
             raise OutputPathError(f"{path} is larger than {limit} bytes")
         return f.read(limit + 1)
-
-
-def write_atomic(path: Path, text: str) -> None:
-    """Replace `path` whole: a kill mid-write leaves the old file, never half a new one."""
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with open(fd, "w") as out:
-            out.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def log_tail(path: Path, lines: int = 4, limit: int = 64 * 1024) -> str:

@@ -28,8 +28,8 @@ from kit.matrix.paths import (
     output_root,
     read_regular,
     target_paths,
-    write_atomic,
 )
+from kit.report.atomic import write_atomic
 from kit.report.diff import differences
 from kit.report.html import write_html
 
