@@ -265,6 +265,16 @@ CASES = {
         "- read_u64: {fd: $tfd}\n  expect: {value: 1}\n"
         "- timerfd_elapsed: {fd: $tfd}  # CHECK\n  expect: {at_least: 300000000}\n",
         "expected value at least 300000000, got "),
+    "time to go plus time since the arming, a timer that is short": case(
+        "- timerfd_create: {clockid: CLOCK_MONOTONIC, flags: TFD_NONBLOCK}\n  as: tfd\n"
+        "- timerfd_settime: {fd: $tfd, value: 5}\n"
+        "- timerfd_gettime: {fd: $tfd}\n  as: left\n"
+        "- timerfd_elapsed: {fd: $tfd}\n  as: since\n",
+        "- compute: {value: {add: [$left.value_ns, $since]}}  # CHECK\n"
+        "  expect: {at_least: 10000000000}\n",
+        "- compute: {value: {add: [$left.value_ns, $since]}}  # CHECK\n"
+        "  expect: {at_least: 5000000000}\n",
+        "expected value at least 10000000000, got 5"),
     "returns_within": case(
         "- eventfd: {initval: 0}\n  as: efd\n"
         "- in_thread: {after: 0.3, steps: [{write_u64: {fd: $efd, value: 7}}]}\n"
