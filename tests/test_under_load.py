@@ -19,8 +19,16 @@ import time
 from contextlib import contextmanager
 
 import pytest
-from helpers import REPO, SUBPROCESS_TIMEOUT, behaviour, line_of, load, run_one, run_python, \
-    spec_text
+from helpers import (
+    REPO,
+    SUBPROCESS_TIMEOUT,
+    behaviour,
+    line_of,
+    load,
+    run_one,
+    run_python,
+    spec_text,
+)
 
 from kit.adapter.libc import Result
 from kit.adapter.proc import run_queue_wait
@@ -37,9 +45,9 @@ def cpu_hogs(count: int, cpus: set[int] | None = None):
     procs: list[subprocess.Popen] = []
     try:
         for _ in range(count):
-            procs.append(subprocess.Popen(
-                [sys.executable, "-c", HOG],
-                preexec_fn=(lambda: os.sched_setaffinity(0, cpus)) if cpus else None))
+            procs.append(subprocess.Popen([sys.executable, "-c", HOG]))
+            if cpus:
+                os.sched_setaffinity(procs[-1].pid, cpus)
         yield procs
     finally:
         for proc in procs:
@@ -70,14 +78,14 @@ def _steps(body: str) -> str:
     ("      - eventfd: {}\n        as: efd\n      - wait_blocked: ghost\n",
      "wait_blocked: ghost", "steps[1].wait_blocked",
      "wait_blocked names 'ghost', which is not a running in_thread"),
-    ("      - eventfd: {}\n        as: efd\n"
-     "      - in_thread: {steps: [{read_u64: {fd: $efd}}]}\n        as: reader\n"
-     "      - join: reader\n      - wait_blocked: [reader]\n",
+    (("      - eventfd: {}\n        as: efd\n"
+      "      - in_thread: {steps: [{read_u64: {fd: $efd}}]}\n        as: reader\n"
+      "      - join: reader\n      - wait_blocked: [reader]\n"),
      "wait_blocked: [reader]", "steps[3].wait_blocked",
      "wait_blocked names 'reader', which is not a running in_thread"),
-    ("      - eventfd: {}\n        as: efd\n"
-     "      - in_thread: {steps: [{read_u64: {fd: $efd}}]}\n        as: reader\n"
-     "      - wait_blocked: reader\n        expect: {returns: 0}\n      - join: reader\n",
+    (("      - eventfd: {}\n        as: efd\n"
+      "      - in_thread: {steps: [{read_u64: {fd: $efd}}]}\n        as: reader\n"
+      "      - wait_blocked: reader\n        expect: {returns: 0}\n      - join: reader\n"),
      "expect: {returns: 0}", "steps[2]", "wait_blocked produces nothing to expect"),
 ], ids=["unknown thread", "thread already joined", "an expectation"])
 def test_a_bad_wait_blocked_names_file_line_and_field(body, marker, field, message):

@@ -209,9 +209,10 @@ def _returns_within(expected, result: Result, env) -> list[str]:
     waited = max(0.0, result.duration - result.queued)
     if waited <= expected:
         return []
-    queued = f", {result.queued:.4f}s of it waiting for a CPU" if result.queued else ""
-    return [f"expected the call to return within {expected}s, it took {result.duration:.4f}s"
-            f"{queued}"]
+    took = f"{result.duration:.4f}s"
+    if result.queued:
+        took += f", {result.queued:.4f}s of it waiting for a CPU"
+    return [f"expected the call to return within {expected}s, it took {took}"]
 
 
 CHECKS: dict[str, Callable[[Any, Result, dict], list[str]]] = {
