@@ -230,11 +230,51 @@ CASES = {
     "blocks": case(
         NONBLOCK5, "- read_u64: {fd: $efd}  # CHECK\n  expect: {blocks: {at_least: 0.2}}\n",
         "- eventfd: {initval: 0}\n  as: blocking\n"
-        "- in_thread: {after: 0.1, steps: [{write_u64: {fd: $blocking, value: 7}}]}\n"
+        "- in_thread: {when_blocked: true, after: 0.1,"
+        " steps: [{write_u64: {fd: $blocking, value: 7}}]}\n"
         "  as: writer\n"
         "- read_u64: {fd: $blocking}  # CHECK\n  expect: {value: 7, blocks: {at_least: 0.05}}\n"
         "- join: writer\n",
         "expected the call to block for at least 0.2s, but it returned after"),
+    "blocks, in a thread the main thread wakes": case(
+        "- eventfd: {initval: 0}\n  as: efd\n",
+        "- in_thread:\n    steps:\n      - read_u64: {fd: $efd}  # CHECK\n"
+        "        expect: {value: 7, blocks: {at_least: 1.5}}\n  as: reader\n"
+        "- wait_blocked: reader\n- sleep: 0.06\n- write_u64: {fd: $efd, value: 7}\n"
+        "- join: reader\n",
+        "- in_thread:\n    steps:\n      - read_u64: {fd: $efd}  # CHECK\n"
+        "        expect: {value: 7, blocks: {at_least: 0.05}}\n  as: reader\n"
+        "- wait_blocked: reader\n- sleep: 0.06\n- write_u64: {fd: $efd, value: 7}\n"
+        "- join: reader\n",
+        "expected the call to block for at least 1.5s, but it returned after",
+        where="reader"),
+    "blocks, a thread that does not block is not waited for": case(
+        NONBLOCK5,
+        "- in_thread:\n    steps:\n      - read_u64: {fd: $efd}  # CHECK\n"
+        "        expect: {blocks: {at_least: 0.05}}\n  as: reader\n"
+        "- wait_blocked: reader\n- join: reader\n",
+        "- in_thread:\n    steps:\n      - read_u64: {fd: $efd}  # CHECK\n"
+        "        expect: {value: 5}\n  as: reader\n"
+        "- wait_blocked: reader\n- join: reader\n",
+        "expected the call to block for at least 0.05s, but it returned after",
+        where="reader"),
+    "timerfd_elapsed, a wait that ended before the expiry": case(
+        "- timerfd_create: {clockid: CLOCK_MONOTONIC, flags: 0}\n  as: tfd\n"
+        "- timerfd_settime: {fd: $tfd, value: 0.3}\n",
+        "- timerfd_elapsed: {fd: $tfd}  # CHECK\n  expect: {at_least: 300000000}\n",
+        "- read_u64: {fd: $tfd}\n  expect: {value: 1}\n"
+        "- timerfd_elapsed: {fd: $tfd}  # CHECK\n  expect: {at_least: 300000000}\n",
+        "expected value at least 300000000, got "),
+    "time to go plus time since the arming, a timer that is short": case(
+        "- timerfd_create: {clockid: CLOCK_MONOTONIC, flags: TFD_NONBLOCK}\n  as: tfd\n"
+        "- timerfd_settime: {fd: $tfd, value: 5}\n"
+        "- timerfd_gettime: {fd: $tfd}\n  as: left\n"
+        "- timerfd_elapsed: {fd: $tfd}\n  as: since\n",
+        "- compute: {value: {add: [$left.value_ns, $since]}}  # CHECK\n"
+        "  expect: {at_least: 10000000000}\n",
+        "- compute: {value: {add: [$left.value_ns, $since]}}  # CHECK\n"
+        "  expect: {at_least: 5000000000}\n",
+        "expected value at least 10000000000, got 5"),
     "returns_within": case(
         "- eventfd: {initval: 0}\n  as: efd\n"
         "- in_thread: {after: 0.3, steps: [{write_u64: {fd: $efd, value: 7}}]}\n"

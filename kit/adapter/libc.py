@@ -30,6 +30,9 @@ class Result:
     errno: str | None = None
     value: Any = None
     duration: float = 0.0
+    # Seconds of `duration` the thread spent runnable but waiting for a CPU, where measured
+    # (kit.adapter.proc.run_queue_wait): the machine's load, not the call blocking.
+    queued: float = 0.0
     # Descriptors this call created, so the run can close what a spec forgets to.
     created_fds: list[int] = field(default_factory=list)
 
@@ -38,8 +41,11 @@ class Result:
         return self.errno is None
 
     def as_dict(self) -> dict:
-        return {"ret": self.ret, "errno": self.errno, "value": self.value,
-                "duration": round(self.duration, 6)}
+        out = {"ret": self.ret, "errno": self.errno, "value": self.value,
+               "duration": round(self.duration, 6)}
+        if self.queued:
+            out["queued"] = round(self.queued, 6)
+        return out
 
 
 def errno_name(code: int) -> str:

@@ -86,3 +86,14 @@ def blocked_in_syscall(tid: int, pid: int | str = "self") -> bool | None:
         return False
     number = int(first)
     return number >= 0 and number != syscall_number("futex")
+
+
+def run_queue_wait(tid: int) -> float | None:
+    """Seconds thread `tid` of this process has spent runnable but waiting for a CPU, from
+    /proc's schedstat (its second field, run_delay in ns). None where the kernel does not
+    keep it (no CONFIG_SCHED_INFO, a sandbox without the file)."""
+    try:
+        with open(f"/proc/self/task/{tid}/schedstat") as fh:
+            return int(fh.read().split()[1]) / 1e9
+    except (OSError, IndexError, ValueError):
+        return None

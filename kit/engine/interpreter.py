@@ -15,7 +15,7 @@ from typing import Any
 
 from kit import confinement
 from kit.adapter import libc, scratch
-from kit.adapter.proc import blocked_in_syscall
+from kit.adapter.proc import blocked_in_syscall, run_queue_wait
 from kit.adapter.process import run_forked
 from kit.adapter.watchdog import TargetTimeout, bounded
 from kit.engine import expectations
@@ -75,6 +75,12 @@ def _show_arg(raw: Any, value: Any) -> str:
     return ex.describe(value)
 
 
+def _bounds_duration(step: Step) -> bool:
+    """Whether this step's expectation (or a kernel variant's) has `returns_within`."""
+    return any("returns_within" in (expect or {})
+               for expect in [step.expect] + [v.expect for v in step.differs])
+
+
 def _describe_expect(expect: dict) -> str:
     return expectations.describe(expect)
 
@@ -116,6 +122,7 @@ class _Thread:
     def __init__(self, run: "Run", step: Step, env: dict):
         self.run, self.step, self.env = run, step, dict(env)
         self.spawner = threading.get_native_id()
+        self.tid: int | None = None       # its own native id, once it runs (for wait_blocked)
         self.records: list[StepRecord] = []
         self.failure: StepFailure | None = None
         self.thread = threading.Thread(target=self._main, name=f"kit-step-{step.bind}",
@@ -140,6 +147,7 @@ class _Thread:
             time.sleep(0.001)
 
     def _main(self) -> None:
+        self.tid = threading.get_native_id()
         try:
             if self.step.when_blocked:
                 self._wait_until_spawner_blocks()
@@ -199,6 +207,8 @@ class Run:
                 worker.thread.start()
             elif step.action == "join":
                 self._join(step, env, records)
+            elif step.action == "wait_blocked":
+                self._wait_blocked(step.args)
             elif step.action == "in_child":
                 self._in_child(step, env, records, where)
             else:
@@ -238,8 +248,10 @@ class Run:
         if foreign:
             _refuse(record, f"{', '.join(foreign)}: not a descriptor this behaviour created")
         bound = step.within or self.bound
+        me = threading.get_native_id()
+        # Only an upper bound on the call's time is judged without the run-queue wait.
+        queued_before = run_queue_wait(me) if _bounds_duration(step) else None
         if op.blocking:
-            me = threading.get_native_id()
             with bounded(bound) as guard:
                 self.calling[me] = record.call
                 try:
@@ -253,6 +265,10 @@ class Run:
                                            f"within {bound}s")
         else:
             result = _confined(op.fn, args, record)
+        if queued_before is not None:
+            queued_after = run_queue_wait(me)
+            if queued_after is not None:
+                result.queued = queued_after - queued_before
         record.result = result.as_dict()
         self._track(step.action, args, result)
         expect, variant = self._expectation(step)
@@ -299,6 +315,22 @@ class Run:
         if worker.failure:
             raise worker.failure
         env.update({k: v for k, v in worker.env.items() if k not in env})
+
+    def _wait_blocked(self, names: list[str]) -> None:
+        """Wait (bounded) until each named thread sleeps inside a blocking call, or has
+        finished: a waker in this thread must not act before the waiter waits. A thread
+        that returned at once (a target that does not block) is not waited for; its own
+        expectation then tells."""
+        deadline = time.monotonic() + self.bound
+        for name in names:
+            worker = self.threads[name]
+            while time.monotonic() < deadline and worker.thread.is_alive():
+                tid = worker.tid
+                if tid is not None and tid in self.calling:
+                    blocked = blocked_in_syscall(tid)
+                    if blocked is None or blocked:  # None: /proc cannot tell
+                        break
+                time.sleep(0.001)
 
     def _finish_threads(self, records: list[StepRecord]) -> StepFailure | None:
         """Threads a failed run never joined: join them (bounded) so none is left behind."""

@@ -240,6 +240,13 @@ class _Checker:
                     raise self.fail(f"join names {args!r}, which no earlier in_thread started",
                                     raw, "join", f"{where}.join")
                 bound |= threads.pop(args)
+            elif action == "wait_blocked":
+                step.args = [args] if isinstance(args, str) else list(args)
+                for name in step.args:
+                    if name not in threads:
+                        raise self.fail(f"wait_blocked names {name!r}, which is not a running "
+                                        f"in_thread (start it first, and before its join)",
+                                        raw, "wait_blocked", f"{where}.wait_blocked")
             if raw.get("expect"):
                 step.expect = raw["expect"]
                 self.expect(step.expect, bound | ({step.bind} if step.bind else set()),
@@ -250,7 +257,8 @@ class _Checker:
                 step.differs.append(Variant(variant["kernel"], variant["expect"],
                                             variant["reason"]))
             if (raw.get("expect") or raw.get("differs")) and action in ("join", "sleep",
-                                                                         "in_thread"):
+                                                                         "in_thread",
+                                                                         "wait_blocked"):
                 raise self.fail(f"{action} produces nothing to expect", raw, "expect", where)
             if step.bind:
                 if step.bind in bound:

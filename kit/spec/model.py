@@ -40,7 +40,8 @@ class Variant:
 
 @dataclass
 class Step:
-    action: str                    # an operation name, or in_thread / join / in_child / sleep
+    action: str                    # an operation name, or in_thread / join / in_child / sleep /
+                                   # wait_blocked
     args: Any                      # operation arguments, or the control word's payload
     line: int
     bind: str | None = None

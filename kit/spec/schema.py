@@ -15,7 +15,7 @@ NAME = r"^[A-Z][A-Z0-9_]*$"
 REF = r"^\$[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z0-9_-]+)*$"
 ARITH = ("add", "sub", "or", "min", "max")
 PREDICATES = ("eq", "ne", "lt", "le", "gt", "ge")
-CONTROL = ("in_thread", "join", "in_child", "sleep")
+CONTROL = ("in_thread", "join", "in_child", "sleep", "wait_blocked")
 STEP_KEYS = ("as", "expect", "differs", "within", "note")
 
 EXPR = {
@@ -176,6 +176,11 @@ def _step_schema() -> dict:
                                              "measured from the moment it blocked, however "
                                              "loaded the machine"}}},
         "join": {"type": "string", "description": "wait (bounded) for a named thread"},
+        "wait_blocked": {
+            "oneOf": [{"type": "string"},
+                      {"type": "array", "minItems": 1, "items": {"type": "string"}}],
+            "description": "wait (bounded) until each named thread sleeps in a blocking call "
+                           "(or has finished), so a waker in this thread cannot come early"},
         "in_child": {"type": "object", "additionalProperties": False, "required": ["steps"],
                      "description": "run steps in a forked child process",
                      "properties": {"steps": {"$ref": "#/$defs/steps"}}},
