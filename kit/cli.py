@@ -170,7 +170,7 @@ def cmd_replay(ns) -> int:
             "--kit-id", ns.id, "-n", "0"]
     if ns.params is not None:
         # checked before anything runs: a bad value is the user's mistake, not the kernel's
-        from kit.spec.replay import BadParams, check_replay
+        from kit.replay import BadParams, check_replay
 
         try:
             check_replay(ns.specs, ns.id, ns.params)

@@ -22,13 +22,18 @@ import pytest
 
 from kit.adapter import watchdog
 from kit.engine import interpreter as interp
-from kit.engine.runner import (DEFAULT_LIMIT, PROFILES, check_isolated, check_with_leak_check,
-                               explain)
+from kit.engine.runner import (
+    DEFAULT_LIMIT,
+    PROFILES,
+    check_isolated,
+    check_with_leak_check,
+    explain,
+)
 from kit.engine.target import Target
+from kit.replay import BadParams, parse_params, replay_problem
 from kit.spec.errors import SpecError
 from kit.spec.loader import duplicate_error, load_file
 from kit.spec.model import Behaviour
-from kit.spec.replay import BadParams, parse_params, replay_problem
 from kit.verdict import Verdict
 
 USER_PROPERTY = "kit-verdict"

@@ -23,10 +23,10 @@ from helpers import (
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from kit.model.shape import MAX_OPERATIONS, program_problem
 from kit.registry import CONSTANTS
+from kit.replay import replay_problem
 from kit.spec.loader import load_tree, typed
-from kit.spec.programs import MAX_OPERATIONS, program_problem
-from kit.spec.replay import replay_problem
 from kit.spec.strategies import behaviour_params
 
 KINDS = load_one(spec_text(behaviour("x.replay.kinds", """

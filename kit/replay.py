@@ -7,6 +7,8 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from kit.model.shape import program_problem
+from kit.spec.loader import load_file, spec_files
 from kit.spec.model import Behaviour
 from kit.spec.params import values_problem
 
@@ -28,8 +30,6 @@ def replay_problem(behaviour: Behaviour, params: Any) -> str | None:
     if behaviour.untestable:
         return None   # nothing runs
     if behaviour.model:
-        from kit.spec.programs import program_problem
-
         return program_problem(behaviour.model, params)
     return values_problem(behaviour.params, behaviour.assume, params, behaviour.examples)
 
@@ -37,8 +37,6 @@ def replay_problem(behaviour: Behaviour, params: Any) -> str | None:
 def check_replay(roots: list, behaviour_id: str, text: str) -> None:
     """BadParams unless `text` is JSON the behaviour `behaviour_id` can replay. An id not
     found (or found only as a spec error) passes: the run itself reports it."""
-    from kit.spec.loader import load_file, spec_files
-
     params = parse_params(text)
     for path in (path for root in roots for path in spec_files(root)):
         for behaviour in load_file(path).behaviours:
