@@ -15,7 +15,8 @@ from typing import Any
 
 from kit.adapter import libc
 from kit.adapter.proc import blocked_in_syscall
-from kit.adapter.process import run_forked
+from kit.adapter.process import EXEC_BOUND, run_forked
+from kit.adapter.target_calls import target_call
 from kit.adapter.watchdog import TargetTimeout, bounded
 from kit.engine import expectations
 from kit.engine.target import Target
@@ -24,6 +25,13 @@ from kit.spec import expressions as ex
 from kit.spec.model import Behaviour, Step
 
 DEFAULT_BOUND = 5.0
+# A call outside the watchdog counts as stuck only this much later than the step bound:
+# such calls bound themselves (an exec probe waits up to EXEC_BOUND).
+UNGUARDED_EXTRA = EXEC_BOUND
+# A call still inside the target this long after its bound (the watchdog re-signals it
+# every 50 ms) ignores interruptions: its checker is killed then, not at the hard limit.
+# Its verdict is a timeout either way; the grace only covers a slow return under load.
+STUCK_GRACE = 1.0
 
 CONFORMS, DEVIATES, TIMEOUT, ERROR = "conforms", "deviates", "timeout", "error"
 
@@ -178,8 +186,14 @@ class Run:
                 time.sleep(step.args)
             elif step.action == "in_thread":
                 worker = _Thread(self, step, env)
+                try:
+                    worker.thread.start()
+                except RuntimeError as exc:  # the machine's limit, not the kernel's answer
+                    raise StepFailure(ERROR, f"line {step.line}: could not start thread "
+                                             f"{step.bind}: {exc} (a limit on threads or "
+                                             f"processes such as RLIMIT_NPROC?)") from None
+                # Only a started thread: the run's end joins every thread listed here.
                 self.threads[step.bind] = worker
-                worker.thread.start()
             elif step.action == "join":
                 self._join(step, env, records)
             elif step.action == "in_child":
@@ -220,7 +234,7 @@ class Run:
         bound = step.within or self.bound
         if op.blocking:
             me = threading.get_native_id()
-            with bounded(bound) as guard:
+            with bounded(bound) as guard, target_call(step.line, where, record.call, bound):
                 self.calling[me] = record.call
                 try:
                     result = op.fn(**args)
@@ -232,7 +246,9 @@ class Run:
                 raise StepFailure(TIMEOUT, f"line {step.line}: {record.call} did not return "
                                            f"within {bound}s")
         else:
-            result = op.fn(**args)
+            # No watchdog here: such calls return at once, or bound themselves (an exec).
+            with target_call(step.line, where, record.call, bound + UNGUARDED_EXTRA):
+                result = op.fn(**args)
         record.result = result.as_dict()
         self._track(step.action, args, result)
         expect, variant = self._expectation(step)
@@ -303,7 +319,7 @@ class Run:
 
         try:
             status, data = run_forked(work, step.within or self.bound * 2,
-                                      on_start=self.children.add)
+                                      on_start=self.children.add, stuck_grace=STUCK_GRACE)
         finally:
             self.children.clear()
         if status != "ok":

@@ -211,7 +211,10 @@ def check_with_leak_check(behaviour: Behaviour, target: Target, **kw) -> Verdict
     fds_before, threads_before = open_fds(), set(threading.enumerate())
     verdict = check_behaviour(behaviour, target, **kw)
     leak = leaks(fds_before, threads_before)
-    if leak and verdict.status not in ("deviates", "timeout"):
+    if leak and verdict.status == "error":
+        # The error came first and most likely caused the leak: it leads.
+        verdict.message = f"{verdict.message}; and then {leak}"
+    elif leak and verdict.status not in ("deviates", "timeout"):
         verdict.status, verdict.message = "error", leak
     return verdict
 
@@ -222,19 +225,27 @@ def check_isolated(behaviour: Behaviour, target: Target, *, limit: float = DEFAU
 
     A call that ignores the watchdog's signal, or one that crashes the process, then
     costs one behaviour a `timeout` or `error` verdict, never the run: the child is
-    killed, and the runner (a pytest worker) goes on to the next behaviour.
+    killed (as soon as a call is interp.STUCK_GRACE past its bound), and the runner (a pytest
+    worker) goes on to the next behaviour. Time run out in the kit's own code, outside
+    any call on the target, is a kit error.
     """
     started = time.monotonic()
     status, data = run_forked(
-        lambda: check_with_leak_check(behaviour, target, **kw).as_dict(), limit)
+        lambda: check_with_leak_check(behaviour, target, **kw).as_dict(), limit,
+        stuck_grace=interp.STUCK_GRACE)
     if status == "ok":
         return Verdict(**data)
     elapsed = round(time.monotonic() - started, 4)
     common = dict(nodeid=kw.get("nodeid", ""), seed=kw.get("run_seed"), duration=elapsed)
+    if status == "timeout" and data.in_call is not None:
+        call = data.in_call
+        hang = interp.StepRecord(line=call.line, call=call.call, where=call.where,
+                                 status=interp.TIMEOUT, mismatches=[str(data)])
+        return Verdict.of(behaviour, "timeout", message=str(data), trace=[hang.as_dict()],
+                          known_deviation=known_deviation(behaviour, target), **common)
     if status == "timeout":
-        return Verdict.of(behaviour, "timeout", message=(
-            f"the behaviour did not finish within {limit}s: a call ignored the watchdog's "
-            f"interruption, so its process was killed"), **common)
+        return Verdict.of(behaviour, "error", message=f"kit error: {data}",
+                          trace=[{"traceback": data.stack}] if data.stack else [], **common)
     return Verdict.of(behaviour, "error", message=f"the process checking this behaviour "
                                                   f"crashed: {data}", **common)
 
