@@ -83,13 +83,20 @@ class Overrun:
 
 
 def where_in(stack: str) -> str:
-    """' (in File "...", line N in f)': the innermost frame of the dumped main stack."""
-    frames = []
+    """' (in File "...", line N in f)' for the innermost frame of the dumped stack that
+    took the signal (else the first), with the innermost frame of the kit's own code
+    when that is another one (a regex runs in the re module, called from the kit)."""
+    frames: list[str] = []
     for block in stack.split("\n\n"):
         lines = [ln.strip() for ln in block.splitlines() if ln.strip().startswith("File ")]
         if lines and ("Current thread" in block or not frames):
             frames = lines
-    return f" (in {frames[0]})" if frames else ""
+    if not frames:
+        return ""
+    package = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    ours = next((f for f in frames if f'"{package}{os.sep}' in f), None)
+    called = f", called from {ours}" if ours and ours != frames[0] else ""
+    return f" (in {frames[0]}{called})"
 
 
 def _die_with_parent(parent: int) -> None:

@@ -171,8 +171,10 @@ class Run:
         except StepFailure as exc:
             status, message = exc.status, exc.message
         finally:
-            leftover = self._finish_threads(records)
-            self._close_owned()
+            try:
+                leftover = self._finish_threads(records)
+            finally:
+                self._close_owned()     # whatever went wrong in the threads' ending
         if status == CONFORMS and leftover:
             status, message = leftover.status, leftover.message
         return Outcome(status, records, message, self.variants)

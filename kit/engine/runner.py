@@ -117,10 +117,13 @@ class _Checker:
 
         from kit.model import load_machine, replayer
         from kit.model.minimise import minimise
-        from kit.model.program import ModelDisagreement
+        from kit.model.program import ModelDisagreement, ModelTimeout, calls_bounded_by
 
         if fixed is not None:
-            outcome = self.last = replayer(self.b.model)(fixed["program"])
+            with calls_bounded_by(self.bound):
+                outcome = self.last = replayer(self.b.model)(fixed["program"])
+            if outcome.status == interp.TIMEOUT:
+                raise _Timeout(fixed, outcome)
             if outcome.status != interp.CONFORMS:
                 raise Deviation(fixed, outcome)
             return
@@ -128,12 +131,16 @@ class _Checker:
         try:
             # No Hypothesis shrinking: on programs of real system calls it takes about a
             # minute, and kit.model.minimise gets as short a program in a second or two.
-            run_state_machine_as_test(machine, settings=settings(
-                self.profile, max_examples=self.examples(), stateful_step_count=STEPS_PER_PROGRAM,
-                phases=(Phase.explicit, Phase.reuse, Phase.generate)))
+            with calls_bounded_by(self.bound):
+                run_state_machine_as_test(machine, settings=settings(
+                    self.profile, max_examples=self.examples(),
+                    stateful_step_count=STEPS_PER_PROGRAM,
+                    phases=(Phase.explicit, Phase.reuse, Phase.generate)))
         except ModelDisagreement as exc:
             exc = minimise(exc)
             raise Deviation({"program": exc.program}, exc.outcome) from None
+        except ModelTimeout as exc:   # a hang is not cut down: each replay would hang
+            raise _Timeout({"program": exc.program}, exc.outcome) from None
 
 
 def check_behaviour(behaviour: Behaviour, target: Target, *, profile: str = "quick",
