@@ -189,6 +189,8 @@ def check_behaviour(behaviour: Behaviour, target: Target, *, profile: str = "qui
                        replay=replay_command(behaviour.id, found))
     except exclusive.Busy as exc:
         return verdict("error", message=f"not run: machine-wide state held elsewhere: {exc}")
+    except exclusive.Unsafe as exc:
+        return verdict("error", message=f"not run: {exc}")
     except Exception as exc:  # noqa: BLE001 - a kit bug becomes an error verdict, not a crash
         return verdict("error", message=f"kit error: {type(exc).__name__}: {exc}",
                        trace=[{"traceback": traceback.format_exc(limit=8)}])
