@@ -112,8 +112,9 @@ def _wait_for(condition, seconds: float):
 WAYS_OUT = {
     # pytest-timeout's signal method raises in the main thread, its thread method calls
     # os._exit; Ctrl-C; a polite and an impolite kill.
-    "pytest-timeout signal": (["--timeout", "4", "--timeout-method", "signal"], None),
-    "pytest-timeout thread": (["--timeout", "4", "--timeout-method", "thread"], None),
+    # (generous: the first item also warms the kit up, slowly on a loaded machine)
+    "pytest-timeout signal": (["--timeout", "20", "--timeout-method", "signal"], None),
+    "pytest-timeout thread": (["--timeout", "20", "--timeout-method", "thread"], None),
     "SIGINT": ([], signal.SIGINT),
     "SIGTERM": ([], signal.SIGTERM),
     "SIGKILL": ([], signal.SIGKILL),
@@ -135,11 +136,15 @@ def test_no_checker_outlives_its_parent(way, shims, tmp_path):
     try:
         checker = _wait_for(lambda: [p for p, pp in _marked(mark).items() if pp == inner.pid],
                             90)
-        assert checker, "the checker never started"
+        if not checker:
+            inner.kill()
+            pytest.fail(f"the checker never started:\n{inner.communicate(timeout=30)[0]}")
         if signum is not None:
             time.sleep(0.5)         # inside the hanging read by now
             inner.send_signal(signum)
-        inner.wait(60)
+        output = inner.communicate(timeout=60)[0].decode(errors="replace")
+        if way.startswith("pytest-timeout"):
+            assert "Timeout" in output, output[-3000:]
         left = _wait_for(lambda: not _marked(mark), 10) or _marked(mark)
         assert left is True, f"left behind after {way}: {left}"
     finally:

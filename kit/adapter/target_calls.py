@@ -10,6 +10,8 @@ kit's own code running past the hard limit (a kit error, never blamed on the ker
 from __future__ import annotations
 
 import mmap
+import os
+import re
 import struct
 import threading
 import time
@@ -17,8 +19,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 
 # start (monotonic s, 0 = slot free), bound (s), spec line, where ("main", a thread's
-# name, "model"), the call as shown in the trace
-_SLOT = struct.Struct("=ddi28s196s")
+# name, "model"), the call as shown in the trace, its kind (operation and descriptor kind)
+_SLOT = struct.Struct("=ddi28s196s64s")
 SLOTS = 16              # threads of one checker inside a target call at the same time
 
 
@@ -31,6 +33,7 @@ class InCall:
     call: str
     started: float
     bound: float
+    kind: str = ""
 
     def running_for(self, now: float | None = None) -> float:
         return (time.monotonic() if now is None else now) - self.started
@@ -57,7 +60,7 @@ class CallBoard:
         self.map.close()
 
     @contextmanager
-    def calling(self, line: int, where: str, call: str, bound: float):
+    def calling(self, line: int, where: str, call: str, bound: float, kind: str = ""):
         with self.lock:
             slot = next((i for i, used in enumerate(self.used) if not used), None)
             if slot is not None:
@@ -69,7 +72,7 @@ class CallBoard:
         # The start time goes in last (and is cleared first), so a reader that sees a
         # start never sees the previous call's line or label with it.
         _SLOT.pack_into(self.map, offset, 0.0, bound, line, _bytes(where, 28),
-                        _bytes(call, 196))
+                        _bytes(call, 196), _bytes(kind, 64))
         struct.pack_into("=d", self.map, offset, time.monotonic())
         try:
             yield
@@ -83,9 +86,10 @@ class CallBoard:
         out = []
         for slot in range(SLOTS):
             offset = slot * _SLOT.size
-            started, bound, line, where, call = _SLOT.unpack_from(self.map, offset)
+            started, bound, line, where, call, kind = _SLOT.unpack_from(self.map, offset)
             if started and struct.unpack_from("=d", self.map, offset)[0] == started:
-                out.append(InCall(line, _text(where), _text(call), started, bound))
+                out.append(InCall(line, _text(where), _text(call), started, bound,
+                                  _text(kind)))
         return out
 
     def stuck(self, grace: float, now: float | None = None) -> InCall | None:
@@ -97,18 +101,48 @@ class CallBoard:
 
 
 _board: CallBoard | None = None     # set in a forked checker by kit.adapter.process
+_overran: set[str] = set()          # kinds of this process's calls that outlived their bound
 
 
 def use(board: CallBoard | None) -> None:
     global _board
     _board = board
+    _overran.clear()
+
+
+def overran() -> list[str]:
+    """Kinds of the calls that outlived their bound in this process (the watchdog fired)."""
+    return sorted(_overran)
+
+
+def note_overrun(kinds) -> None:
+    """Kinds that overran in a child of this process (an in_child step)."""
+    _overran.update(k for k in kinds if k)
+
+
+def fd_kind(fd: int) -> str:
+    """What a descriptor is, without its inode number: 'anon_inode:[eventfd]', 'pipe'."""
+    try:
+        link = os.readlink(f"/proc/self/fd/{fd}")
+    except (OSError, TypeError, ValueError):
+        return "?"
+    return _INODE.sub("", link)
+
+
+_INODE = re.compile(r":\[\d+\]$")
 
 
 @contextmanager
-def target_call(line: int, where: str, call: str, bound: float):
-    """Mark the body as a call on the target (nothing to mark outside a forked checker)."""
-    if _board is None:
-        yield
-        return
-    with _board.calling(line, where, call, bound):
-        yield
+def target_call(line: int, where: str, call: str, bound: float, kind: str = ""):
+    """Mark the body as a call on the target (nothing to mark outside a forked checker),
+    and remember its kind if it outlives its bound."""
+    started = time.monotonic()
+    try:
+        if _board is None:
+            yield
+        else:
+            with _board.calling(line, where, call, bound, kind):
+                yield
+    finally:
+        if time.monotonic() - started > bound:
+            _overran.add(kind or call)

@@ -16,7 +16,7 @@ from typing import Any
 from kit.adapter import libc
 from kit.adapter.proc import blocked_in_syscall
 from kit.adapter.process import EXEC_BOUND, run_forked
-from kit.adapter.target_calls import target_call
+from kit.adapter.target_calls import fd_kind, note_overrun, overran, target_call
 from kit.adapter.watchdog import TargetTimeout, bounded
 from kit.engine import expectations
 from kit.engine.target import Target
@@ -79,6 +79,13 @@ def _show_arg(raw: Any, value: Any) -> str:
     if hasattr(value, "names"):
         return repr(value)
     return ex.describe(value)
+
+
+def _kind(op, args: dict) -> str:
+    """The kind of a blocking call: its operation and what its descriptor is
+    ('read_u64 on anon_inode:[eventfd]'), so hangs of one kind are told from others."""
+    fd = next((args[name] for name, kind in op.args.items() if kind == "fd"), None)
+    return op.name if fd is None else f"{op.name} on {fd_kind(fd)}"
 
 
 def _describe_expect(expect: dict) -> str:
@@ -236,7 +243,8 @@ class Run:
         bound = step.within or self.bound
         if op.blocking:
             me = threading.get_native_id()
-            with bounded(bound) as guard, target_call(step.line, where, record.call, bound):
+            with bounded(bound) as guard, target_call(step.line, where, record.call, bound,
+                                                      _kind(op, args)):
                 self.calling[me] = record.call
                 try:
                     result = op.fn(**args)
@@ -249,7 +257,8 @@ class Run:
                                            f"within {bound}s")
         else:
             # No watchdog here: such calls return at once, or bound themselves (an exec).
-            with target_call(step.line, where, record.call, bound + UNGUARDED_EXTRA):
+            with target_call(step.line, where, record.call, bound + UNGUARDED_EXTRA,
+                             op.name):
                 result = op.fn(**args)
         record.result = result.as_dict()
         self._track(step.action, args, result)
@@ -317,13 +326,18 @@ class Run:
                 child.execute(step.substeps, dict(env), child_records, where="child")
             except StepFailure as exc:
                 failure = [exc.status, exc.message]
-            return {"records": [r.as_dict() for r in child_records], "failure": failure}
+            return {"records": [r.as_dict() for r in child_records], "failure": failure,
+                    "overran": overran()}
 
         try:
             status, data = run_forked(work, step.within or self.bound * 2,
                                       on_start=self.children.add, stuck_grace=STUCK_GRACE)
         finally:
             self.children.clear()
+        if status == "timeout" and data.in_call is not None:
+            note_overrun([data.in_call.kind])
+        elif status == "ok":
+            note_overrun(data.get("overran", []))
         if status != "ok":
             records.append(StepRecord(line=step.line, call="in_child", where=where,
                                       status=TIMEOUT if status == "timeout" else ERROR,

@@ -228,22 +228,64 @@ def check_with_leak_check(behaviour: Behaviour, target: Target, **kw) -> Verdict
     return verdict
 
 
+# A target that hangs costs little: once a kind of call (an operation on a kind of
+# descriptor) has hung at the full bound in this process (a pytest worker), behaviours
+# are first checked with SHORT_BOUND per call. A timeout there is final only if every
+# call that hung is of a kind already seen to hang; anything else but a pass is checked
+# again with the full bound, so a slow but healthy call is never reported as a hang.
+SHORT_BOUND = 0.5
+SHORT_GRACE = 0.25
+_known_hangs: set[str] = set()
+
+
 def check_isolated(behaviour: Behaviour, target: Target, *, limit: float = DEFAULT_LIMIT,
                    **kw) -> Verdict:
     """check_behaviour in a forked child with a hard time limit.
 
     A call that ignores the watchdog's signal, or one that crashes the process, then
     costs one behaviour a `timeout` or `error` verdict, never the run: the child is
-    killed (as soon as a call is interp.STUCK_GRACE past its bound), and the runner (a pytest
-    worker) goes on to the next behaviour. Time run out in the kit's own code, outside
-    any call on the target, is a kit error.
+    killed (as soon as a call is interp.STUCK_GRACE past its bound), and the runner (a
+    pytest worker) goes on to the next behaviour. Time run out in the kit's own code,
+    outside any call on the target, is a kit error.
     """
     started = time.monotonic()
+    verdict = _check_with_circuit(behaviour, target, limit, kw)
+    verdict.duration = round(time.monotonic() - started, 4)   # every attempt counts
+    return verdict
+
+
+def _check_with_circuit(behaviour: Behaviour, target: Target, limit: float,
+                        kw: dict) -> Verdict:
+    full = kw.get("bound", interp.DEFAULT_BOUND)
+    short = min(SHORT_BOUND, full)
+    if _known_hangs and short < full:
+        verdict, kinds = _check_forked(behaviour, target, limit, dict(kw, bound=short),
+                                       SHORT_GRACE)
+        if verdict.status in ("conforms", "not applicable", "untestable"):
+            return verdict
+        if verdict.status == "timeout" and kinds and kinds <= _known_hangs:
+            verdict.message += (f" (calls of this kind already hung for the full bound of "
+                                f"{full:g}s on this target, so this one had {short:g}s: "
+                                f"{', '.join(sorted(kinds))})")
+            return verdict
+    verdict, kinds = _check_forked(behaviour, target, limit, kw, interp.STUCK_GRACE)
+    if verdict.status == "timeout":
+        _known_hangs.update(kinds)
+    return verdict
+
+
+def _check_forked(behaviour: Behaviour, target: Target, limit: float, kw: dict,
+                  grace: float) -> tuple[Verdict, set[str]]:
+    """One forked check: the verdict, and the kinds of call that outlived their bound."""
+    from kit.adapter import target_calls
+
+    started = time.monotonic()
     status, data = run_forked(
-        lambda: check_with_leak_check(behaviour, target, **kw).as_dict(), limit,
-        stuck_grace=interp.STUCK_GRACE)
+        lambda: {"verdict": check_with_leak_check(behaviour, target, **kw).as_dict(),
+                 "overran": target_calls.overran()},
+        limit, stuck_grace=grace)
     if status == "ok":
-        return Verdict(**data)
+        return Verdict(**data["verdict"]), set(data["overran"])
     elapsed = round(time.monotonic() - started, 4)
     common = dict(nodeid=kw.get("nodeid", ""), seed=kw.get("run_seed"), duration=elapsed)
     if status == "timeout" and data.in_call is not None:
@@ -251,12 +293,14 @@ def check_isolated(behaviour: Behaviour, target: Target, *, limit: float = DEFAU
         hang = interp.StepRecord(line=call.line, call=call.call, where=call.where,
                                  status=interp.TIMEOUT, mismatches=[str(data)])
         return Verdict.of(behaviour, "timeout", message=str(data), trace=[hang.as_dict()],
-                          known_deviation=known_deviation(behaviour, target), **common)
+                          known_deviation=known_deviation(behaviour, target),
+                          **common), {call.kind or call.call}
     if status == "timeout":
         return Verdict.of(behaviour, "error", message=f"kit error: {data}",
-                          trace=[{"traceback": data.stack}] if data.stack else [], **common)
+                          trace=[{"traceback": data.stack}] if data.stack else [],
+                          **common), set()
     return Verdict.of(behaviour, "error", message=f"the process checking this behaviour "
-                                                  f"crashed: {data}", **common)
+                                                  f"crashed: {data}", **common), set()
 
 
 def explain(verdict: Verdict | dict) -> str:

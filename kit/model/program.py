@@ -137,7 +137,8 @@ class Program:
         marked for the parent (kit.adapter.target_calls), as a spec's calls are."""
         bound = bound or self.bound
         call = _show(self.ops[-1])
-        with bounded(bound) as guard, target_call(len(self.ops), "model", call, bound):
+        with bounded(bound) as guard, target_call(len(self.ops), "model", call, bound,
+                                                  f"model {fn.__name__}"):
             got = fn(*args, **kw)
         if guard.fired and got.errno == "EINTR":
             record = self._record(self.ops[-1], got, {})
