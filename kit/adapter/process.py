@@ -191,7 +191,7 @@ def run_forked(work, bound: float, on_start=None, *,
     """
     board = CallBoard()
     rfd, wfd = os.pipe()
-    dump_r, dump_w = os.pipe2(os.O_NONBLOCK)
+    dump_r, dump_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
     parent = os.getpid()
     pid = os.fork()
     if pid == 0:  # child
