@@ -178,6 +178,29 @@ def _read_stack(pid: int, dump_fd: int) -> str:
     return b"".join(chunks).decode("utf-8", "replace")
 
 
+def _wait_exit(pid: int, deadline: float) -> int | None:
+    """waitpid, until the deadline (None: still running then)."""
+    try:
+        pidfd = os.pidfd_open(pid)      # readable once the child has exited
+    except (AttributeError, OSError):
+        pidfd = None                    # an older kernel: poll instead
+    try:
+        while True:
+            done, status = os.waitpid(pid, os.WNOHANG)
+            if done == pid:
+                return status
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return None
+            if pidfd is not None:
+                select.select([pidfd], [], [], left)
+            else:
+                time.sleep(min(left, 0.002))
+    finally:
+        if pidfd is not None:
+            os.close(pidfd)
+
+
 def run_forked(work, bound: float, on_start=None, *,
                stuck_grace: float | None = None) -> tuple[str, object]:
     """Run `work()` in a forked child; it must return JSON-able data.
@@ -218,7 +241,8 @@ def run_forked(work, bound: float, on_start=None, *,
                 calls = board.in_calls()
                 in_call = stuck or (min(calls, key=lambda c: c.started) if calls else None)
                 stack = _read_stack(pid, dump_r) if in_call is None else ""
-                reaped = _kill(pid)
+                reaped = True       # or as good as: _kill waited what it could
+                _kill(pid)
                 return "timeout", Overrun(bound, time.monotonic() - started, in_call,
                                           stuck is not None, stack)
             wait = left if stuck_grace is None else min(left, WATCH_EVERY)
@@ -228,8 +252,13 @@ def run_forked(work, bound: float, on_start=None, *,
                 if not chunk:
                     break
                 chunks.append(chunk)
-        _, status = os.waitpid(pid, 0)
+        # The result is in (or the child closed its end): it is leaving, but only the
+        # deadline says how long that may take.
+        status = _wait_exit(pid, deadline)
         reaped = True
+        if status is None:
+            _kill(pid)
+            return "timeout", Overrun(bound, time.monotonic() - started)
     finally:
         if not reaped:
             _kill(pid)
