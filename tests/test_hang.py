@@ -166,6 +166,18 @@ def _hung(n: int) -> str:
 """
 
 
+HUNG_WITH_WITHIN = """
+  - id: hang.many.within
+    title: A read given longer by its step, of a kind already seen to hang
+    cite: {page: eventfd(2), section: "DESCRIPTION, read(2)", quote: "returns an 8-byte integer"}
+    steps:
+      - eventfd: {initval: 1, flags: EFD_NONBLOCK}
+        as: efd
+      - read_u64: {fd: $efd}
+        within: 2.5
+        expect: {value: 1}
+"""
+
 SLOW_BUT_HEALTHY = """
   - id: hang.many.slow.pipe
     title: A read that blocks longer than the shortened bound, on a pipe the library spares
@@ -188,10 +200,11 @@ def test_a_target_that_hangs_every_read_costs_about_one_bound_per_behaviour(shim
     """Once a kind of call has hung at the full bound, later behaviours get a short bound
     for their calls: a hang of the known kind costs well under one full bound, while a
     healthy call that blocks longer than the short bound is checked again, and passes."""
-    hung = [f"hang.many.{n}" for n in range(1, 9)]
+    hung = [f"hang.many.{n}" for n in range(1, 9)] + ["hang.many.within"]
     (tmp_path / "specs" / "hang").mkdir(parents=True)
     (tmp_path / "specs" / "hang" / "many.yaml").write_text(
-        "behaviours:\n" + "".join(_hung(n) for n in range(1, 9)) + SLOW_BUT_HEALTHY)
+        "behaviours:\n" + "".join(_hung(n) for n in range(1, 9)) + HUNG_WITH_WITHIN
+        + SLOW_BUT_HEALTHY)
     report = tmp_path / "report"
     bound = 3.0
     proc = subprocess.run(

@@ -71,6 +71,10 @@ class Overrun:
     def __str__(self) -> str:
         if self.in_call is not None:
             c = self.in_call
+            if self.stuck and c.running_for() < c.bound:   # allowed less than its bound
+                return (f"line {c.line}: {c.call} had not returned after "
+                        f"{c.running_for():.1f}s of its {c.bound:g}s bound; its process "
+                        f"was killed")
             if self.stuck:
                 return (f"line {c.line}: {c.call} did not return within {c.bound:g}s and "
                         f"ignored the watchdog's interruption; its process was killed after "
@@ -202,14 +206,15 @@ def _wait_exit(pid: int, deadline: float) -> int | None:
 
 
 def run_forked(work, bound: float, on_start=None, *,
-               stuck_grace: float | None = None) -> tuple[str, object]:
+               stuck_after=None) -> tuple[str, object]:
     """Run `work()` in a forked child; it must return JSON-able data.
 
     Returns ("ok", data), ("crashed", description) or ("timeout", Overrun). The child is
     killed and reaped on every way out of this function (a timeout, an exception such as
     pytest-timeout's or KeyboardInterrupt), and dies with its parent where no way out
-    runs at all (SIGKILL, os._exit). With `stuck_grace`, a call on the target still
-    running that long after its own bound ends the child at once (see target_calls).
+    runs at all (SIGKILL, os._exit). With `stuck_after` (a function of an InCall giving
+    the seconds it may take, e.g. target_calls.after_bound), a call on the target still
+    running after that ends the child at once.
     `on_start(pid)` is called in the parent once the child exists.
     """
     board = CallBoard()
@@ -236,7 +241,7 @@ def run_forked(work, bound: float, on_start=None, *,
         while True:
             now = time.monotonic()
             left = deadline - now
-            stuck = board.stuck(stuck_grace, now) if stuck_grace is not None else None
+            stuck = board.stuck(stuck_after, now) if stuck_after is not None else None
             if left <= 0 or stuck is not None:
                 calls = board.in_calls()
                 in_call = stuck or (min(calls, key=lambda c: c.started) if calls else None)
@@ -245,7 +250,7 @@ def run_forked(work, bound: float, on_start=None, *,
                 _kill(pid)
                 return "timeout", Overrun(bound, time.monotonic() - started, in_call,
                                           stuck is not None, stack)
-            wait = left if stuck_grace is None else min(left, WATCH_EVERY)
+            wait = left if stuck_after is None else min(left, WATCH_EVERY)
             ready, _, _ = select.select([rfd], [], [], wait)
             if ready:
                 chunk = os.read(rfd, 65536)

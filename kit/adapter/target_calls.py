@@ -92,12 +92,17 @@ class CallBoard:
                                   _text(kind)))
         return out
 
-    def stuck(self, grace: float, now: float | None = None) -> InCall | None:
-        """A call still inside the target `grace` seconds after its bound: the watchdog's
-        interruption did not bring it back."""
+    def stuck(self, allowed, now: float | None = None) -> InCall | None:
+        """A call still inside the target after `allowed(call)` seconds (its bound and
+        a grace, see after_bound): the watchdog's interruption did not bring it back."""
         now = time.monotonic() if now is None else now
-        late = [c for c in self.in_calls() if c.running_for(now) > c.bound + grace]
+        late = [c for c in self.in_calls() if c.running_for(now) > allowed(c)]
         return min(late, key=lambda c: c.started) if late else None
+
+
+def after_bound(grace: float):
+    """The usual allowance: a call's own bound and `grace` seconds more."""
+    return lambda call: call.bound + grace
 
 
 _board: CallBoard | None = None     # set in a forked checker by kit.adapter.process

@@ -16,7 +16,8 @@ from typing import Any
 from kit.adapter import libc
 from kit.adapter.proc import blocked_in_syscall
 from kit.adapter.process import EXEC_BOUND, run_forked
-from kit.adapter.target_calls import fd_kind, note_overrun, overran, target_call
+from kit.adapter.target_calls import (after_bound, fd_kind, note_overrun, overran,
+                                      target_call)
 from kit.adapter.watchdog import TargetTimeout, bounded
 from kit.engine import expectations
 from kit.engine.target import Target
@@ -331,7 +332,8 @@ class Run:
 
         try:
             status, data = run_forked(work, step.within or self.bound * 2,
-                                      on_start=self.children.add, stuck_grace=STUCK_GRACE)
+                                      on_start=self.children.add,
+                                      stuck_after=after_bound(STUCK_GRACE))
         finally:
             self.children.clear()
         if status == "timeout" and data.in_call is not None:
