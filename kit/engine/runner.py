@@ -12,6 +12,7 @@ import threading
 import time
 import traceback
 import zlib
+from collections import Counter
 
 from hypothesis import HealthCheck, Phase, example, given, seed, settings
 from hypothesis.errors import FlakyFailure
@@ -230,13 +231,20 @@ def check_with_leak_check(behaviour: Behaviour, target: Target, **kw) -> Verdict
 
 
 # A target that hangs costs little: once a kind of call (an operation on a kind of
-# descriptor) has hung at the full bound in this process (a pytest worker), behaviours
-# are first checked with SHORT_BOUND per call. A timeout there is final only if every
-# call that hung is of a kind already seen to hang; anything else but a pass is checked
-# again with the full bound, so a slow but healthy call is never reported as a hang.
+# descriptor) has hung for the full bound in CONFIRMATIONS behaviours of this process (a
+# pytest worker), behaviours are first checked with SHORT_BOUND per call. A timeout there
+# is final only if every call that hung is of a kind known to hang; anything else but a
+# pass is checked again with the full bound, so a slow but healthy call is never reported
+# as a hang. Two confirmations, so that one freak stall of a loaded machine cannot make
+# every later call of its kind a short-bound timeout.
 SHORT_BOUND = 0.5
 SHORT_GRACE = 0.25
-_known_hangs: set[str] = set()
+CONFIRMATIONS = 2
+_hangs_seen: Counter[str] = Counter()
+
+
+def _known_hangs() -> frozenset[str]:
+    return frozenset(kind for kind, n in _hangs_seen.items() if n >= CONFIRMATIONS)
 
 
 def check_isolated(behaviour: Behaviour, target: Target, *, limit: float = DEFAULT_LIMIT,
@@ -259,8 +267,8 @@ def _check_with_circuit(behaviour: Behaviour, target: Target, limit: float,
                         kw: dict) -> Verdict:
     full = kw.get("bound", interp.DEFAULT_BOUND)
     short = min(SHORT_BOUND, full)
-    if _known_hangs and short < full:
-        known = frozenset(_known_hangs)
+    known = _known_hangs()
+    if known and short < full:
 
         def allowed(call) -> float:
             # A call of a kind known to hang gets the short bound, even where the step
@@ -279,7 +287,7 @@ def _check_with_circuit(behaviour: Behaviour, target: Target, limit: float,
     verdict, kinds = _check_forked(behaviour, target, limit, kw,
                                    after_bound(interp.STUCK_GRACE))
     if verdict.status == "timeout":
-        _known_hangs.update(kinds)
+        _hangs_seen.update(kinds)
     return verdict
 
 
