@@ -138,6 +138,8 @@ class _Thread:
                 if blocked is None or blocked:  # None: /proc cannot tell; the marker must do
                     return
             time.sleep(0.001)
+        # Waited the whole bound: the result may depend on it (see runner's circuit).
+        note_overrun(["when_blocked wait"])
 
     def _main(self) -> None:
         try:
