@@ -33,6 +33,9 @@ UNGUARDED_EXTRA = EXEC_BOUND
 # every 50 ms) ignores interruptions: its checker is killed then, not at the hard limit.
 # Its verdict is a timeout either way; the grace only covers a slow return under load.
 STUCK_GRACE = 1.0
+# What a when_blocked wait that ran out of its bound reports among the calls that overran:
+# never a hang of the target, so never a kind known to hang.
+WAIT_RAN_OUT = "when_blocked wait ran out"
 
 CONFORMS, DEVIATES, TIMEOUT, ERROR = "conforms", "deviates", "timeout", "error"
 
@@ -139,7 +142,7 @@ class _Thread:
                     return
             time.sleep(0.001)
         # Waited the whole bound: the result may depend on it (see runner's circuit).
-        note_overrun(["when_blocked wait"])
+        note_overrun([WAIT_RAN_OUT])
 
     def _main(self) -> None:
         try:

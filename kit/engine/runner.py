@@ -233,10 +233,11 @@ def check_with_leak_check(behaviour: Behaviour, target: Target, **kw) -> Verdict
 # A target that hangs costs little: once a kind of call (an operation on a kind of
 # descriptor) has hung for the full bound in CONFIRMATIONS behaviours of this process (a
 # pytest worker), behaviours are first checked with SHORT_BOUND per call. A timeout there
-# is final only if every call that hung is of a kind known to hang, a deviation or error
-# only if nothing reached the short bound; anything else is checked again with the full
-# bound, so a slow but healthy call is never reported as a hang. Two confirmations, so that one freak stall of a loaded machine cannot make
-# every later call of its kind a short-bound timeout.
+# (or any other verdict) is final only if every call that reached the short bound is of
+# a kind known to hang; anything else is checked again with the full bound, so a slow
+# but healthy call is never reported as a hang. Two confirmations, so that one freak
+# stall of a loaded machine cannot make every later call of its kind a short-bound
+# timeout.
 SHORT_BOUND = 0.5
 SHORT_GRACE = 0.25
 CONFIRMATIONS = 2
@@ -279,17 +280,18 @@ def _check_with_circuit(behaviour: Behaviour, target: Target, limit: float,
                                        allowed)
         if verdict.status in ("conforms", "not applicable", "untestable"):
             return verdict
-        if verdict.status in ("deviates", "error") and not kinds:
-            return verdict      # nothing ran into the short bound: it played no part
-        if verdict.status == "timeout" and kinds and kinds <= known:
-            verdict.message += (f" (calls of this kind already hung for the full bound on "
-                                f"this target, so this one was given {short:g}s: "
-                                f"{', '.join(sorted(kinds))})")
+        # Only calls of kinds known to hang reached the short bound (or none did): with
+        # the full bound they would hang all the same.
+        if kinds <= known and (kinds or verdict.status != "timeout"):
+            if verdict.status == "timeout":
+                verdict.message += (f" (calls of this kind already hung for the full bound "
+                                    f"on this target, so this one was given {short:g}s: "
+                                    f"{', '.join(sorted(kinds))})")
             return verdict
     verdict, kinds = _check_forked(behaviour, target, limit, kw,
                                    after_bound(interp.STUCK_GRACE))
     if verdict.status == "timeout":
-        _hangs_seen.update(kinds)
+        _hangs_seen.update(kinds - {interp.WAIT_RAN_OUT})
     return verdict
 
 
