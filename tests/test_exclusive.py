@@ -162,16 +162,15 @@ def test_a_lock_directory_others_may_write_is_refused(lock_base, lock):
     mine = lock_base / f"kit-locks-{os.getuid()}"
     mine.mkdir()
     mine.chmod(0o777)
-    with pytest.raises(exclusive.Unsafe, match="mode 0777"):
-        with exclusive.held([lock], wait=1):
-            pass
+    with pytest.raises(exclusive.Unsafe, match="mode 0777"), exclusive.held([lock], wait=1):
+        pass
 
 
 def test_a_lock_file_that_is_a_symlink_is_not_followed(lock_base, lock, tmp_path_factory):
     victim = tmp_path_factory.mktemp("victim") / "would-be-created"
     mine = Path(exclusive.lock_dir())
     (mine / lock).symlink_to(victim)
-    with pytest.raises(exclusive.Unsafe, match="symlink is never followed"):
-        with exclusive.held([lock], wait=1):
-            pass
+    with pytest.raises(exclusive.Unsafe, match="symlink is never followed"), \
+            exclusive.held([lock], wait=1):
+        pass
     assert not victim.exists()

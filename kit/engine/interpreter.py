@@ -16,8 +16,7 @@ from typing import Any
 from kit.adapter import libc
 from kit.adapter.proc import blocked_in_syscall
 from kit.adapter.process import EXEC_BOUND, run_forked
-from kit.adapter.target_calls import (after_bound, fd_kind, note_overrun, overran,
-                                      target_call)
+from kit.adapter.target_calls import after_bound, fd_kind, note_overrun, overran, target_call
 from kit.adapter.watchdog import TargetTimeout, bounded
 from kit.engine import expectations
 from kit.engine.target import Target

@@ -314,7 +314,6 @@ def _check_forked(behaviour: Behaviour, target: Target, limit: float, kw: dict,
         hang = interp.StepRecord(line=call.line, call=call.call, where=call.where,
                                  status=interp.TIMEOUT, mismatches=[str(data)])
         return Verdict.of(behaviour, "timeout", message=str(data), trace=[hang.as_dict()],
-                          known_deviation=known_deviation(behaviour, target),
                           **common), {call.kind or call.call}
     if status == "timeout":
         return Verdict.of(behaviour, "error", message=f"kit error: {data}",

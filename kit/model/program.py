@@ -14,7 +14,7 @@ import inspect
 import os
 import signal
 from contextlib import contextmanager
-from functools import lru_cache
+from functools import cache
 
 from kit.adapter import epoll as ep
 from kit.adapter import eventfd as efd
@@ -24,8 +24,7 @@ from kit.adapter import timerfd as tfd
 from kit.adapter.libc import Result
 from kit.adapter.target_calls import fd_kind, target_call
 from kit.adapter.watchdog import TargetTimeout, bounded
-from kit.engine.interpreter import (CONFORMS, DEFAULT_BOUND, DEVIATES, TIMEOUT, Outcome,
-                                    StepRecord)
+from kit.engine.interpreter import CONFORMS, DEFAULT_BOUND, DEVIATES, TIMEOUT, Outcome, StepRecord
 from kit.model.epoll import ALWAYS, EpollModel
 from kit.model.eventfd import EventfdModel, Expected
 from kit.model.signalfd import NAMES, SIGNALS, Pending, SignalfdModel
@@ -365,7 +364,7 @@ class Program:
         self._compare(op, got, Expected(0), False)
 
 
-@lru_cache(maxsize=None)
+@cache
 def _takes_fd_first(fn) -> bool:
     first = next(iter(inspect.signature(fn).parameters), "")
     return first in ("fd", "epfd")
