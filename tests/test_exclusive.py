@@ -4,8 +4,12 @@ a bad name is a spec error."""
 from __future__ import annotations
 
 import multiprocessing
+import os
+import stat
+import tempfile
 import time
 import uuid
+from pathlib import Path
 
 import pytest
 
@@ -94,3 +98,79 @@ def test_a_lock_file_made_by_another_user_can_be_taken(tmp_path, monkeypatch):
     (tmp_path / "kit_test_lock").chmod(0o444)       # as root's file looks to nobody
     with exclusive.held(["kit_test_lock"], wait=1):
         pass
+
+
+# -- the lock directory is this user's own ------------------------------------------------
+
+NOBODY = 65534
+
+
+@pytest.fixture
+def lock_base(tmp_path, monkeypatch):
+    """The temporary directory the lock directory is made in, as another user sees it."""
+    monkeypatch.delenv("XDG_RUNTIME_DIR", raising=False)
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    tmp_path.chmod(0o1777)              # like /tmp: anyone may plant something
+    return tmp_path
+
+
+def _planted_by_nobody(path: Path, make) -> None:
+    """`make()` the path, then give it to the unprivileged user nobody (as if nobody had
+    made it: pytest's temporary directories are closed to nobody)."""
+    make()
+    os.lchown(path, NOBODY, NOBODY)
+
+
+needs_root = pytest.mark.skipif(os.getuid() != 0, reason="needs root to act as another user")
+
+
+def test_the_lock_directory_is_private_to_the_user(lock_base, lock):
+    with exclusive.held([lock], wait=1):
+        pass
+    info = os.lstat(exclusive.lock_dir())
+    assert exclusive.lock_dir() == str(lock_base / f"kit-locks-{os.getuid()}")
+    assert stat.S_ISDIR(info.st_mode) and info.st_uid == os.getuid()
+    assert stat.S_IMODE(info.st_mode) == 0o700
+
+
+@needs_root
+def test_a_lock_directory_planted_by_another_user_is_refused(lock_base, lock, target):
+    planted = lock_base / f"kit-locks-{os.getuid()}"
+    _planted_by_nobody(planted, lambda: os.mkdir(planted, 0o777))
+    assert planted.stat().st_uid == NOBODY
+    verdict = check_behaviour(_behaviour(lock), target)
+    assert verdict.status == "error"
+    assert verdict.message.startswith(f"not run: lock directory {planted} refused: owned "
+                                      f"by uid {NOBODY}")
+    assert list(planted.iterdir()) == []            # nothing created in it
+
+
+@needs_root
+def test_a_symlink_planted_for_the_lock_directory_is_refused(lock_base, lock, target,
+                                                              tmp_path_factory):
+    elsewhere = tmp_path_factory.mktemp("elsewhere")
+    planted = lock_base / f"kit-locks-{os.getuid()}"
+    _planted_by_nobody(planted, lambda: os.symlink(elsewhere, planted))
+    verdict = check_behaviour(_behaviour(lock), target)
+    assert verdict.status == "error"
+    assert f"lock directory {planted} refused" in verdict.message
+    assert "symlink" in verdict.message
+    assert list(elsewhere.iterdir()) == []          # the root run made nothing there
+
+
+def test_a_lock_directory_others_may_write_is_refused(lock_base, lock):
+    mine = lock_base / f"kit-locks-{os.getuid()}"
+    mine.mkdir()
+    mine.chmod(0o777)
+    with pytest.raises(exclusive.Unsafe, match="mode 0777"), exclusive.held([lock], wait=1):
+        pass
+
+
+def test_a_lock_file_that_is_a_symlink_is_not_followed(lock_base, lock, tmp_path_factory):
+    victim = tmp_path_factory.mktemp("victim") / "would-be-created"
+    mine = Path(exclusive.lock_dir())
+    (mine / lock).symlink_to(victim)
+    with pytest.raises(exclusive.Unsafe, match="symlink is never followed"), \
+            exclusive.held([lock], wait=1):
+        pass
+    assert not victim.exists()

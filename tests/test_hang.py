@@ -87,7 +87,11 @@ def test_a_call_that_never_returns_is_a_timeout_and_the_run_goes_on(shim, tmp_pa
     verdicts = {b["id"]: b for b in json.loads((report / "report.json").read_text())
                 ["behaviours"]}
     assert verdicts["hang.read.forever"]["status"] == "timeout", proc.stdout[-3000:]
-    assert "did not finish within 4.0s" in verdicts["hang.read.forever"]["message"]
+    hung = verdicts["hang.read.forever"]
+    # Named as the target's call, and killed soon after its 0.5 s bound, not at the limit.
+    assert hung["message"].startswith("line 9: read_u64(fd=")
+    assert "ignored the watchdog's interruption" in hung["message"]
+    assert hung["trace"][0]["status"] == "timeout" and hung["duration"] < 4
     assert verdicts["hang.after.fine"]["status"] == "conforms"
     assert proc.returncode == 1  # a timeout fails the run, it does not crash it
     assert elapsed < 60
@@ -144,3 +148,81 @@ def test_a_crash_is_an_error_of_its_behaviour_and_the_run_goes_on(tmp_path):
     assert verdicts["crash.after.fine"]["status"] == "conforms"
     # The crash stayed in the forked checker: no pytest-xdist worker died.
     assert "node down" not in proc.stdout and "replacing crashed worker" not in proc.stdout
+
+
+# -- a target that hangs costs little ---------------------------------------------------------
+
+
+def _hung(n: int) -> str:
+    return f"""
+  - id: hang.many.{n}
+    title: One of many behaviours whose eventfd read never returns
+    cite: {{page: eventfd(2), section: "DESCRIPTION, read(2)", quote: "returns an 8-byte integer"}}
+    steps:
+      - eventfd: {{initval: {n}, flags: EFD_NONBLOCK}}
+        as: efd
+      - read_u64: {{fd: $efd}}
+        expect: {{value: {n}}}
+"""
+
+
+HUNG_WITH_WITHIN = """
+  - id: hang.many.within
+    title: A read given longer by its step, of a kind already seen to hang
+    cite: {page: eventfd(2), section: "DESCRIPTION, read(2)", quote: "returns an 8-byte integer"}
+    steps:
+      - eventfd: {initval: 1, flags: EFD_NONBLOCK}
+        as: efd
+      - read_u64: {fd: $efd}
+        within: 2.5
+        expect: {value: 1}
+"""
+
+SLOW_BUT_HEALTHY = """
+  - id: hang.many.slow.pipe
+    title: A read that blocks longer than the shortened bound, on a pipe the library spares
+    cite: {page: pipe(7), section: I/O on pipes and FIFOs, quote: "a read(2) will block"}
+    steps:
+      - pipe2: {}
+        as: pipe
+      - in_thread:
+          after: 1.2
+          steps:
+            - write: {fd: $pipe.write, data: "x"}
+        as: writer
+      - read: {fd: $pipe.read, size: 1}
+        expect: {value: "78"}
+      - join: writer
+"""
+
+
+def test_a_target_that_hangs_every_read_costs_about_one_bound_per_behaviour(shim, tmp_path):
+    """Once a kind of call has hung twice for the full bound, later behaviours get a short
+    bound for their calls: a hang of the known kind costs well under one full bound, while
+    a healthy call that blocks longer than the short bound is checked again, and passes."""
+    hung = [f"hang.many.{n}" for n in range(1, 9)] + ["hang.many.within"]
+    (tmp_path / "specs" / "hang").mkdir(parents=True)
+    (tmp_path / "specs" / "hang" / "many.yaml").write_text(
+        "behaviours:\n" + "".join(_hung(n) for n in range(1, 9)) + HUNG_WITH_WITHIN
+        + SLOW_BUT_HEALTHY)
+    report = tmp_path / "report"
+    bound = 3.0
+    proc = subprocess.run(
+        [sys.executable, "-m", "pytest", "-p", "kit.plugin", "specs", "-p", "no:cacheprovider",
+         "-n", "0", "--kit-report", str(report), "--kit-step-bound", str(bound),
+         "-p", "no:randomly"],
+        cwd=tmp_path, env=dict(os.environ, LD_PRELOAD=str(shim)), capture_output=True,
+        text=True, timeout=300, check=False)
+    verdicts = {b["id"]: b for b in json.loads((report / "report.json").read_text())
+                ["behaviours"]}
+    assert {bid: verdicts[bid]["status"] for bid in hung} == dict.fromkeys(hung, "timeout"), \
+        proc.stdout[-3000:]
+    assert verdicts["hang.many.slow.pipe"]["status"] == "conforms", verdicts[
+        "hang.many.slow.pipe"]["message"]
+    costs = sorted(verdicts[bid]["duration"] for bid in hung)
+    # The first two hangs (the confirmations) cost the full bound and its grace; every
+    # later one less than a bound.
+    assert costs[-1] < bound + 5, costs
+    assert all(cost < bound for cost in costs[:-2]), costs
+    later = [verdicts[bid] for bid in hung if verdicts[bid]["duration"] < bound]
+    assert all("already hung for the full bound" in v["message"] for v in later)

@@ -5,14 +5,24 @@ the realtime clock cancels *every* cancel-on-set timer (timerfd_create(2)), so t
 behaviours on two pytest-xdist workers would spoil each other (a read fails with ECANCELED
 before it blocks). A behaviour names the state in `exclusive: [realtime_clock]`; the
 checker takes an flock(2) on a lock file per name for the whole behaviour, so behaviours
-naming the same state run one at a time, whichever worker or run they belong to. The lock
-dies with the process that holds it, so a checker killed at its limit cannot leave it held.
+naming the same state run one at a time, whichever worker or run of this user they belong
+to. The lock dies with the process that holds it, so a checker killed at its limit cannot
+leave it held.
+
+The locks live in a directory of the running user's own (under $XDG_RUNTIME_DIR, else
+kit-locks-UID in the temporary directory), made with mode 0700 and checked before every use
+(a real directory, not a symlink, owned by this user, writable by nobody else): a directory
+or symlink another user planted there is refused, so nobody can make a root run create
+files elsewhere or hold its locks. Lock files are opened without following symlinks.
+Runs of different users therefore do not share locks; behaviours that change
+machine-wide state (the realtime clock) need privileges only one of them has anyway.
 """
 
 from __future__ import annotations
 
 import fcntl
 import os
+import stat
 import tempfile
 import time
 from contextlib import ExitStack, contextmanager
@@ -25,22 +35,71 @@ class Busy(Exception):
     """The lock stayed taken for WAIT seconds."""
 
 
+class Unsafe(Exception):
+    """The lock directory or a lock file is not this user's own: refused."""
+
+
+def _base() -> str:
+    runtime = os.environ.get("XDG_RUNTIME_DIR")
+    if runtime and os.path.isabs(runtime):
+        try:
+            info = os.lstat(runtime)
+        except OSError:
+            info = None
+        # systemd's /run/user/UID: ours and private; anything else falls back to /tmp
+        if info and stat.S_ISDIR(info.st_mode) and info.st_uid == os.getuid() and \
+                not info.st_mode & 0o022:
+            return runtime
+    return tempfile.gettempdir()
+
+
 def lock_dir() -> str:
-    path = os.path.join(tempfile.gettempdir(), "kit-locks")
+    uid = os.getuid()
+    path = os.path.join(_base(), f"kit-locks-{uid}")
     try:
-        os.mkdir(path)
-        os.chmod(path, 0o1777)     # a run as root and one as nobody share the locks
+        os.mkdir(path, 0o700)
     except FileExistsError:
         pass
     return path
 
 
+def _open_dir(path: str) -> int:
+    """The lock directory, opened without following a symlink and checked as ours."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    except OSError as exc:
+        raise Unsafe(f"lock directory {path} refused: {exc.strerror} (it must be a real "
+                     f"directory, not a symlink)") from None
+    info = os.fstat(fd)
+    if info.st_uid != os.getuid() or info.st_mode & 0o077:
+        os.close(fd)
+        raise Unsafe(f"lock directory {path} refused: owned by uid {info.st_uid} with mode "
+                     f"{stat.S_IMODE(info.st_mode):04o}; it must be this user's (uid "
+                     f"{os.getuid()}) with mode 0700: remove it to let the kit make it")
+    return fd
+
+
+def _open_lock(name: str, dir_fd: int, where: str) -> int:
+    flags = os.O_RDONLY | os.O_CREAT | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
+    try:
+        fd = os.open(name, flags, 0o600, dir_fd=dir_fd)
+    except OSError as exc:
+        raise Unsafe(f"lock file {where} refused: {exc.strerror} (a symlink is never "
+                     f"followed)") from None
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        raise Unsafe(f"lock file {where} refused: not a regular file")
+    return fd
+
+
 @contextmanager
 def _one(name: str, wait: float):
-    path = os.path.join(lock_dir(), name)
-    # Read-only is enough for flock, and works on a lock file another user made (the
-    # umask may have taken 0o666 down to 0o644).
-    fd = os.open(path, os.O_RDONLY | os.O_CREAT | os.O_CLOEXEC, 0o666)
+    path = lock_dir()
+    dir_fd = _open_dir(path)
+    try:
+        fd = _open_lock(name, dir_fd, os.path.join(path, name))
+    finally:
+        os.close(dir_fd)
     try:
         deadline = time.monotonic() + wait
         while True:
@@ -49,8 +108,9 @@ def _one(name: str, wait: float):
                 break
             except BlockingIOError:
                 if time.monotonic() >= deadline:
-                    raise Busy(f"{name}: {path} stayed locked for {wait:g} s (another "
-                               f"behaviour or run that changes it is still going)") from None
+                    raise Busy(f"{name}: {path}/{name} stayed locked for {wait:g} s "
+                               f"(another behaviour or run that changes it is still "
+                               f"going)") from None
                 time.sleep(POLL)
         yield
     finally:

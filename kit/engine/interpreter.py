@@ -16,7 +16,8 @@ from typing import Any
 from kit import confinement
 from kit.adapter import libc, scratch
 from kit.adapter.proc import blocked_in_syscall, run_queue_wait
-from kit.adapter.process import run_forked
+from kit.adapter.process import EXEC_BOUND, run_forked
+from kit.adapter.target_calls import after_bound, fd_kind, note_overrun, overran, target_call
 from kit.adapter.watchdog import TargetTimeout, bounded
 from kit.engine import expectations
 from kit.engine.target import Target
@@ -26,6 +27,16 @@ from kit.spec.model import Behaviour, Step
 from kit.spec.patterns import PatternTimeout
 
 DEFAULT_BOUND = 5.0
+# A call outside the watchdog counts as stuck only this much later than the step bound:
+# such calls bound themselves (an exec probe waits up to EXEC_BOUND).
+UNGUARDED_EXTRA = EXEC_BOUND
+# A call still inside the target this long after its bound (the watchdog re-signals it
+# every 50 ms) ignores interruptions: its checker is killed then, not at the hard limit.
+# Its verdict is a timeout either way; the grace only covers a slow return under load.
+STUCK_GRACE = 1.0
+# What a when_blocked wait that ran out of its bound reports among the calls that overran:
+# never a hang of the target, so never a kind known to hang.
+WAIT_RAN_OUT = "when_blocked wait ran out"
 
 CONFORMS, DEVIATES, TIMEOUT, ERROR = "conforms", "deviates", "timeout", "error"
 
@@ -79,6 +90,13 @@ def _bounds_duration(step: Step) -> bool:
     """Whether this step's expectation (or a kernel variant's) has `returns_within`."""
     return any("returns_within" in (expect or {})
                for expect in [step.expect] + [v.expect for v in step.differs])
+
+
+def _kind(op, args: dict) -> str:
+    """The kind of a blocking call: its operation and what its descriptor is
+    ('read_u64 on anon_inode:[eventfd]'), so hangs of one kind are told from others."""
+    fd = next((args[name] for name, kind in op.args.items() if kind == "fd"), None)
+    return op.name if fd is None else f"{op.name} on {fd_kind(fd)}"
 
 
 def _describe_expect(expect: dict) -> str:
@@ -145,6 +163,8 @@ class _Thread:
                 if blocked is None or blocked:  # None: /proc cannot tell; the marker must do
                     return
             time.sleep(0.001)
+        # Waited the whole bound: the result may depend on it (see runner's circuit).
+        note_overrun([WAIT_RAN_OUT])
 
     def _main(self) -> None:
         self.tid = threading.get_native_id()
@@ -188,8 +208,10 @@ class Run:
             except StepFailure as exc:
                 status, message = exc.status, exc.message
             finally:
-                leftover = self._finish_threads(records)
-                self._close_owned()
+                try:
+                    leftover = self._finish_threads(records)
+                finally:
+                    self._close_owned()     # whatever went wrong in the threads' ending
         if status == CONFORMS and leftover:
             status, message = leftover.status, leftover.message
         return Outcome(status, records, message, self.variants)
@@ -203,8 +225,14 @@ class Run:
                 time.sleep(step.args)
             elif step.action == "in_thread":
                 worker = _Thread(self, step, env)
+                try:
+                    worker.thread.start()
+                except RuntimeError as exc:  # the machine's limit, not the kernel's answer
+                    raise StepFailure(ERROR, f"line {step.line}: could not start thread "
+                                             f"{step.bind}: {exc} (a limit on threads or "
+                                             f"processes such as RLIMIT_NPROC?)") from None
+                # Only a started thread: the run's end joins every thread listed here.
                 self.threads[step.bind] = worker
-                worker.thread.start()
             elif step.action == "join":
                 self._join(step, env, records)
             elif step.action == "wait_blocked":
@@ -252,7 +280,8 @@ class Run:
         # Only an upper bound on the call's time is judged without the run-queue wait.
         queued_before = run_queue_wait(me) if _bounds_duration(step) else None
         if op.blocking:
-            with bounded(bound) as guard:
+            with bounded(bound) as guard, target_call(step.line, where, record.call, bound,
+                                                      _kind(op, args)):
                 self.calling[me] = record.call
                 try:
                     result = _confined(op.fn, args, record)
@@ -264,7 +293,10 @@ class Run:
                 raise StepFailure(TIMEOUT, f"line {step.line}: {record.call} did not return "
                                            f"within {bound}s")
         else:
-            result = _confined(op.fn, args, record)
+            # No watchdog here: such calls return at once, or bound themselves (an exec).
+            with target_call(step.line, where, record.call, bound + UNGUARDED_EXTRA,
+                             op.name):
+                result = _confined(op.fn, args, record)
         if queued_before is not None:
             queued_after = run_queue_wait(me)
             if queued_after is not None:
@@ -355,13 +387,19 @@ class Run:
                 child.execute(step.substeps, dict(env), child_records, where="child")
             except StepFailure as exc:
                 failure = [exc.status, exc.message]
-            return {"records": [r.as_dict() for r in child_records], "failure": failure}
+            return {"records": [r.as_dict() for r in child_records], "failure": failure,
+                    "overran": overran()}
 
         try:
             status, data = run_forked(work, step.within or self.bound * 2,
-                                      on_start=self.children.add)
+                                      on_start=self.children.add,
+                                      stuck_after=after_bound(STUCK_GRACE))
         finally:
             self.children.clear()
+        if status == "timeout" and data.in_call is not None:
+            note_overrun([data.in_call.kind])
+        elif status == "ok":
+            note_overrun(data.get("overran", []))
         if status != "ok":
             records.append(StepRecord(line=step.line, call="in_child", where=where,
                                       status=TIMEOUT if status == "timeout" else ERROR,

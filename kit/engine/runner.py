@@ -12,6 +12,7 @@ import threading
 import time
 import traceback
 import zlib
+from collections import Counter
 
 from hypothesis import HealthCheck, Phase, example, given, seed, settings
 from hypothesis.errors import FlakyFailure
@@ -19,6 +20,7 @@ from hypothesis.errors import FlakyFailure
 from kit.adapter import scratch
 from kit.adapter.proc import open_fds
 from kit.adapter.process import run_forked
+from kit.adapter.target_calls import after_bound
 from kit.adapter.watchdog import TargetTimeout
 from kit.engine import exclusive, known
 from kit.engine import interpreter as interp
@@ -115,10 +117,13 @@ class _Checker:
 
         from kit.model import load_machine, replayer
         from kit.model.minimise import minimise
-        from kit.model.program import ModelDisagreement
+        from kit.model.program import ModelDisagreement, ModelTimeout, calls_bounded_by
 
         if fixed is not None:
-            outcome = self.last = replayer(self.b.model)(fixed["program"])
+            with calls_bounded_by(self.bound):
+                outcome = self.last = replayer(self.b.model)(fixed["program"])
+            if outcome.status == interp.TIMEOUT:
+                raise _Timeout(fixed, outcome)
             if outcome.status != interp.CONFORMS:
                 raise Deviation(fixed, outcome)
             return
@@ -126,12 +131,16 @@ class _Checker:
         try:
             # No Hypothesis shrinking: on programs of real system calls it takes about a
             # minute, and kit.model.minimise gets as short a program in a second or two.
-            run_state_machine_as_test(machine, settings=settings(
-                self.profile, max_examples=self.examples(), stateful_step_count=STEPS_PER_PROGRAM,
-                phases=(Phase.explicit, Phase.reuse, Phase.generate)))
+            with calls_bounded_by(self.bound):
+                run_state_machine_as_test(machine, settings=settings(
+                    self.profile, max_examples=self.examples(),
+                    stateful_step_count=STEPS_PER_PROGRAM,
+                    phases=(Phase.explicit, Phase.reuse, Phase.generate)))
         except ModelDisagreement as exc:
             exc = minimise(exc)
             raise Deviation({"program": exc.program}, exc.outcome) from None
+        except ModelTimeout as exc:   # a hang is not cut down: each replay would hang
+            raise _Timeout({"program": exc.program}, exc.outcome) from None
 
 
 def check_behaviour(behaviour: Behaviour, target: Target, *, profile: str = "quick",
@@ -184,6 +193,8 @@ def check_behaviour(behaviour: Behaviour, target: Target, *, profile: str = "qui
                        replay=replay_command(behaviour.id, found))
     except exclusive.Busy as exc:
         return verdict("error", message=f"not run: machine-wide state held elsewhere: {exc}")
+    except exclusive.Unsafe as exc:
+        return verdict("error", message=f"not run: {exc}")
     except Exception as exc:  # noqa: BLE001 - a kit bug becomes an error verdict, not a crash
         return verdict("error", message=f"kit error: {type(exc).__name__}: {exc}",
                        trace=[{"traceback": traceback.format_exc(limit=8)}])
@@ -215,9 +226,30 @@ def check_with_leak_check(behaviour: Behaviour, target: Target, **kw) -> Verdict
     fds_before, threads_before = open_fds(), set(threading.enumerate())
     verdict = check_behaviour(behaviour, target, **kw)
     leak = leaks(fds_before, threads_before)
-    if leak and verdict.status not in ("deviates", "timeout"):
+    if leak and verdict.status == "error":
+        # The error came first and most likely caused the leak: it leads.
+        verdict.message = f"{verdict.message}; and then {leak}"
+    elif leak and verdict.status not in ("deviates", "timeout"):
         verdict.status, verdict.message = "error", leak
     return verdict
+
+
+# A target that hangs costs little: once a kind of call (an operation on a kind of
+# descriptor) has hung for the full bound in CONFIRMATIONS behaviours of this process (a
+# pytest worker), behaviours are first checked with SHORT_BOUND per call. A timeout there
+# (or any other verdict) is final only if every call that reached the short bound is of
+# a kind known to hang; anything else is checked again with the full bound, so a slow
+# but healthy call is never reported as a hang. Two confirmations, so that one freak
+# stall of a loaded machine cannot make every later call of its kind a short-bound
+# timeout.
+SHORT_BOUND = 0.5
+SHORT_GRACE = 0.25
+CONFIRMATIONS = 2
+_hangs_seen: Counter[str] = Counter()
+
+
+def _known_hangs() -> frozenset[str]:
+    return frozenset(kind for kind, n in _hangs_seen.items() if n >= CONFIRMATIONS)
 
 
 def check_isolated(behaviour: Behaviour, target: Target, *, limit: float = DEFAULT_LIMIT,
@@ -226,22 +258,80 @@ def check_isolated(behaviour: Behaviour, target: Target, *, limit: float = DEFAU
 
     A call that ignores the watchdog's signal, or one that crashes the process, then
     costs one behaviour a `timeout` or `error` verdict, never the run: the child is
-    killed, and the runner (a pytest worker) goes on to the next behaviour.
+    killed (as soon as a call is interp.STUCK_GRACE past its bound), and the runner (a
+    pytest worker) goes on to the next behaviour. Time run out in the kit's own code,
+    outside any call on the target, is a kit error.
     """
     started = time.monotonic()
     with scratch.behaviour_root():  # removed here, whatever became of the child
-        status, data = run_forked(
-            lambda: check_with_leak_check(behaviour, target, **kw).as_dict(), limit)
+        verdict = _check_with_circuit(behaviour, target, limit, kw)
+    verdict.duration = round(time.monotonic() - started, 4)   # every attempt counts
+    return verdict
+
+
+def _check_with_circuit(behaviour: Behaviour, target: Target, limit: float,
+                        kw: dict) -> Verdict:
+    full = kw.get("bound", interp.DEFAULT_BOUND)
+    short = min(SHORT_BOUND, full)
+    known = _known_hangs()
+    if known and short < full:
+
+        def allowed(call) -> float:
+            # A call of a kind known to hang gets the short bound, even where the step
+            # gives itself longer with `within`.
+            return (short if call.kind in known else call.bound) + SHORT_GRACE
+
+        verdict, kinds = _check_forked(behaviour, target, limit, dict(kw, bound=short),
+                                       allowed)
+        if verdict.status in ("conforms", "not applicable", "untestable"):
+            return verdict
+        # Only calls of kinds known to hang reached the short bound (or none did): with
+        # the full bound they would hang all the same.
+        if kinds <= known and (kinds or verdict.status != "timeout"):
+            if verdict.status == "timeout":
+                verdict.message += (f" (calls of this kind already hung for the full bound "
+                                    f"on this target, so this one was given {short:g}s: "
+                                    f"{', '.join(sorted(kinds))})")
+            return verdict
+    verdict, kinds = _check_forked(behaviour, target, limit, kw,
+                                   after_bound(interp.STUCK_GRACE))
+    if verdict.status == "timeout":
+        _hangs_seen.update(kinds - {interp.WAIT_RAN_OUT})
+    return verdict
+
+
+def _check_forked(behaviour: Behaviour, target: Target, limit: float, kw: dict,
+                  allowed) -> tuple[Verdict, set[str]]:
+    """One forked check: the verdict, and the kinds of call that outlived their bound."""
+    from kit.adapter import target_calls
+
+    started = time.monotonic()
+    status, data = run_forked(
+        lambda: {"verdict": check_with_leak_check(behaviour, target, **kw).as_dict(),
+                 "overran": target_calls.overran()},
+        limit, stuck_after=allowed)
     if status == "ok":
-        return Verdict(**data)
+        return Verdict(**data["verdict"]), set(data["overran"])
     elapsed = round(time.monotonic() - started, 4)
     common = dict(nodeid=kw.get("nodeid", ""), seed=kw.get("run_seed"), duration=elapsed)
+    if status == "timeout" and data.in_call is not None:
+        call = data.in_call
+        hang = interp.StepRecord(line=call.line, call=call.call, where=call.where,
+                                 status=interp.TIMEOUT, mismatches=[str(data)])
+        # A target known to hang at this step is still a known deviation when it ignores
+        # the watchdog too; any other stuck call is a new one.
+        judged = known_deviation(behaviour, target,
+                                 interp.Outcome(interp.TIMEOUT, [hang], str(data)), {})
+        message = str(data) + (f" ({judged.unmatched})" if judged.unmatched else "")
+        return Verdict.of(behaviour, "timeout", message=message, trace=[hang.as_dict()],
+                          known_deviation=judged.reason, new_deviation=judged.unmatched,
+                          **common), {call.kind or call.call}
     if status == "timeout":
-        return Verdict.of(behaviour, "timeout", message=(
-            f"the behaviour did not finish within {limit}s: a call ignored the watchdog's "
-            f"interruption, so its process was killed"), **common)
+        return Verdict.of(behaviour, "error", message=f"kit error: {data}",
+                          trace=[{"traceback": data.stack}] if data.stack else [],
+                          **common), set()
     return Verdict.of(behaviour, "error", message=f"the process checking this behaviour "
-                                                  f"crashed: {data}", **common)
+                                                  f"crashed: {data}", **common), set()
 
 
 def explain(verdict: Verdict | dict) -> str:

@@ -9,7 +9,7 @@ operation; then try simpler values.
 
 from __future__ import annotations
 
-from kit.model.program import ModelDisagreement, Program
+from kit.model.program import ModelDisagreement, ModelTimeout, Program
 
 
 def _disagreement(program: list[dict]) -> ModelDisagreement | None:
@@ -18,6 +18,8 @@ def _disagreement(program: list[dict]) -> ModelDisagreement | None:
     except ModelDisagreement as exc:
         return exc
     except (KeyError, TypeError):   # a candidate that names what it no longer makes
+        return None
+    except ModelTimeout:            # a candidate that hangs shows another problem
         return None
     return None
 

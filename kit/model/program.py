@@ -10,8 +10,11 @@ programs recorded before timerfds and signalfds joined, still accepted).
 
 from __future__ import annotations
 
+import inspect
 import os
 import signal
+from contextlib import contextmanager
+from functools import cache
 
 from kit.adapter import epoll as ep
 from kit.adapter import eventfd as efd
@@ -19,7 +22,9 @@ from kit.adapter import fds, poll
 from kit.adapter import signalfd as sfd
 from kit.adapter import timerfd as tfd
 from kit.adapter.libc import Result
-from kit.engine.interpreter import CONFORMS, DEVIATES, Outcome, StepRecord
+from kit.adapter.target_calls import fd_kind, target_call
+from kit.adapter.watchdog import TargetTimeout, bounded
+from kit.engine.interpreter import CONFORMS, DEFAULT_BOUND, DEVIATES, TIMEOUT, Outcome, StepRecord
 from kit.model.epoll import ALWAYS, EpollModel
 from kit.model.eventfd import EventfdModel, Expected
 from kit.model.signalfd import NAMES, SIGNALS, Pending, SignalfdModel
@@ -41,6 +46,30 @@ class ModelDisagreement(Exception):
         self.program, self.outcome = program, outcome
 
 
+class ModelTimeout(TargetTimeout):
+    """A call of the program did not return within its bound: a BaseException, as a
+    spec's hang is, so Hypothesis stops at once instead of replaying it."""
+
+    def __init__(self, program: list[dict], outcome: Outcome):
+        super().__init__(outcome.message)
+        self.program, self.outcome = program, outcome
+
+
+_call_bound = DEFAULT_BOUND
+
+
+@contextmanager
+def calls_bounded_by(seconds: float):
+    """The per-call bound of the programs run in the body (the machine makes its own
+    Program, so the checker's bound reaches it this way)."""
+    global _call_bound
+    previous, _call_bound = _call_bound, seconds
+    try:
+        yield
+    finally:
+        _call_bound = previous
+
+
 def _mask(names: list[str]) -> int:
     return sum(EVENT_BITS[n] for n in names)
 
@@ -48,7 +77,8 @@ def _mask(names: list[str]) -> int:
 class Program:
     """Runs operations one at a time on the kernel and the model."""
 
-    def __init__(self):
+    def __init__(self, bound: float | None = None):
+        self.bound = bound or _call_bound
         self.fd: dict[str, int] = {}
         self.files: dict[str, EventfdModel | TimerfdModel | SignalfdModel] = {}
         # fd name -> name of its open file description (the creating operation's id; a
@@ -70,8 +100,13 @@ class Program:
     # -- bookkeeping --------------------------------------------------------------------
 
     def close_all(self) -> None:
-        for fd in self.fd.values():
-            fds.close(fd)
+        for name, fd in self.fd.items():
+            # Under the watchdog too, but a close that hangs here is not the program's
+            # verdict: the parent's stuck-call check ends it.
+            with bounded(self.bound), target_call(len(self.ops), "model",
+                                                  f"close({name}) at the program's end",
+                                                  self.bound):
+                fds.close(fd)
         self.fd.clear()
         if self.saved_mask is not None:
             # Take back every signal the program left pending before unblocking: most of
@@ -97,6 +132,21 @@ class Program:
     def readiness(self) -> dict[str, int]:
         """By description name."""
         return {self.description[key]: m.readiness() for key, m in self.files.items()}
+
+    def _target(self, fn, *args, bound: float | None = None, **kw) -> Result:
+        """One call on the target for the current operation, under the watchdog and
+        marked for the parent (kit.adapter.target_calls), as a spec's calls are."""
+        bound = bound or self.bound
+        call = _show(self.ops[-1])
+        with bounded(bound) as guard, target_call(len(self.ops), "model", call, bound,
+                                                  _kind(fn, args)):
+            got = fn(*args, **kw)
+        if guard.fired and got.errno == "EINTR":
+            record = self._record(self.ops[-1], got, {})
+            record.status = TIMEOUT
+            message = f"operation {len(self.ops)} {call}: did not return within {bound:g}s"
+            raise ModelTimeout(list(self.ops), Outcome(TIMEOUT, list(self.records), message))
+        return got
 
     def _record(self, op: dict, got: Result, expected: dict) -> StepRecord:
         record = StepRecord(line=len(self.ops), call=_show(op), result=got.as_dict(),
@@ -144,23 +194,24 @@ class Program:
 
     def _eventfd(self, op: dict) -> None:
         flags = C["EFD_NONBLOCK"] | (C["EFD_SEMAPHORE"] if op["semaphore"] else 0)
-        self._created(op, efd.eventfd(op["initval"], flags),
+        self._created(op, self._target(efd.eventfd, op["initval"], flags),
                       EventfdModel(op["initval"], op["semaphore"]))
 
     def _timerfd(self, op: dict) -> None:
-        self._created(op, tfd.timerfd_create(C[op["clock"]], C["TFD_NONBLOCK"]),
+        self._created(op, self._target(tfd.timerfd_create, C[op["clock"]], C["TFD_NONBLOCK"]),
                       TimerfdModel(clock=op["clock"]))
 
     def _signalfd(self, op: dict) -> None:
         self.block_signals()
-        self._created(op, sfd.signalfd(-1, _sigmask(op["mask"]), flags=C["SFD_NONBLOCK"]),
+        self._created(op, self._target(sfd.signalfd, -1, _sigmask(op["mask"]),
+                                   flags=C["SFD_NONBLOCK"]),
                       SignalfdModel(frozenset(op["mask"]), self.pending))
 
     def _epoll(self, op: dict) -> None:
-        self._created(op, ep.epoll_create1(0), EpollModel())
+        self._created(op, self._target(ep.epoll_create1, 0), EpollModel())
 
     def _dup(self, op: dict) -> None:
-        got = fds.dup(self.fd[op["obj"]])
+        got = self._target(fds.dup, self.fd[op["obj"]])
         if got.ok:
             self.fd[op["id"]] = got.ret
             self.files[op["id"]] = self.files[op["obj"]]
@@ -170,7 +221,7 @@ class Program:
     def _write(self, op: dict) -> None:
         model = self.files[op["file"]]
         want = model.write(op["value"])
-        got = fds.write_u64(self.fd[op["file"]], op["value"])
+        got = self._target(fds.write_u64, self.fd[op["file"]], op["value"])
         if want.errno is None:
             self._event(op["file"], C["EPOLLIN"])
         self._compare(op, got, want, False)
@@ -180,14 +231,14 @@ class Program:
         if isinstance(model, SignalfdModel):
             return self._read_signals(op, model)
         want = model.read()
-        got = fds.read_u64(self.fd[op["file"]])
+        got = self._target(fds.read_u64, self.fd[op["file"]])
         if want.errno is None and isinstance(model, EventfdModel):
             self._event(op["file"], C["EPOLLOUT"])   # room to write: an eventfd's news
         self._compare(op, got, want, True)
 
     def _read_signals(self, op: dict, model: SignalfdModel) -> None:
         room = op.get("records", 1)
-        got = sfd.read_siginfo(self.fd[op["file"]], room)
+        got = self._target(sfd.read_siginfo, self.fd[op["file"]], room)
         empty = model.read_expected_empty()
         if empty or not got.ok:
             return self._compare(op, got, empty or Expected(room * 128), False)
@@ -213,7 +264,7 @@ class Program:
     def _signal(self, op: dict) -> None:
         self.block_signals()
         changed = self.pending.send(op["sig"], op["value"])
-        got = sfd.sigqueue_thread(SIGNALS[op["sig"]], op["value"])
+        got = self._target(sfd.sigqueue_thread, SIGNALS[op["sig"]], op["value"])
         if changed:
             # News for a signalfd whose mask holds the signal; whether the others hear of
             # it is not documented (Linux wakes every signalfd of the process).
@@ -224,7 +275,7 @@ class Program:
     def _setmask(self, op: dict) -> None:
         model = self.files[op["file"]]
         fd = self.fd[op["file"]]
-        got = sfd.signalfd(fd, _sigmask(op["mask"]), flags=C["SFD_NONBLOCK"])
+        got = self._target(sfd.signalfd, fd, _sigmask(op["mask"]), flags=C["SFD_NONBLOCK"])
         model.mask = frozenset(op["mask"])
         # Not documented as an event, nor as none (Linux wakes every signalfd).
         for key in self.of_kind(SignalfdModel):
@@ -236,14 +287,15 @@ class Program:
         when, periodic, absolute = op["when"], op.get("periodic", False), op.get("abstime",
                                                                                   False)
         value_ns = {"now": 1, "later": HOUR_NS, "never": 0}[when]
-        got = tfd.timerfd_settime(fd, C["TFD_TIMER_ABSTIME"] if absolute and value_ns else 0,
+        got = self._target(tfd.timerfd_settime, fd, C["TFD_TIMER_ABSTIME"] if absolute and value_ns else 0,
                                   value_ns=value_ns, interval_ns=HOUR_NS if periodic else 0,
                                   from_now=absolute and bool(value_ns),
                                   clockid=C[model.clock])
         want = model.settime(when, periodic)
         if got.ok and when == "now":
             # Let the expiration happen before anything else looks at the timer.
-            shown = poll.poll(fd, C["POLLIN"], EXPIRY_BOUND_MS)
+            shown = self._target(poll.poll, fd, C["POLLIN"], EXPIRY_BOUND_MS,
+                                 bound=self.bound + EXPIRY_BOUND_MS / 1000)
             if shown.value != C["POLLIN"]:
                 record = self._record(op, shown, {"revents": C["POLLIN"]})
                 self._fail(record, [(f"a timer set to expire after 1 ns showed no expiration "
@@ -254,7 +306,7 @@ class Program:
 
     def _gettime(self, op: dict) -> None:
         want = self.files[op["file"]].gettime()
-        got = tfd.timerfd_gettime(self.fd[op["file"]])
+        got = self._target(tfd.timerfd_gettime, self.fd[op["file"]])
         self._compare(op, got, want, True, seen=lambda v: {
             "armed": v["value_ns"] > 0, "interval_ns": v["interval_ns"],
             "value_at_most_an_hour": v["value_ns"] <= HOUR_NS})
@@ -265,7 +317,7 @@ class Program:
 
     def _poll(self, op: dict) -> None:
         want = self.files[op["file"]].readiness()
-        got = poll.poll(self.fd[op["file"]], C["POLLIN"] | C["POLLOUT"], 0)
+        got = self._target(poll.poll, self.fd[op["file"]], C["POLLIN"] | C["POLLOUT"], 0)
         self._compare(op, got, Expected(1 if want else 0, value=want), True)
 
     def _ctl(self, op: dict) -> None:
@@ -282,7 +334,7 @@ class Program:
             want = model.mod(item, events, data, edge, oneshot, ready_now)
         else:
             want = model.delete(item)
-        got = ep.epoll_ctl(self.fd[op["ep"]], CTL_OPS[op["op"]], self.fd[key], events | flags,
+        got = self._target(ep.epoll_ctl, self.fd[op["ep"]], CTL_OPS[op["op"]], self.fd[key], events | flags,
                            data)
         self._compare(op, got, Expected(*want), False)
 
@@ -291,7 +343,7 @@ class Program:
     def _wait(self, op: dict) -> None:
         model = self.epolls[op["ep"]]
         must, may = model.wait(self.readiness())
-        got = ep.epoll_wait(self.fd[op["ep"]], 64, 0)
+        got = self._target(ep.epoll_wait, self.fd[op["ep"]], 64, 0)
         reported = dict(got.value) if got.ok and got.value else {}
         # Of the items the model leaves open, take those the kernel reported as they were.
         allowed = {**must, **{d: r for d, r in may.items() if reported.get(d) == r}}
@@ -300,7 +352,7 @@ class Program:
 
     def _close(self, op: dict) -> None:
         key = op["obj"]
-        got = fds.close(self.fd.pop(key))
+        got = self._target(fds.close, self.fd.pop(key))
         if key in self.files:
             del self.files[key]
             description = self.description.pop(key)
@@ -310,6 +362,20 @@ class Program:
         else:
             del self.epolls[key]
         self._compare(op, got, Expected(0), False)
+
+
+@cache
+def _takes_fd_first(fn) -> bool:
+    first = next(iter(inspect.signature(fn).parameters), "")
+    return first in ("fd", "epfd")
+
+
+def _kind(fn, args: tuple) -> str:
+    """As a spec step's kind ('read_u64 on anon_inode:[eventfd]'): a kind of call that
+    hung in a spec is known to hang here too, and the other way round."""
+    if args and _takes_fd_first(fn):
+        return f"{fn.__name__} on {fd_kind(args[0])}"
+    return fn.__name__
 
 
 def _sigmask(names: list[str]) -> str:
@@ -334,6 +400,6 @@ def run_program(program: list[dict]) -> Outcome:
     runner = Program()
     try:
         runner.run(program)
-    except ModelDisagreement as exc:
+    except (ModelDisagreement, ModelTimeout) as exc:
         return exc.outcome
     return Outcome(CONFORMS, runner.records)
