@@ -130,7 +130,8 @@ def test_the_lock_directory_is_private_to_the_user(lock_base, lock):
     info = os.lstat(exclusive.lock_dir())
     assert exclusive.lock_dir() == str(lock_base / f"kit-locks-{os.getuid()}")
     assert stat.S_ISDIR(info.st_mode) and info.st_uid == os.getuid()
-    assert stat.S_IMODE(info.st_mode) == 0o700
+    # root's may be read by all, so that unprivileged runs can share its locks
+    assert stat.S_IMODE(info.st_mode) == (0o755 if os.getuid() == 0 else 0o700)
 
 
 @needs_root
@@ -174,3 +175,46 @@ def test_a_lock_file_that_is_a_symlink_is_not_followed(lock_base, lock, tmp_path
             exclusive.held([lock], wait=1):
         pass
     assert not victim.exists()
+
+
+def _flock_as_nobody(path: str) -> str:
+    """In a forked child dropped to nobody: whether the lock `path`'s name is free."""
+    from kit.adapter.process import run_forked
+
+    def probe():
+        os.setgroups([])
+        os.setgid(NOBODY)
+        os.setuid(NOBODY)
+        try:
+            with exclusive.held([os.path.basename(path)], wait=0.2):
+                return "free"
+        except exclusive.Busy:
+            return "busy"
+
+    status, data = run_forked(probe, 10)
+    assert status == "ok", data
+    return data
+
+
+@pytest.fixture
+def shared_base(monkeypatch):
+    """A temporary directory that nobody can reach too (pytest's are closed to others)."""
+    import shutil
+
+    where = tempfile.mkdtemp(prefix="kit-test-locks-", dir="/tmp")
+    os.chmod(where, 0o1777)
+    monkeypatch.delenv("XDG_RUNTIME_DIR", raising=False)
+    monkeypatch.setattr(tempfile, "tempdir", where)
+    yield Path(where)
+    shutil.rmtree(where)
+
+
+@needs_root
+def test_an_unprivileged_run_waits_for_a_root_run_holding_the_same_state(shared_base, lock):
+    """Setting the clock as root cancels nobody's cancel-on-set timers: the two runs must
+    exclude each other although their own lock directories differ."""
+    exclusive.prepare([lock])
+    where = os.path.join(exclusive.lock_dir(), lock)
+    with exclusive.held([lock], wait=1):
+        assert _flock_as_nobody(where) == "busy"
+    assert _flock_as_nobody(where) == "free"

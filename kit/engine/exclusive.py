@@ -10,12 +10,15 @@ to. The lock dies with the process that holds it, so a checker killed at its lim
 leave it held.
 
 The locks live in a directory of the running user's own (under $XDG_RUNTIME_DIR, else
-kit-locks-UID in the temporary directory), made with mode 0700 and checked before every use
-(a real directory, not a symlink, owned by this user, writable by nobody else): a directory
-or symlink another user planted there is refused, so nobody can make a root run create
-files elsewhere or hold its locks. Lock files are opened without following symlinks.
-Runs of different users therefore do not share locks; behaviours that change
-machine-wide state (the realtime clock) need privileges only one of them has anyway.
+kit-locks-UID in the temporary directory), checked before every use: a real directory, not
+a symlink, owned by this user, writable by nobody else. A directory or symlink another user
+planted there is refused, so nobody can make a root run create files elsewhere or hold its
+locks. Lock files are opened without following symlinks.
+
+Root's directory (kit-locks-0) is readable by all: an unprivileged run opens root's lock
+file read-only (flock needs no more) when root made it, so a run as nobody whose
+cancel-on-set timers depend on the clock still waits for a root run that sets it. Where
+root has no such file, the user's own lock is taken.
 """
 
 from __future__ import annotations
@@ -57,7 +60,8 @@ def lock_dir() -> str:
     uid = os.getuid()
     path = os.path.join(_base(), f"kit-locks-{uid}")
     try:
-        os.mkdir(path, 0o700)
+        # root's may be read by all: unprivileged runs share its locks (see above)
+        os.mkdir(path, 0o755 if uid == 0 else 0o700)
     except FileExistsError:
         pass
     return path
@@ -71,18 +75,20 @@ def _open_dir(path: str) -> int:
         raise Unsafe(f"lock directory {path} refused: {exc.strerror} (it must be a real "
                      f"directory, not a symlink)") from None
     info = os.fstat(fd)
-    if info.st_uid != os.getuid() or info.st_mode & 0o077:
+    if info.st_uid != os.getuid() or info.st_mode & 0o022:
         os.close(fd)
         raise Unsafe(f"lock directory {path} refused: owned by uid {info.st_uid} with mode "
                      f"{stat.S_IMODE(info.st_mode):04o}; it must be this user's (uid "
-                     f"{os.getuid()}) with mode 0700: remove it to let the kit make it")
+                     f"{os.getuid()}), writable by nobody else: remove it to let the kit make it")
+    if os.getuid() == 0 and stat.S_IMODE(info.st_mode) != 0o755:
+        os.fchmod(fd, 0o755)   # one an older kit made 0700: open it to unprivileged runs
     return fd
 
 
 def _open_lock(name: str, dir_fd: int, where: str) -> int:
     flags = os.O_RDONLY | os.O_CREAT | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
     try:
-        fd = os.open(name, flags, 0o600, dir_fd=dir_fd)
+        fd = os.open(name, flags, 0o644, dir_fd=dir_fd)
     except OSError as exc:
         raise Unsafe(f"lock file {where} refused: {exc.strerror} (a symlink is never "
                      f"followed)") from None
@@ -92,14 +98,57 @@ def _open_lock(name: str, dir_fd: int, where: str) -> int:
     return fd
 
 
-@contextmanager
-def _one(name: str, wait: float):
+def _roots_lock(name: str) -> int | None:
+    """Root's lock file for `name`, opened read-only, if this is not root and root made it
+    in a directory only root may write; None otherwise."""
+    if os.getuid() == 0:
+        return None
+    try:
+        dir_fd = os.open(os.path.join(_base(), "kit-locks-0"),
+                         os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    except OSError:
+        return None
+    try:
+        info = os.fstat(dir_fd)
+        if info.st_uid != 0 or info.st_mode & 0o022:
+            return None
+        fd = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC,
+                     dir_fd=dir_fd)
+    except OSError:
+        return None
+    finally:
+        os.close(dir_fd)
+    info = os.fstat(fd)
+    if not stat.S_ISREG(info.st_mode) or info.st_uid != 0:
+        os.close(fd)
+        return None
+    return fd
+
+
+def prepare(names) -> None:
+    """As root: make the lock files now, so an unprivileged run started before root's
+    first use of a lock shares it (tests/test_unprivileged.py drops root after this)."""
+    if os.getuid() != 0:
+        return
     path = lock_dir()
     dir_fd = _open_dir(path)
     try:
-        fd = _open_lock(name, dir_fd, os.path.join(path, name))
+        for name in set(names):
+            os.close(_open_lock(name, dir_fd, os.path.join(path, name)))
     finally:
         os.close(dir_fd)
+
+
+@contextmanager
+def _one(name: str, wait: float):
+    fd = _roots_lock(name)
+    path = lock_dir() if fd is None else os.path.join(_base(), "kit-locks-0")
+    if fd is None:
+        dir_fd = _open_dir(path)
+        try:
+            fd = _open_lock(name, dir_fd, os.path.join(path, name))
+        finally:
+            os.close(dir_fd)
     try:
         deadline = time.monotonic() + wait
         while True:
