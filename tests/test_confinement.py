@@ -226,8 +226,8 @@ def test_a_symlink_in_the_scratch_directory_during_a_run_is_an_error_verdict(mon
 
     @contextmanager
     def with_link():
-        with real() as directory:
-            scratch.current()
+        with real():
+            directory = scratch.current()
             os.symlink("/etc/passwd", os.path.join(directory, "link"))
             yield directory
 

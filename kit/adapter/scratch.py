@@ -19,6 +19,7 @@ import itertools
 import os
 import shutil
 import tempfile
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -27,7 +28,9 @@ from kit.adapter.libc import libc
 from kit.confinement import Refused
 
 _root: str | None = None       # the behaviour's directory (set before the checker forks)
+_UNMADE = ""                    # an example whose directory mkdtemp makes on first use
 _current: str | None = None    # the running example's directory
+_making = threading.Lock()
 _examples = itertools.count()
 
 # include/uapi/linux/openat2.h
@@ -55,34 +58,49 @@ def behaviour_root() -> Iterator[str]:
 
 
 @contextmanager
-def example() -> Iterator[str]:
+def example() -> Iterator[str | None]:
     """A fresh, empty scratch directory for one example of a behaviour (its threads and
-    in_child children share it), removed at the end even when the example fails."""
+    in_child children share it), removed at the end even when the example fails. Made on
+    first use only: most behaviours never name a file."""
     global _current
     if _root is not None:
         path = os.path.join(_root, f"example-{os.getpid()}-{next(_examples)}")
-    else:  # no checker process around it (--kit-in-process, tests): made at once
-        path = tempfile.mkdtemp(prefix="kit-scratch-")
+    else:  # no checker process around it (--kit-in-process, tests): mkdtemp on first use
+        path = _UNMADE
     previous, _current = _current, path
     try:
-        yield path
+        yield None if path is _UNMADE else path
     finally:
-        if os.path.lexists(path):
-            shutil.rmtree(path, ignore_errors=True)
+        if _current is not _UNMADE and os.path.lexists(_current):
+            shutil.rmtree(_current, ignore_errors=True)
         _current = previous
 
 
 def current() -> str | None:
     """The running example's directory, made now if it does not exist yet (None: no
     example is running)."""
-    if _current is not None:
+    global _current
+    if _current is None:
+        return None
+    with _making:   # an example's threads may ask at once
         try:
-            os.mkdir(_current, 0o700)
+            if _current is _UNMADE:
+                # a name of mkdtemp's choosing: a name known in advance could be planted
+                _current = tempfile.mkdtemp(prefix="kit-scratch-")
+            else:
+                os.mkdir(_current, 0o700)
         except FileExistsError:
             pass  # made earlier; only the kit's own processes can write in _root (0700)
         except OSError as exc:  # the kit's failure, not the kernel's answer to the spec
-            raise RuntimeError(f"cannot make the scratch directory {_current}: {exc}") from exc
+            raise RuntimeError(f"cannot make the scratch directory: {exc}") from exc
     return _current
+
+
+def before_fork() -> None:
+    """Make a directory that mkdtemp would name only on first use now, so that an in_child
+    process and its parent use the same one."""
+    if _current is _UNMADE:
+        current()
 
 
 def open_beneath(name: str, flags: int, mode: int = 0o600) -> int:

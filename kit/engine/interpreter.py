@@ -390,6 +390,7 @@ class Run:
             return {"records": [r.as_dict() for r in child_records], "failure": failure,
                     "overran": overran()}
 
+        scratch.before_fork()   # the child's files land where the parent looks
         try:
             status, data = run_forked(work, step.within or self.bound * 2,
                                       on_start=self.children.add,
