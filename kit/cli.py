@@ -364,17 +364,28 @@ def write_bench(out: Path, bench: dict) -> Path:
     return write_atomic(out / "bench.json", json.dumps(bench, indent=2, default=str) + "\n")
 
 
+def _described_target() -> dict:
+    """This machine's Target.describe(); a bad KIT_KERNEL_VERSION is a usage error."""
+    from kit.engine.patch_level import BadKernelVersion
+    from kit.engine.target import Target
+
+    try:
+        return Target.current().describe()
+    except BadKernelVersion as exc:
+        raise CommandError(str(exc), EXIT_USAGE) from None
+
+
 def _bench_before_run(rounds: int = 2000) -> dict:
     """`kit run --bench`: measure first, so the report written at the end embeds the
     figures (a matrix target returns one report.json, figures included)."""
     import time
 
     from kit.bench.run import run_all
-    from kit.engine.target import Target
 
+    target = _described_target()    # first: a bad override costs no measuring
     started = time.time()
     rows = run_all(rounds=rounds, timeout=20.0, progress=None)
-    return {"target": Target.current().describe(), "rounds": rounds,
+    return {"target": target, "rounds": rounds,
             "duration_s": round(time.time() - started, 3), "results": rows}
 
 
@@ -382,10 +393,10 @@ def cmd_bench(ns) -> int:
     import time
 
     from kit.bench.run import render, run_all
-    from kit.engine.target import Target
 
     if ns.rounds < 1:
         raise CommandError("--rounds must be at least 1", EXIT_USAGE)
+    target = _described_target()
     out = Path(ns.report)
 
     def progress(combo):
@@ -395,7 +406,7 @@ def cmd_bench(ns) -> int:
         started = time.time()
         rows = run_all(rounds=ns.rounds, timeout=ns.timeout,
                        progress=progress if ns.json else None)
-        bench = {"target": Target.current().describe(), "rounds": ns.rounds,
+        bench = {"target": target, "rounds": ns.rounds,
                  "duration_s": round(time.time() - started, 3), "results": rows}
         try:
             write_bench(out, bench)

@@ -22,6 +22,7 @@ import pytest
 
 from kit.adapter import watchdog
 from kit.engine import interpreter as interp
+from kit.engine.patch_level import BadKernelVersion
 from kit.engine.runner import (
     DEFAULT_LIMIT,
     PROFILES,
@@ -74,7 +75,10 @@ def pytest_configure(config):
     watchdog.install()
     config.addinivalue_line("markers", "kit: a conformance behaviour from specs/")
     config.addinivalue_line("markers", "family(name): the syscall family of a behaviour")
-    config.kit_target = Target.current()
+    try:
+        config.kit_target = Target.current()
+    except BadKernelVersion as exc:
+        raise pytest.UsageError(str(exc)) from None
     params = config.getoption("kit_params")
     try:
         config.kit_params = parse_params(params) if params is not None else None
@@ -444,10 +448,11 @@ class VerdictCollector:
 
     def _summary(self, tr, config) -> None:
         from kit.report.summary import status_counts
+        from kit.report.target_text import kernel_text
 
         tr.section("conformance summary")
         target = config.kit_target
-        tr.line(f"kernel {target.release} ({target.arch}, {target.libc})")
+        tr.line(f"kernel {kernel_text(target.describe())} ({target.arch}, {target.libc})")
         verdicts = list(self.verdicts.values())
         tr.line("  ".join(f"{status}: {n}" for status, n in status_counts(verdicts).items()))
         for v in verdicts:

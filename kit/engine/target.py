@@ -5,7 +5,6 @@ from __future__ import annotations
 import glob
 import os
 import platform
-import re
 from dataclasses import dataclass, field, fields
 
 from packaging.specifiers import SpecifierSet
@@ -14,6 +13,13 @@ from packaging.version import Version
 from kit.adapter import arch
 from kit.engine import kernel_config
 from kit.engine.kernel_config import KernelConfig
+from kit.engine.patch_level import (
+    PatchLevel,
+    numeric_prefix,
+    override_from_env,
+    read_signature,
+    resolve,
+)
 
 # include/uapi/linux/capability.h
 CAPABILITIES = {name: bit for bit, name in enumerate((
@@ -28,12 +34,7 @@ CAPABILITIES = {name: bit for bit, name in enumerate((
     "CAP_PERFMON", "CAP_BPF", "CAP_CHECKPOINT_RESTORE"))}
 
 
-def kernel_version(release: str) -> Version:
-    """'6.18.44-fc-v669' -> Version('6.18.44'): only the numeric prefix counts."""
-    match = re.match(r"(\d+)\.(\d+)(?:\.(\d+))?", release)
-    if not match:
-        return Version("0")
-    return Version(".".join(g for g in match.groups() if g is not None))
+kernel_version = numeric_prefix   # the release's own numbers, no lookup
 
 
 def effective_capabilities() -> int:
@@ -66,10 +67,12 @@ class Target:
     platform: str = "linux"     # "gvisor", "qemu", ... set by the matrix runner
     uid: int = field(default_factory=os.getuid)
     name: str = ""              # the matrix target's name, when run by `kit matrix`
-    # The kernel whose documented rules apply, when uname does not tell (gVisor reports a
-    # fixed 4.4.0 while implementing a recent ABI): version gates and kernel variants use
-    # it instead of the release.
-    assume_kernel: str = ""
+    # The kernel version to judge by, set by the target where the kernel does not tell
+    # (gVisor reports a fixed 4.4.0 while implementing a recent ABI) or tells it in a way
+    # the kit does not read: version gates and kernel variants use it before anything else.
+    kernel_override: str = ""
+    # Ubuntu's /proc/version_signature, which carries the upstream version its uname lacks.
+    version_signature: str = ""
     # The kernel's build options, for `applies: kernel_config`. A Target built by hand (tests,
     # a described old kernel) has an unknown config: behaviours that need an option run.
     config: KernelConfig = field(default_factory=KernelConfig.unknown, repr=False,
@@ -77,17 +80,27 @@ class Target:
 
     @classmethod
     def current(cls) -> "Target":
+        """This process's system. Raises BadKernelVersion when the environment's override
+        is no version: judging by a guess would hide the mistake."""
         uts = os.uname()
+        override, _ = override_from_env(os.environ)
         return cls(release=uts.release, version_string=uts.version, arch=arch.ARCH,
                    capabilities=effective_capabilities(), libc=_libc(),
                    platform=os.environ.get("KIT_PLATFORM", "linux"),
                    name=os.environ.get("KIT_TARGET_NAME", ""),
-                   assume_kernel=os.environ.get("KIT_ASSUME_KERNEL", ""),
+                   kernel_override=override,
+                   version_signature=read_signature(),
                    config=kernel_config.current())
 
     @property
+    def patch_level(self) -> PatchLevel:
+        """The version gates judge by, and where it was read (see patch_level)."""
+        return resolve(self.release, self.version_string, self.version_signature,
+                       self.kernel_override)
+
+    @property
     def kernel(self) -> Version:
-        return kernel_version(self.assume_kernel or self.release)
+        return self.patch_level.version
 
     def in_range(self, spec: str) -> bool:
         return SpecifierSet(spec).contains(self.kernel, prereleases=True)
@@ -98,7 +111,9 @@ class Target:
     def describe(self) -> dict:
         # the options themselves (thousands) stay out of report.json: only where they came from
         out = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "config"}
-        out["kernel"] = str(self.kernel)
+        level = self.patch_level
+        out["kernel"] = str(level.version)
+        out["kernel_source"] = level.source
         out["kernel_config"] = self.config.describe()
         return out
 

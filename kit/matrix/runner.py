@@ -22,6 +22,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+from kit.engine.patch_level import ENV as KERNEL_VERSION_ENV
 from kit.matrix.base import RunRequest, RunResult, Target
 from kit.matrix.paths import (
     OutputPathError,
@@ -29,9 +30,11 @@ from kit.matrix.paths import (
     read_regular,
     target_paths,
 )
+from kit.matrix.targets import kernel_override
 from kit.report.atomic import write_atomic
 from kit.report.diff import differences
 from kit.report.html import write_html
+from kit.report.target_text import kernel_text
 
 
 class Progress:
@@ -76,8 +79,9 @@ def _target_env(target: Target) -> dict:
     env = {"KIT_TARGET_NAME": target.name,
            "KIT_PLATFORM": target.spec.get("platform",
                                            target.kind if target.kind != "host" else "linux")}
-    if target.spec.get("assume_kernel"):
-        env["KIT_ASSUME_KERNEL"] = str(target.spec["assume_kernel"])
+    # where the kernel does not tell its version (gVisor) or the kit cannot read it
+    if kernel_override(target.spec):
+        env[KERNEL_VERSION_ENV] = kernel_override(target.spec)
     return env
 
 
@@ -172,9 +176,9 @@ def render_matrix_markdown(matrix: dict) -> str:
     lines = ["# Syscall conformance matrix", "", "| target | result | kernel | how |",
              "|---|---|---|---|"]
     for t in matrix["targets"]:
-        release = (t["target"] or {}).get("release", "")
+        kernel = kernel_text(t["target"]) if t["target"] else ""
         lines.append(f"| {t['name']} | {t['status']}{': ' + t['reason'] if t['reason'] else ''}"
-                     f" | {release} | {t['metadata'].get('how', '')} |")
+                     f" | {kernel} | {t['metadata'].get('how', '')} |")
     lines += ["", "## Where targets differ", ""]
     if not matrix["differences"]:
         lines.append("No behaviour has different verdicts on the targets that ran.")

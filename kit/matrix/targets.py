@@ -8,6 +8,7 @@ from pathlib import Path
 
 import yaml
 
+from kit.engine.patch_level import BadKernelVersion, parse_override
 from kit.matrix.base import Target
 from kit.matrix.paths import name_problem
 
@@ -19,6 +20,9 @@ KINDS = {
     "container": "kit.matrix.container:ContainerTarget",
 }
 MAX_TARGET_FILE = 64 * 1024     # a target file is a dozen lines; more is a mistake
+# The kernel version the target is judged by, where its kernel does not tell; `assume_kernel`
+# is the older spelling (gVisor's first), still read.
+KERNEL_VERSION_FIELDS = ("kernel_version", "assume_kernel")
 
 
 class TargetFileError(Exception):
@@ -65,6 +69,33 @@ def _line_of(text: str, field: str) -> int:
     return 0
 
 
+def kernel_override(spec: dict) -> str:
+    """The target's kernel version override ('' for none), from a checked target spec."""
+    for name in KERNEL_VERSION_FIELDS:
+        if spec.get(name):
+            return str(spec[name]).strip()
+    return ""
+
+
+def _check_kernel_version(spec: dict, text: str, path: Path) -> None:
+    given = [name for name in KERNEL_VERSION_FIELDS if name in spec]
+    if len(given) > 1:
+        raise TargetFileError("`assume_kernel` is the older name of `kernel_version`: give "
+                              "one of them", file=path, line=_line_of(text, given[1]),
+                              field=given[1])
+    for name in given:
+        value = spec[name]
+        where = {"file": path, "line": _line_of(text, name), "field": name}
+        if isinstance(value, (int, float)):
+            # YAML reads 5.10 as the number 5.1: refuse it rather than judge another kernel
+            raise TargetFileError(f"{value!r} is a number to YAML; quote the version "
+                                  f"(\"5.10\" unquoted reads as 5.1)", **where)
+        try:
+            parse_override(value, "kernel version")
+        except BadKernelVersion as exc:
+            raise TargetFileError(str(exc).removeprefix("kernel version: "), **where) from None
+
+
 def load_target(path: Path) -> Target:
     text = _read(path)
     try:
@@ -82,6 +113,7 @@ def load_target(path: Path) -> Target:
         raise TargetFileError(f"unknown kind {spec['kind']!r} (one of "
                               f"{', '.join(sorted(KINDS))})", file=path,
                               line=_line_of(text, "kind"), field="kind")
+    _check_kernel_version(spec, text, path)
     module, _, cls = KINDS[spec["kind"]].partition(":")
     target = getattr(importlib.import_module(module), cls)(spec["name"], spec)
     target.source = (path, _line_of(text, "name"))

@@ -13,6 +13,7 @@ from pathlib import Path
 import jinja2
 
 from kit.report.summary import partial_note
+from kit.report.target_text import kernel_text
 from kit.verdict import STATUSES
 
 _ENV = jinja2.Environment(
@@ -82,6 +83,7 @@ def build_view(reports: list[dict]) -> dict:
     for report in reports:
         s = report["summary"]
         targets.append({"name": target_name(report), "target": report["target"],
+                        "kernel": kernel_text(report["target"]),
                         "bench": bench_table(report.get("bench")),
                         "run": report["run"], "statuses": s["statuses"],
                         "partial": partial_note(report),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from kit.report.summary import partial_note
+from kit.report.target_text import judged_as
 
 
 def _cell(text) -> str:
@@ -18,6 +19,7 @@ def render_markdown(report: dict) -> str:
         "",
         *([f"> **{note}**", ""] if note else []),
         f"- kernel: `{t['release']}` ({t['version_string']})",
+        *([f"- kernel version: {judged_as(t)}"] if judged_as(t) else []),
         f"- architecture: {t['arch']}; libc: {t['libc']}; platform: {t['platform']}",
         *([f"- kernel config: {t['kernel_config']}"] if t.get("kernel_config") else []),
         f"- kit {report['kit_version']}, profile {report['run']['profile']}, "
