@@ -9,7 +9,7 @@ import os
 import re
 
 from kit.adapter import arch, signals
-from kit.adapter.libc import Result, call, libc, readonly_page, syscall
+from kit.adapter.libc import Result, call, inaccessible_page, libc, readonly_page, syscall
 from kit.adapter.poll import Timespec
 from kit.registry import constants, operation
 
@@ -128,13 +128,28 @@ def _sigset(spec: str | None):
     return sigset, None
 
 
+def _raw_mask(sigset, sigsetsize: int | None, fault: str) -> tuple[int, int, Result | None]:
+    """The raw syscalls' (sigmask pointer, sigsetsize): `fault: sigmask` points the mask at
+    a page the kernel cannot read; `sigsetsize` overrides the kernel's own size. Without
+    either, a NULL mask has size 0 and a given one the kernel's 8 bytes."""
+    if fault not in ("", "sigmask"):
+        return 0, 0, Result(ret=-1, errno="EINVAL", value="`fault` is sigmask")
+    pointer = inaccessible_page() if fault else (
+        0 if sigset is None else ctypes.addressof(sigset))
+    if sigsetsize is None:
+        sigsetsize = KERNEL_SIGSET_SIZE if pointer else 0
+    return pointer, sigsetsize, None
+
+
 @operation(family="epoll", blocking=True, epfd="fd", maxevents="int", timeout="int",
-           sigmask="str", by="str")
+           sigmask="str", by="str", sigsetsize="int", fault="str")
 def epoll_pwait(epfd: int, maxevents: int = 16, timeout: int = 0, sigmask: str | None = None,
-                by: str = "data") -> Result:
+                by: str = "data", sigsetsize: int | None = None, fault: str = "") -> Result:
     """epoll_pwait(2) through the C library, `timeout` in ms. `sigmask` lists the signals
     the thread blocks during the wait ("SIGUSR1,SIGUSR2"; "" is the empty set; omitted is
-    a NULL mask). Value as for epoll_wait."""
+    a NULL mask). Value as for epoll_wait. `sigsetsize` (the raw call's sixth argument) or
+    `fault: sigmask` (a mask pointer the kernel cannot read) make it the raw system call,
+    which the C library's wrapper would not let through."""
     bad = _bad_by(by)
     if bad:
         return bad
@@ -142,19 +157,30 @@ def epoll_pwait(epfd: int, maxevents: int = 16, timeout: int = 0, sigmask: str |
     if bad:
         return bad
     buf = (Event * max(maxevents, 1))()
-    mask = None if sigset is None else ctypes.byref(sigset)
-    return _shape(call(libc.epoll_pwait, epfd, buf, maxevents, timeout, mask), buf, by)
+    if sigsetsize is None and not fault:
+        mask = None if sigset is None else ctypes.byref(sigset)
+        return _shape(call(libc.epoll_pwait, epfd, buf, maxevents, timeout, mask), buf, by)
+    number = arch.syscall_number("epoll_pwait")
+    if number is None:
+        return Result(ret=-1, errno="ENOSYS")
+    pointer, size, bad = _raw_mask(sigset, sigsetsize, fault)
+    if bad:
+        return bad
+    return _shape(syscall(number, epfd, ctypes.addressof(buf), maxevents, timeout, pointer,
+                          size), buf, by)
 
 
 @operation(family="epoll", blocking=True, epfd="fd", maxevents="int", timeout="any",
-           tv_sec="int", tv_nsec="int", sigmask="str", by="str")
+           tv_sec="int", tv_nsec="int", sigmask="str", by="str", sigsetsize="int",
+           fault="str")
 def epoll_pwait2(epfd: int, maxevents: int = 16, timeout: float | None = 0,
                  tv_sec: int | None = None, tv_nsec: int | None = None,
-                 sigmask: str | None = None, by: str = "data") -> Result:
+                 sigmask: str | None = None, by: str = "data", sigsetsize: int | None = None,
+                 fault: str = "") -> Result:
     """The raw epoll_pwait2 system call (Linux 5.11). `timeout` in seconds becomes a struct
     timespec; negative or null is a NULL pointer (wait indefinitely). `tv_sec` / `tv_nsec`
     give the timespec fields exactly instead (either one alone leaves the other 0).
-    `sigmask` as for epoll_pwait. Value as for epoll_wait."""
+    `sigmask`, `sigsetsize` and `fault` as for epoll_pwait. Value as for epoll_wait."""
     number = arch.syscall_number("epoll_pwait2")
     if number is None:
         return Result(ret=-1, errno="ENOSYS")
@@ -173,11 +199,12 @@ def epoll_pwait2(epfd: int, maxevents: int = 16, timeout: float | None = 0,
         ts = None
     else:
         ts = Timespec.of(float(timeout))
+    pointer, size, bad = _raw_mask(sigset, sigsetsize, fault)
+    if bad:
+        return bad
     buf = (Event * max(maxevents, 1))()
     res = syscall(number, epfd, ctypes.addressof(buf), maxevents,
-                  0 if ts is None else ctypes.addressof(ts),
-                  0 if sigset is None else ctypes.addressof(sigset),
-                  KERNEL_SIGSET_SIZE if sigset is not None else 0)
+                  0 if ts is None else ctypes.addressof(ts), pointer, size)
     return _shape(res, buf, by)
 
 

@@ -79,6 +79,27 @@ def syscall(number: int, *args) -> Result:
 
 
 _readonly_page = None
+_inaccessible_page = None
+
+
+def _map_page(prot: int) -> int:
+    libc.mmap.restype = ctypes.c_void_p
+    libc.mmap.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int, ctypes.c_int,
+                          ctypes.c_int, ctypes.c_long]
+    map_private_anonymous = 0x02 | 0x20
+    addr = libc.mmap(None, 4096, prot, map_private_anonymous, -1, 0)
+    if addr in (None, ctypes.c_void_p(-1).value):
+        raise OSError("mmap of a page failed")
+    return addr
+
+
+def inaccessible_page() -> int:
+    """The address of one page mapped PROT_NONE: the kernel can neither read nor write it
+    (EFAULT for an argument it reads). Mapped once and kept for the life of the process."""
+    global _inaccessible_page
+    if _inaccessible_page is None:
+        _inaccessible_page = _map_page(0)
+    return _inaccessible_page
 
 
 def readonly_page() -> int:
@@ -86,12 +107,5 @@ def readonly_page() -> int:
     (an EFAULT experiment). Mapped once and kept for the life of the process."""
     global _readonly_page
     if _readonly_page is None:
-        libc.mmap.restype = ctypes.c_void_p
-        libc.mmap.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int, ctypes.c_int,
-                              ctypes.c_int, ctypes.c_long]
-        prot_read, map_private_anonymous = 0x1, 0x02 | 0x20
-        addr = libc.mmap(None, 4096, prot_read, map_private_anonymous, -1, 0)
-        if addr in (None, ctypes.c_void_p(-1).value):
-            raise OSError("mmap of a read-only page failed")
-        _readonly_page = addr
+        _readonly_page = _map_page(0x1)  # PROT_READ
     return _readonly_page

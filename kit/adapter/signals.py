@@ -102,11 +102,12 @@ def _disposition(handler) -> str:
     return "handler" if handler is not None else "unknown"
 
 
-@operation(family="signal", signum="int")
-def signal_install(signum: int) -> Result:
-    """Install a no-op handler for `signum` without SA_RESTART (main thread only, so in
-    a behaviour's main steps or in an in_child step). Pair it with signal_restore. Value
-    is the disposition it replaced (SIG_DFL, SIG_IGN, handler, or kit if already ours)."""
+@operation(family="signal", signum="int", restart="bool")
+def signal_install(signum: int, restart: bool = False) -> Result:
+    """Install a no-op handler for `signum` without SA_RESTART, or with it for `restart:
+    true` (main thread only, so in a behaviour's main steps or in an in_child step). Pair
+    it with signal_restore. Value is the disposition it replaced (SIG_DFL, SIG_IGN,
+    handler, or kit if already ours)."""
     refused = _refuse(signum)
     if refused:
         return refused
@@ -115,6 +116,9 @@ def signal_install(signum: int) -> Result:
                       value="Python installs signal handlers only from the main thread")
     try:
         previous = signal.signal(signum, _noop)
+        # siginterrupt(False) sets SA_RESTART on the handler just installed; restoring
+        # through signal.signal clears it again
+        signal.siginterrupt(signum, not restart)
     except (OSError, ValueError) as exc:
         return Result(ret=-1, errno="EINVAL", value=str(exc))
     _saved.setdefault(signum, previous)
