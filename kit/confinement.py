@@ -32,6 +32,10 @@ reach besides the behaviour's own descriptors:
   the kernel signal any process (F_SETOWN, F_SETOWN_EX with F_SETSIG and O_ASYNC), or
   pass an integer where the kernel reads a pointer (F_SETLK, F_GETLK, ...): only the
   commands in FCNTL_COMMANDS, which touch the descriptor or its own object, are allowed.
+  `ioctl` passes no argument, and takes only the requests in IOCTL_REQUESTS: FIOCLEX and
+  FIONCLEX (the descriptor's own close-on-exec flag) and one request that no file the
+  kit creates handles (for ENOTTY). Any other request could reach a driver or
+  filesystem with a NULL pointer where it expects one.
 - The realtime clock. `clock_settime_now` sets the clock to the value clock_gettime(2)
   returned one call before, so it is its own restore: the clock loses only the time
   between two consecutive calls (microseconds; a preemption there is the worst case), a
@@ -92,6 +96,12 @@ _INTERFACE_RES = [(re.compile(i.pattern), i) for i in INTERFACES]
 FCNTL_COMMANDS = {0: "F_DUPFD", 1: "F_GETFD", 2: "F_SETFD", 3: "F_GETFL", 4: "F_SETFL",
                   9: "F_GETOWN", 1030: "F_DUPFD_CLOEXEC", 1031: "F_SETPIPE_SZ",
                   1032: "F_GETPIPE_SZ"}
+
+# ioctl(2) requests with no argument that touch only the descriptor itself, plus one that
+# no file a spec can reach handles (type 0xEF, number 0xFF: ioctl-number.rst gives type
+# 0xEF only numbers 00-0F, to exfat and ntfs3).
+IOCTL_UNHANDLED = 0xEFFF
+IOCTL_REQUESTS = {0x5451: "FIOCLEX", 0x5450: "FIONCLEX", IOCTL_UNHANDLED: "IOCTL_UNHANDLED"}
 
 _TMPFILE = getattr(os, "O_TMPFILE", 0o20200000) & ~os.O_DIRECTORY
 _WRITES = os.O_CREAT | os.O_TRUNC | os.O_APPEND | _TMPFILE
@@ -161,6 +171,13 @@ def check_fcntl(cmd) -> None:
                       f"processes or read a pointer from an integer")
 
 
+def check_ioctl(request) -> None:
+    if request not in IOCTL_REQUESTS:
+        raise Refused(f"ioctl request {request!r} is not one a spec may use (only "
+                      f"{', '.join(sorted(IOCTL_REQUESTS.values()))}): others reach a "
+                      f"driver or filesystem with a pointer the spec cannot give")
+
+
 def refusal(action: str, args: dict) -> tuple[str, str] | None:
     """(argument, reason) if a step with these argument values is refused; arguments not
     given (not known yet, at load time) are not checked."""
@@ -169,10 +186,12 @@ def refusal(action: str, args: dict) -> tuple[str, str] | None:
             check_path(args["path"], args.get("flags", os.O_RDONLY))
         if action == "fcntl" and "cmd" in args:
             check_fcntl(args["cmd"])
+        if action == "ioctl" and "request" in args:
+            check_ioctl(args["request"])
     except Refused as exc:
         if action == "open_path" and "flags" in args and _is_flags_refusal(args):
             return "flags", str(exc)
-        return ("path" if action == "open_path" else "cmd"), str(exc)
+        return {"open_path": "path", "ioctl": "request"}.get(action, "cmd"), str(exc)
     return None
 
 

@@ -470,6 +470,19 @@ def test_fcntl_commands_that_reach_other_processes_or_pointers_are_refused(cmd):
     assert outcome.status == ERROR and "fcntl command" in outcome.message
 
 
+# FIONBIO and FIONREAD read a pointer; TIOCSTI (0x5412) pushes input into a terminal
+@pytest.mark.parametrize("request_", [0x5421, 0x541B, 0x5412])
+def test_ioctl_requests_beyond_the_descriptors_own_flag_are_refused(request_):
+    steps = "steps:\n  - eventfd: {}\n    as: efd\n  - ioctl: {fd: $efd, request: REQ}\n"
+    literal = spec_text(behaviour("x.attack", steps.replace("REQ", str(request_))))
+    assert "ioctl request" in _refused_at_load(literal, "steps[1].ioctl.request",
+                                               needle="ioctl")
+    computed = spec_text(behaviour("x.attack", f"params:\n  req: {{sampled_from: [{request_}]}}\n"
+                                               + steps.replace("REQ", "$req")))
+    outcome = run_one(computed, {"req": request_})
+    assert outcome.status == ERROR and "ioctl request" in outcome.message
+
+
 # -- the specs as shipped -----------------------------------------------------------------------
 
 

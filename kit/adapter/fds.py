@@ -1,4 +1,5 @@
 """Plain descriptor operations with exact byte counts: read, write, close, dup, fcntl,
+pread, pwrite, lseek, splice, fallocate, ioctl,
 and companions (pipe2, socketpair) for specs that need a second kind of descriptor."""
 
 from __future__ import annotations
@@ -9,7 +10,7 @@ import socket
 import struct
 
 from kit.adapter.libc import Result, call, libc
-from kit.confinement import check_fcntl
+from kit.confinement import IOCTL_UNHANDLED, check_fcntl, check_ioctl
 from kit.registry import constants, operation
 
 constants(
@@ -125,3 +126,63 @@ def socketpair(domain: int = socket.AF_UNIX, type: int = socket.SOCK_STREAM) -> 
         res.value = {"a": fds[0], "b": fds[1]}
         res.created_fds.extend(fds)
     return res
+
+
+libc.pread.argtypes = [ctypes.c_int, ctypes.c_void_p, ctypes.c_size_t, ctypes.c_long]
+libc.pread.restype = ctypes.c_ssize_t
+libc.pwrite.argtypes = [ctypes.c_int, ctypes.c_void_p, ctypes.c_size_t, ctypes.c_long]
+libc.pwrite.restype = ctypes.c_ssize_t
+libc.lseek.argtypes = [ctypes.c_int, ctypes.c_long, ctypes.c_int]
+libc.lseek.restype = ctypes.c_long
+libc.splice.argtypes = [ctypes.c_int, ctypes.c_void_p, ctypes.c_int, ctypes.c_void_p,
+                        ctypes.c_size_t, ctypes.c_uint]
+libc.splice.restype = ctypes.c_ssize_t
+libc.fallocate.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.c_long, ctypes.c_long]
+
+constants(SEEK_SET=os.SEEK_SET, SEEK_CUR=os.SEEK_CUR, SEEK_END=os.SEEK_END,
+          FIOCLEX=0x5451, FIONCLEX=0x5450, IOCTL_UNHANDLED=IOCTL_UNHANDLED)
+
+
+@operation(family="fd", blocking=True, fd="fd", offset="int", size="int")
+def pread_u64(fd: int, offset: int = 0, size: int = 8) -> Result:
+    """pread(2) of `size` bytes at `offset`; value is the host-order uint64 read."""
+    buf = ctypes.create_string_buffer(max(size, 8))
+    res = call(libc.pread, fd, buf, size, offset)
+    if res.ok:
+        res.value = _U64.unpack_from(buf)[0] if res.ret >= 8 else buf.raw[: res.ret].hex()
+    return res
+
+
+@operation(family="fd", blocking=True, fd="fd", value="int", offset="int", size="int")
+def pwrite_u64(fd: int, value: int, offset: int = 0, size: int = 8) -> Result:
+    """pwrite(2) at `offset` of `size` bytes whose first 8 hold `value` in host order."""
+    return call(libc.pwrite, fd, u64_buffer(value, size), size, offset)
+
+
+@operation(family="fd", fd="fd", offset="int", whence="flags")
+def lseek(fd: int, offset: int = 0, whence: int = os.SEEK_SET) -> Result:
+    """lseek(2); value is the resulting offset."""
+    return call(libc.lseek, fd, offset, whence)
+
+
+@operation(family="fd", blocking=True, fd_in="fd", fd_out="fd", size="int", flags="flags")
+def splice(fd_in: int, fd_out: int, size: int = 8, flags: int = 0) -> Result:
+    """splice(2) of up to `size` bytes from `fd_in` to `fd_out`, both at their own offset
+    (NULL off_in and off_out); value is the byte count moved."""
+    return call(libc.splice, fd_in, None, fd_out, None, size, flags)
+
+
+@operation(family="fd", fd="fd", mode="flags", offset="int", length="int")
+def fallocate(fd: int, mode: int = 0, offset: int = 0, length: int = 8) -> Result:
+    """fallocate(2) of `length` bytes at `offset` with `mode`."""
+    return call(libc.fallocate, fd, mode, offset, length)
+
+
+@operation(family="fd", fd="fd", request="flags")
+def ioctl(fd: int, request: int) -> Result:
+    """ioctl(2) with a NULL argument: FIOCLEX and FIONCLEX (the descriptor's own
+    close-on-exec flag) or IOCTL_UNHANDLED (a request no file here handles); others are
+    refused."""
+    check_ioctl(request)
+    # ioctl is variadic: typed arguments here rather than argtypes on the shared libc.
+    return call(libc.ioctl, ctypes.c_int(fd), ctypes.c_ulong(request), ctypes.c_void_p(None))
