@@ -159,3 +159,46 @@ def run_kit(root: Path, *args: str, report_dir: Path | None = None) -> Ran:
     return run_python(["-m", "kit", *args], cwd=root, report_dir=report_dir)
 
 
+
+
+# An LD_PRELOAD library whose read(2) on an eventfd never returns (pause() again after
+# every signal), or with -DINTERRUPTIBLE returns EINTR once interrupted: a target that hangs.
+HANG_SHIM_C = r"""
+#define _GNU_SOURCE
+#include <dlfcn.h>
+#include <errno.h>
+#include <stdio.h>
+#include <string.h>
+#include <unistd.h>
+
+ssize_t read(int fd, void *buf, size_t count) {
+    static ssize_t (*real)(int, void *, size_t);
+    char path[64], link[64];
+    if (!real) real = (ssize_t (*)(int, void *, size_t))dlsym(RTLD_NEXT, "read");
+    snprintf(path, sizeof path, "/proc/self/fd/%d", fd);
+    ssize_t n = readlink(path, link, sizeof link - 1);
+    if (n > 0) {
+        link[n] = 0;
+        if (strcmp(link, "anon_inode:[eventfd]") == 0) {
+#ifdef INTERRUPTIBLE
+            pause();
+            errno = EINTR;
+            return -1;
+#else
+            for (;;) pause();
+#endif
+        }
+    }
+    return real(fd, buf, count);
+}
+"""
+
+
+def build_hang_shim(cc: str, out: Path, interruptible: bool = False) -> Path:
+    name = "interruptible" if interruptible else "forever"
+    (out / "hang.c").write_text(HANG_SHIM_C)
+    built = out / f"{name}.so"
+    subprocess.run([cc, "-shared", "-fPIC", "-O1",
+                    *(["-DINTERRUPTIBLE"] if interruptible else []), "-o", str(built),
+                    str(out / "hang.c"), "-ldl"], check=True, timeout=120)
+    return built

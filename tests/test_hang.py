@@ -16,28 +16,7 @@ import time
 from pathlib import Path
 
 import pytest
-
-SHIM = r"""
-#define _GNU_SOURCE
-#include <dlfcn.h>
-#include <stdio.h>
-#include <string.h>
-#include <unistd.h>
-
-ssize_t read(int fd, void *buf, size_t count) {
-    static ssize_t (*real)(int, void *, size_t);
-    char path[64], link[64];
-    if (!real) real = (ssize_t (*)(int, void *, size_t))dlsym(RTLD_NEXT, "read");
-    snprintf(path, sizeof path, "/proc/self/fd/%d", fd);
-    ssize_t n = readlink(path, link, sizeof link - 1);
-    if (n > 0) {
-        link[n] = 0;
-        if (strcmp(link, "anon_inode:[eventfd]") == 0)
-            for (;;) pause();   /* ignores every interruption */
-    }
-    return real(fd, buf, count);
-}
-"""
+from helpers import build_hang_shim
 
 SPECS = """
 behaviours:
@@ -65,11 +44,7 @@ def shim(tmp_path_factory) -> Path:
     cc = shutil.which("cc") or shutil.which("gcc")
     if cc is None:
         pytest.skip("no C compiler to build the hanging LD_PRELOAD library")
-    out = tmp_path_factory.mktemp("shim")
-    (out / "hang.c").write_text(SHIM)
-    subprocess.run([cc, "-shared", "-fPIC", "-O1", "-o", str(out / "hang.so"),
-                    str(out / "hang.c"), "-ldl"], check=True, timeout=120)
-    return out / "hang.so"
+    return build_hang_shim(cc, tmp_path_factory.mktemp("shim"))
 
 
 def test_a_call_that_never_returns_is_a_timeout_and_the_run_goes_on(shim, tmp_path):

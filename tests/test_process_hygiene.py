@@ -20,42 +20,12 @@ import uuid
 from pathlib import Path
 
 import pytest
-from helpers import _env, behaviour, load_one, spec_text, write_spec
+from helpers import _env, behaviour, build_hang_shim, load_one, spec_text, write_spec
 
 from kit.adapter.process import run_forked
 from kit.engine.runner import check_isolated, check_with_leak_check
 from kit.engine.target import Target
 from kit.engine.warmup import warm_up
-
-HANG = r"""
-#define _GNU_SOURCE
-#include <dlfcn.h>
-#include <errno.h>
-#include <stdio.h>
-#include <string.h>
-#include <unistd.h>
-
-ssize_t read(int fd, void *buf, size_t count) {
-    static ssize_t (*real)(int, void *, size_t);
-    char path[64], link[64];
-    if (!real) real = (ssize_t (*)(int, void *, size_t))dlsym(RTLD_NEXT, "read");
-    snprintf(path, sizeof path, "/proc/self/fd/%d", fd);
-    ssize_t n = readlink(path, link, sizeof link - 1);
-    if (n > 0) {
-        link[n] = 0;
-        if (strcmp(link, "anon_inode:[eventfd]") == 0) {
-#ifdef INTERRUPTIBLE
-            pause();
-            errno = EINTR;
-            return -1;
-#else
-            for (;;) pause();
-#endif
-        }
-    }
-    return real(fd, buf, count);
-}
-"""
 
 HANGS = behaviour("hang.read.forever", """
 steps:
@@ -69,13 +39,8 @@ steps:
 @pytest.fixture(scope="module")
 def shims(tmp_path_factory, cc) -> dict[str, Path]:
     out = tmp_path_factory.mktemp("shims")
-    (out / "hang.c").write_text(HANG)
-    built = {}
-    for name, extra in (("forever", []), ("interruptible", ["-DINTERRUPTIBLE"])):
-        built[name] = out / f"{name}.so"
-        subprocess.run([cc, "-shared", "-fPIC", "-O1", *extra, "-o", str(built[name]),
-                        str(out / "hang.c"), "-ldl"], check=True, timeout=120)
-    return built
+    return {name: build_hang_shim(cc, out, interruptible=name == "interruptible")
+            for name in ("forever", "interruptible")}
 
 
 # -- no checker outlives its parent -------------------------------------------------------------
