@@ -219,17 +219,22 @@ def cmd_list(ns) -> int:
             continue
         if ns.family and behaviour.family != ns.family:
             continue
-        status = last.get(behaviour.id, {}).get("status", "")
+        verdict = last.get(behaviour.id, {})
+        status = verdict.get("status", "")
         if ns.status and status != ns.status:
             continue
         rows.append({"id": behaviour.id, "family": behaviour.family, "title": behaviour.title,
-                     "last_status": status, "file": behaviour.file, "line": behaviour.line})
+                     "last_status": status, "known": bool(verdict.get("known_deviation")),
+                     "fixed": bool(verdict.get("fixed")), "file": behaviour.file,
+                     "line": behaviour.line})
     if ns.json:
         print(json.dumps(rows, indent=2))
     else:
         width = max((len(r["id"]) for r in rows), default=10)
         for r in rows:
-            print(f"{r['id']:<{width}}  {r['last_status'] or '-':<14}  {r['title']}")
+            mark = " (known)" if r["known"] else " (fixed)" if r["fixed"] else ""
+            shown = (r["last_status"] or "-") + mark
+            print(f"{r['id']:<{width}}  {shown:<22}  {r['title']}")
         print(f"{len(rows)} behaviours", file=sys.stderr)
     return EXIT_KIT_ERROR if errors else EXIT_CONFORMS
 

@@ -180,3 +180,15 @@ def test_bench_rounds_below_one_exits_3(tmp_path):
 def test_schema_exits_0(tmp_path):
     ran = run_kit(tmp_path, "schema")
     assert ran.ret == 0 and json.loads(ran.stdout)
+
+
+def test_kit_list_marks_a_known_deviation(runs):
+    root, _, _ = runs
+    listed = run_kit(root, "list", "--specs", str(root / "specs"), "--report", str(root / "a"))
+    assert listed.ret == 0, listed.output
+    line = next(ln for ln in listed.stdout.splitlines() if ln.startswith("x.codes.known "))
+    assert "deviates (known)" in line
+    rows = json.loads(run_kit(root, "list", "--specs", str(root / "specs"), "--report",
+                              str(root / "a"), "--json").stdout)
+    known = next(r for r in rows if r["id"] == "x.codes.known")
+    assert known["known"] is True and known["fixed"] is False
