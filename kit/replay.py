@@ -8,7 +8,7 @@ import json
 from typing import Any
 
 from kit.model.shape import program_problem
-from kit.spec.loader import load_file, spec_files
+from kit.spec.loader import load_tree
 from kit.spec.model import Behaviour
 from kit.spec.params import values_problem
 
@@ -38,8 +38,8 @@ def check_replay(roots: list, behaviour_id: str, text: str) -> None:
     """BadParams unless `text` is JSON the behaviour `behaviour_id` can replay. An id not
     found (or found only as a spec error) passes: the run itself reports it."""
     params = parse_params(text)
-    for path in (path for root in roots for path in spec_files(root)):
-        for behaviour in load_file(path).behaviours:
+    for loaded in load_tree(*roots):
+        for behaviour in loaded.behaviours:
             if behaviour.id == behaviour_id:
                 problem = replay_problem(behaviour, params)
                 if problem:

@@ -179,8 +179,11 @@ def test_a_model_disagreement_is_matched_by_operation_and_pattern(operation, pat
 
 def test_model_operations_are_the_programs_operations():
     from kit.model.program import Program
+    from kit.model.shape import SHAPES
 
     assert all(hasattr(Program, "_" + op) for op in MODEL_OPERATIONS)
+    # the names a known deviation may give are the ones a replayed program may use
+    assert set(SHAPES) == set(MODEL_OPERATIONS)
 
 
 # -- the loader: where and what, or an error naming file, line and field ----------------
@@ -224,7 +227,7 @@ def test_a_bad_known_deviation_names_file_line_and_field(entry, needle, field, s
     ("operation: wirte\n    disagreement: x", "known_deviations[0].operation",
      "unknown model operation 'wirte' (did you mean 'write'?)"),
     ("operation: write\n    disagreement: '(unclosed'", "known_deviations[0].disagreement",
-     "not a valid regular expression"),
+     "invalid regular expression"),
     ("step: efd\n    observed: {ok: true}", "known_deviations[0].step",
      "step is for step behaviours"),
 ])

@@ -18,10 +18,9 @@ from kit.matrix.paths import (
     output_root,
     read_regular,
     target_paths,
-    write_new,
 )
-from kit.report.atomic import write_atomic
 from kit.matrix.runner import Progress, run_matrix
+from kit.report.atomic import write_atomic
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -87,12 +86,12 @@ def test_a_symlink_in_the_output_directory_is_not_written_through(tmp_path):
         target_paths(root, "gvisor")
 
 
-def test_write_new_replaces_a_planted_symlink_without_following_it(tmp_path):
+def test_a_planted_symlink_is_replaced_not_followed(tmp_path):
     victim = tmp_path / "victim"
     victim.write_text("precious")
     planted = tmp_path / "report.json"
     planted.symlink_to(victim)
-    write_new(planted, b"{}\n")
+    write_atomic(planted, "{}\n")
     assert victim.read_text() == "precious"
     assert not planted.is_symlink() and planted.read_text() == "{}\n"
 

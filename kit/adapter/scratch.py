@@ -22,14 +22,15 @@ import tempfile
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import Any
 
 from kit.adapter.arch import syscall_number
 from kit.adapter.libc import libc
 from kit.confinement import Refused
 
 _root: str | None = None       # the behaviour's directory (set before the checker forks)
-_UNMADE = ""                    # an example whose directory mkdtemp makes on first use
-_current: str | None = None    # the running example's directory
+_UNMADE: Any = object()         # an example whose directory mkdtemp makes on first use
+_current: Any = None    # the running example's directory
 _making = threading.Lock()
 _examples = itertools.count()
 
@@ -41,8 +42,6 @@ _TMPFILE_BIT = getattr(os, "O_TMPFILE", 0o20200000) & ~os.O_DIRECTORY
 class _OpenHow(ctypes.Structure):
     _fields_ = [("flags", ctypes.c_uint64), ("mode", ctypes.c_uint64),
                 ("resolve", ctypes.c_uint64)]
-
-
 
 
 @contextmanager

@@ -15,7 +15,7 @@ a symlink, owned by this user, writable by nobody else. A directory or symlink a
 planted there is refused, so nobody can make a root run create files elsewhere or hold its
 locks. Lock files are opened without following symlinks.
 
-Root's directory (kit-locks-0) is readable by all: an unprivileged run opens root's lock
+Root's directory (kit-locks-0, always in the temporary directory) is readable by all: an unprivileged run opens root's lock
 file read-only (flock needs no more) when root made it, so a run as nobody whose
 cancel-on-set timers depend on the clock still waits for a root run that sets it. Where
 root has no such file, the user's own lock is taken.
@@ -56,9 +56,14 @@ def _base() -> str:
     return tempfile.gettempdir()
 
 
+def _roots_dir() -> str:
+    # never under root's $XDG_RUNTIME_DIR: unprivileged runs must find it where they look
+    return os.path.join(tempfile.gettempdir(), "kit-locks-0")
+
+
 def lock_dir() -> str:
     uid = os.getuid()
-    path = os.path.join(_base(), f"kit-locks-{uid}")
+    path = _roots_dir() if uid == 0 else os.path.join(_base(), f"kit-locks-{uid}")
     try:
         # root's may be read by all: unprivileged runs share its locks (see above)
         os.mkdir(path, 0o755 if uid == 0 else 0o700)
@@ -104,7 +109,7 @@ def _roots_lock(name: str) -> int | None:
     if os.getuid() == 0:
         return None
     try:
-        dir_fd = os.open(os.path.join(_base(), "kit-locks-0"),
+        dir_fd = os.open(_roots_dir(),
                          os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
     except OSError:
         return None
@@ -142,7 +147,7 @@ def prepare(names) -> None:
 @contextmanager
 def _one(name: str, wait: float):
     fd = _roots_lock(name)
-    path = lock_dir() if fd is None else os.path.join(_base(), "kit-locks-0")
+    path = lock_dir() if fd is None else _roots_dir()
     if fd is None:
         dir_fd = _open_dir(path)
         try:

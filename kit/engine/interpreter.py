@@ -158,10 +158,8 @@ class _Thread:
                 states = [blocked_in_syscall(pid, pid) for pid in list(self.run.children)]
                 if any(state is None or state for state in states):
                     return
-            elif self.spawner in self.run.calling:
-                blocked = blocked_in_syscall(self.spawner)
-                if blocked is None or blocked:  # None: /proc cannot tell; the marker must do
-                    return
+            elif self.run.asleep_in_call(self.spawner):
+                return
             time.sleep(0.001)
         # Waited the whole bound: the result may depend on it (see runner's circuit).
         note_overrun([WAIT_RAN_OUT])
@@ -356,13 +354,20 @@ class Run:
         deadline = time.monotonic() + self.bound
         for name in names:
             worker = self.threads[name]
-            while time.monotonic() < deadline and worker.thread.is_alive():
-                tid = worker.tid
-                if tid is not None and tid in self.calling:
-                    blocked = blocked_in_syscall(tid)
-                    if blocked is None or blocked:  # None: /proc cannot tell
-                        break
+            while worker.thread.is_alive() and not self.asleep_in_call(worker.tid):
+                if time.monotonic() >= deadline:
+                    # the result may depend on it (see runner's circuit), as for when_blocked
+                    note_overrun([WAIT_RAN_OUT])
+                    return
                 time.sleep(0.001)
+
+    def asleep_in_call(self, tid: int | None) -> bool:
+        """Whether thread `tid` is inside a blocking call and asleep there (None from /proc:
+        it cannot tell, so the in-call marker alone must do)."""
+        if tid is None or tid not in self.calling:
+            return False
+        blocked = blocked_in_syscall(tid)
+        return blocked is None or blocked
 
     def _finish_threads(self, records: list[StepRecord]) -> StepFailure | None:
         """Threads a failed run never joined: join them (bounded) so none is left behind."""

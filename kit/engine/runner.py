@@ -70,13 +70,6 @@ def item_seed(behaviour_id: str, run_seed: int) -> int:
     return zlib.crc32(behaviour_id.encode()) ^ run_seed
 
 
-def known_deviation(behaviour: Behaviour, target: Target, outcome: interp.Outcome,
-                    params: dict) -> known.Judgement:
-    """Whether this failure is one recorded for the target: the same step (or model
-    operation) giving the same result. Any other failure is a new deviation."""
-    return known.judge(behaviour, target, outcome.records, params)
-
-
 class _Checker:
     def __init__(self, behaviour: Behaviour, target: Target, profile: str, run_seed: int,
                  bound: float):
@@ -182,7 +175,7 @@ def check_behaviour(behaviour: Behaviour, target: Target, *, profile: str = "qui
         status = exc.outcome.status
         # A target that hangs where the docs say it returns is deviating too: a recorded
         # `timeout: true` applies to it.
-        judged = known_deviation(behaviour, target, exc.outcome, found)
+        judged = known.judge(behaviour, target, exc.outcome.records, found)
         message = exc.outcome.message
         if judged.unmatched:
             message += f" ({judged.unmatched})"
@@ -273,13 +266,13 @@ def _check_with_circuit(behaviour: Behaviour, target: Target, limit: float,
                         kw: dict) -> Verdict:
     full = kw.get("bound", interp.DEFAULT_BOUND)
     short = min(SHORT_BOUND, full)
-    known = _known_hangs()
-    if known and short < full:
+    hanging = _known_hangs()
+    if hanging and short < full:
 
         def allowed(call) -> float:
             # A call of a kind known to hang gets the short bound, even where the step
             # gives itself longer with `within`.
-            return (short if call.kind in known else call.bound) + SHORT_GRACE
+            return (short if call.kind in hanging else call.bound) + SHORT_GRACE
 
         verdict, kinds = _check_forked(behaviour, target, limit, dict(kw, bound=short),
                                        allowed)
@@ -287,7 +280,7 @@ def _check_with_circuit(behaviour: Behaviour, target: Target, limit: float,
             return verdict
         # Only calls of kinds known to hang reached the short bound (or none did): with
         # the full bound they would hang all the same.
-        if kinds <= known and (kinds or verdict.status != "timeout"):
+        if kinds <= hanging and (kinds or verdict.status != "timeout"):
             if verdict.status == "timeout":
                 verdict.message += (f" (calls of this kind already hung for the full bound "
                                     f"on this target, so this one was given {short:g}s: "
@@ -320,8 +313,7 @@ def _check_forked(behaviour: Behaviour, target: Target, limit: float, kw: dict,
                                  status=interp.TIMEOUT, mismatches=[str(data)])
         # A target known to hang at this step is still a known deviation when it ignores
         # the watchdog too; any other stuck call is a new one.
-        judged = known_deviation(behaviour, target,
-                                 interp.Outcome(interp.TIMEOUT, [hang], str(data)), {})
+        judged = known.judge(behaviour, target, [hang], {})
         message = str(data) + (f" ({judged.unmatched})" if judged.unmatched else "")
         return Verdict.of(behaviour, "timeout", message=message, trace=[hang.as_dict()],
                           known_deviation=judged.reason, new_deviation=judged.unmatched,

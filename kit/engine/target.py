@@ -15,7 +15,6 @@ from kit.engine import kernel_config
 from kit.engine.kernel_config import KernelConfig
 from kit.engine.patch_level import (
     PatchLevel,
-    numeric_prefix,
     override_from_env,
     read_signature,
     resolve,
@@ -34,7 +33,6 @@ CAPABILITIES = {name: bit for bit, name in enumerate((
     "CAP_PERFMON", "CAP_BPF", "CAP_CHECKPOINT_RESTORE"))}
 
 
-kernel_version = numeric_prefix   # the release's own numbers, no lookup
 
 
 def effective_capabilities() -> int:

@@ -15,7 +15,7 @@ import time
 
 from kit.matrix.base import RunRequest, RunResult, Target
 from kit.matrix.host import kit_command
-from kit.matrix.paths import write_new
+from kit.report.atomic import write_atomic
 
 MARKER = "=====KIT-REPORT-JSON====="
 
@@ -64,6 +64,6 @@ class GvisorTarget(Target):
                              metadata=meta)
         request.out_dir.mkdir(parents=True, exist_ok=True)
         report = request.out_dir / "report.json"
-        write_new(report, (payload.strip() + "\n").encode())
+        write_atomic(report, payload.strip() + "\n")
         return RunResult(self.name, "ran", report=report, exit_code=proc.returncode,
                          duration=time.monotonic() - start, metadata=meta)

@@ -63,16 +63,6 @@ def target_paths(root: Path, name: str) -> tuple[Path, Path]:
     return paths
 
 
-def write_new(path: Path, data: bytes) -> None:
-    """Write `path` afresh: whatever was there, a symlink planted by an earlier guest
-    included, is removed first, and the new file is created, never followed."""
-    path.unlink(missing_ok=True)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC,
-                 0o644)
-    with open(fd, "wb") as out:
-        out.write(data)
-
-
 def read_regular(path: Path, limit: int = 256 << 20) -> bytes:
     """The bytes of `path` if it is a regular file (not a symlink, FIFO or device), since
     a target's directory holds what a guest or container wrote."""

@@ -43,7 +43,7 @@ from kit.matrix import qemu_initramfs as guest
 from kit.matrix import qemu_kernel as kernels
 from kit.matrix.base import RunRequest, RunResult, Target
 from kit.matrix.host import kit_command
-from kit.matrix.paths import write_new
+from kit.report.atomic import write_atomic
 
 QEMU = "qemu-system-x86_64"
 BUSYBOX_CANDIDATES = ("/bin/busybox", "/usr/bin/busybox")
@@ -223,7 +223,7 @@ def guest_kernel_config(kernel: kernels.PreparedKernel, request: RunRequest) -> 
         # a cache under /tmp or /run is covered by the guest's tmpfs: hand over a copy on
         # the writable share, which the guest mounts at the same path
         copy = request.out_dir / GUEST_CONFIG_COPY
-        write_new(copy, Path(config).read_bytes())
+        write_atomic(copy, Path(config).read_text())
         config = copy
     return {"KIT_KERNEL_CONFIG": str(config)}
 
@@ -360,7 +360,7 @@ class QemuTarget(Target):
         env = dict(request.env, **guest_kernel_config(kernel, request))
         token = secrets.token_hex(16)
         token_file = request.out_dir / guest.SHARE_TOKEN
-        write_new(token_file, token.encode())
+        write_atomic(token_file, token)
         try:
             return self._attempts(request, kernel, attempts, command, env, token, start,
                                   deadline, meta)

@@ -77,8 +77,8 @@ def _mask(names: list[str]) -> int:
 class Program:
     """Runs operations one at a time on the kernel and the model."""
 
-    def __init__(self, bound: float | None = None):
-        self.bound = bound or _call_bound
+    def __init__(self):
+        self.bound = _call_bound
         self.fd: dict[str, int] = {}
         self.files: dict[str, EventfdModel | TimerfdModel | SignalfdModel] = {}
         # fd name -> name of its open file description (the creating operation's id; a

@@ -296,11 +296,7 @@ class _Checker:
                 hint = f" (did you mean {close[0]!r}?)" if close else ""
                 raise self.fail(f"unknown model operation {dev['operation']!r}{hint}", dev,
                                 "operation", f"{where}.operation")
-            try:
-                patterns.compiled(dev["disagreement"])
-            except patterns.regex.error as exc:
-                raise self.fail(f"not a valid regular expression: {exc}", dev, "disagreement",
-                                f"{where}.disagreement") from None
+            self.pattern(dev["disagreement"], dev, "disagreement", f"{where}.disagreement")
         else:
             names = locate.locators(steps)
             if dev["step"] not in names:

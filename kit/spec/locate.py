@@ -11,8 +11,7 @@ from __future__ import annotations
 from collections import Counter
 
 from kit.spec.model import Step
-
-CONTROL_ACTIONS = ("in_thread", "join", "in_child", "sleep")
+from kit.spec.schema import CONTROL as CONTROL_ACTIONS  # one list: wait_blocked is control too
 
 
 def operation_steps(steps: list[Step]) -> list[Step]:
