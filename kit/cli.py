@@ -331,6 +331,9 @@ def cmd_matrix(ns) -> int:
     if ns.list:
         for t in targets:
             reason = t.unavailable()
+            if not reason:
+                problem = t.fetch_problem()
+                reason = f"cannot fetch: {problem}" if problem else None
             print(f"{t.name:<16} {t.kind:<10} {'available' if not reason else 'skipped: ' + reason}")
         return EXIT_CONFORMS
     from kit.report.directory import ReportDirError, check_report_dir

@@ -55,6 +55,11 @@ class Target:
         """None if this machine can run the target, else the reason it cannot."""
         raise NotImplementedError
 
+    def fetch_problem(self) -> str | None:
+        """For `kit matrix --list`: why what the run would fetch cannot be fetched now
+        (None: nothing to fetch, or it can be). May reach the network; never installs."""
+        return None
+
     def prepare(self, log: Path) -> None:
         """Fetch and cache what the run needs (kernels, images); may take long, once."""
 

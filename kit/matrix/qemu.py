@@ -18,7 +18,10 @@ two-core machine. KVM is used when /dev/kvm works and the target allows it (`acc
     accel: auto          # auto | kvm | tcg
     memory_mb: 2048
     timeout: 3600
-    # optional: boot (auto | pvh | bzimage), boot_timeout, cmdline, jobs, modules,
+    # optional: suite (a Debian suite other than the machine's own, such as bullseye:
+    #           apt then reads a private configuration for it, see apt.py), with archive
+    #           (a mirror's URL) and security (false: no <suite>-security updates),
+    #           boot (auto | pvh | bzimage), boot_timeout, cmdline, jobs, modules,
     #           qemu (binary), busybox (path to a static busybox)
 """
 
@@ -40,6 +43,7 @@ import time
 from pathlib import Path
 
 from kit.matrix import qemu_initramfs as guest
+from kit.matrix.apt import ARCHIVE, AptError, PrivateApt
 from kit.matrix import qemu_kernel as kernels
 from kit.matrix.base import RunRequest, RunResult, Target
 from kit.matrix.host import kit_command
@@ -275,13 +279,37 @@ class QemuTarget(Target):
 
     # -- prepare: resolve, download, unpack, extract, build the initramfs (all cached)
 
+    @property
+    def private_apt(self) -> PrivateApt | None:
+        """The target's own apt configuration when it names a suite (None: the system's)."""
+        suite = self.spec.get("suite")
+        if not suite:
+            return None
+        return PrivateApt(str(suite), kernels.cache_root() / "apt" / str(suite),
+                          archive=str(self.spec.get("archive", ARCHIVE)),
+                          security=bool(self.spec.get("security", True)))
+
+    def apt_options(self, log=None) -> list[str]:
+        """apt's options for this target, the suite's lists fetched first if stale."""
+        apt = self.private_apt
+        if apt is None:
+            return []
+        try:
+            apt.update(log)
+        except AptError as exc:
+            if apt.age() is None:
+                raise kernels.KernelError(str(exc)) from None
+            kernels._say(log, f"{exc}; using the lists fetched before")
+        return apt.options()
+
     def resolve(self, log=None) -> tuple[str, str]:
         """(package, version): the exact package, or the newest matching the pattern."""
         pattern = str(self.spec["package"])
         found = None
         if shutil.which("apt-cache"):
-            found = kernels.pick_newest(pattern, kernels.apt_candidates(pattern))
-            if found is None and os.geteuid() == 0 and shutil.which("apt-get"):
+            options = self.apt_options(log)
+            found = kernels.pick_newest(pattern, kernels.apt_candidates(pattern, options))
+            if found is None and not options and os.geteuid() == 0 and shutil.which("apt-get"):
                 kernels._say(log, "no package matches; apt-get update, then again")
                 subprocess.run(["apt-get", "update", "-qq"], capture_output=True, check=False,
                                timeout=900)
@@ -291,10 +319,24 @@ class QemuTarget(Target):
             if cached:
                 kernels._say(log, "apt knows no matching package; using the cached one")
                 return cached[0].package, cached[0].version
+            where = (f"Debian {self.spec['suite']} (the kit's private apt configuration)"
+                     if self.private_apt else "the system's apt sources (is `apt-get update` "
+                     "done? a target can name another release with `suite:`)")
             raise kernels.KernelError(
-                f"no Debian package matches {pattern!r} (an exact name or a Python regular "
-                f"expression matched against whole names; is `apt-get update` done?)")
+                f"no Debian package matches {pattern!r} (an exact name, or a Python regular "
+                f"expression matched against whole names) in {where}")
         return found
+
+    def fetch_problem(self) -> str | None:
+        """Why the kernel cannot be fetched now (None: cached, or apt can fetch it)."""
+        try:
+            package, version = self.resolve()
+            if any(k.version == version for k in kernels.cached_kernels(package)):
+                return None
+            kernels.download_uri(package, version, self.apt_options())
+        except (kernels.KernelError, OSError, subprocess.SubprocessError) as exc:
+            return str(exc)
+        return None
 
     def prepare(self, log: Path) -> None:
         if self.kernel is not None:
@@ -304,7 +346,8 @@ class QemuTarget(Target):
             kernels._say(out, f"kernel package {package} {version}")
             self.kernel = kernels.prepare_kernel(
                 package, version, find_busybox(self.spec.get("busybox")), out,
-                extra_modules=list(self.spec.get("modules", [])))
+                extra_modules=list(self.spec.get("modules", [])),
+                apt_options=self.apt_options(out))
             kernels._say(out, f"prepared in {self.kernel.directory}")
 
     # -- how to boot

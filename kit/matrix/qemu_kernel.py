@@ -33,6 +33,8 @@ import zlib
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from debian.debian_support import version_compare
+
 # -- the cache --------------------------------------------------------------------------------
 
 
@@ -52,57 +54,10 @@ def kernels_dir() -> Path:
 # -- Debian versions --------------------------------------------------------------------------
 
 
-def _order(c: str) -> int:
-    """dpkg's character order in the non-digit parts: ~ first, then end, letters, others."""
-    if c == "~":
-        return -1
-    if c.isdigit():
-        return 0
-    if c.isalpha():
-        return ord(c)
-    return ord(c) + 256
-
-
-def _compare_part(a: str, b: str) -> int:
-    i = j = 0
-    while i < len(a) or j < len(b):
-        first_diff = 0
-        while (i < len(a) and not a[i].isdigit()) or (j < len(b) and not b[j].isdigit()):
-            ac = _order(a[i]) if i < len(a) and not a[i].isdigit() else 0
-            bc = _order(b[j]) if j < len(b) and not b[j].isdigit() else 0
-            if ac != bc:
-                return -1 if ac < bc else 1
-            i, j = i + 1, j + 1
-        while i < len(a) and a[i] == "0":
-            i += 1
-        while j < len(b) and b[j] == "0":
-            j += 1
-        while i < len(a) and a[i].isdigit() and j < len(b) and b[j].isdigit():
-            if not first_diff:
-                first_diff = (a[i] > b[j]) - (a[i] < b[j])
-            i, j = i + 1, j + 1
-        if i < len(a) and a[i].isdigit():
-            return 1
-        if j < len(b) and b[j].isdigit():
-            return -1
-        if first_diff:
-            return first_diff
-    return 0
-
-
-def _split_version(v: str) -> tuple[int, str, str]:
-    epoch, _, rest = v.partition(":") if ":" in v else ("0", "", v)
-    upstream, _, revision = rest.rpartition("-") if "-" in rest else (rest, "", "")
-    return int(epoch or 0), upstream, revision
-
-
 def compare_versions(a: str, b: str) -> int:
     """-1, 0 or 1, as `dpkg --compare-versions` orders Debian version strings."""
-    ea, ua, ra = _split_version(a)
-    eb, ub, rb = _split_version(b)
-    if ea != eb:
-        return -1 if ea < eb else 1
-    return _compare_part(ua, ub) or _compare_part(ra, rb)
+    order = version_compare(a, b)
+    return (order > 0) - (order < 0)
 
 
 # -- resolving a package ----------------------------------------------------------------------
@@ -165,11 +120,13 @@ def _run(cmd: list[str], **kw) -> subprocess.CompletedProcess:
     return subprocess.run(cmd, capture_output=True, text=True, check=False, **kw)
 
 
-def apt_candidates(pattern: str) -> dict[str, str]:
-    """Package names the apt cache knows that match `pattern`, with candidate versions."""
+def apt_candidates(pattern: str, apt_options: list[str] = ()) -> dict[str, str]:
+    """Package names the apt cache knows that match `pattern`, with candidate versions;
+    `apt_options` point apt at a private configuration (kit.matrix.apt)."""
     if shutil.which("apt-cache") is None:
         raise KernelError("apt-cache is missing: the qemu target needs a Debian-based host")
-    names = [pattern] if _run(["apt-cache", "show", "--no-all-versions", pattern],
+    cache = ["apt-cache", *apt_options]
+    names = [pattern] if _run([*cache, "show", "--no-all-versions", pattern],
                               timeout=120).returncode == 0 else []
     if not names:
         try:
@@ -177,11 +134,11 @@ def apt_candidates(pattern: str) -> dict[str, str]:
         except re.error as exc:
             raise KernelError(f"package {pattern!r} is neither a known package nor a valid "
                               f"regular expression: {exc}") from None
-        listed = _run(["apt-cache", "pkgnames", literal_prefix(pattern)], timeout=120)
+        listed = _run([*cache, "pkgnames", literal_prefix(pattern)], timeout=120)
         names = sorted(n for n in listed.stdout.split() if regex.fullmatch(n))
     if not names:
         return {}
-    shown = _run(["apt-cache", "show", "--no-all-versions", *names], timeout=120)
+    shown = _run([*cache, "show", "--no-all-versions", *names], timeout=120)
     return parse_apt_show(shown.stdout)
 
 
@@ -548,8 +505,20 @@ def initramfs_id(busybox: Path, extra_modules: list[str]) -> str:
     return digest.hexdigest()[:16]
 
 
+def download_uri(package: str, version: str, apt_options: list[str] = ()) -> str:
+    """Where apt would fetch the package from (nothing is downloaded)."""
+    proc = _run(["apt-get", *apt_options, "download", "--print-uris", f"{package}={version}"],
+                timeout=120)
+    found = re.search(r"^'([^']+)'", proc.stdout, re.MULTILINE)
+    if proc.returncode != 0 or not found:
+        raise KernelError(f"apt cannot fetch {package}={version}: "
+                          f"{(proc.stderr or proc.stdout).strip()[-300:]}")
+    return found.group(1)
+
+
 def prepare_kernel(package: str, version: str, busybox: Path, log=None,
-                   extra_modules: list[str] | None = None) -> PreparedKernel:
+                   extra_modules: list[str] | None = None,
+                   apt_options: list[str] = ()) -> PreparedKernel:
     """Download, unpack and prepare one exact package version (once; then from the cache)."""
     from kit.matrix.qemu_initramfs import build_base_initramfs
 
@@ -569,7 +538,8 @@ def prepare_kernel(package: str, version: str, busybox: Path, log=None,
         if not debs:
             _say(log, f"apt-get download {package}={version}")
             with tempfile.TemporaryDirectory(dir=directory) as tmp:
-                proc = _run(["apt-get", "download", f"{package}={version}"], cwd=tmp,
+                proc = _run(["apt-get", *apt_options, "download", f"{package}={version}"],
+                            cwd=tmp,
                             timeout=1800)
                 got = list(Path(tmp).glob("*.deb"))
                 if proc.returncode != 0 or not got:

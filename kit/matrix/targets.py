@@ -9,6 +9,7 @@ from pathlib import Path
 import yaml
 
 from kit.engine.patch_level import BadKernelVersion, parse_override
+from kit.matrix.apt import suite_problem
 from kit.matrix.base import Target
 from kit.matrix.paths import name_problem
 
@@ -114,6 +115,9 @@ def load_target(path: Path) -> Target:
                               f"{', '.join(sorted(KINDS))})", file=path,
                               line=_line_of(text, "kind"), field="kind")
     _check_kernel_version(spec, text, path)
+    if "suite" in spec and suite_problem(spec["suite"]):
+        raise TargetFileError(suite_problem(spec["suite"]), file=path,
+                              line=_line_of(text, "suite"), field="suite")
     module, _, cls = KINDS[spec["kind"]].partition(":")
     target = getattr(importlib.import_module(module), cls)(spec["name"], spec)
     target.source = (path, _line_of(text, "name"))
