@@ -43,8 +43,8 @@ import time
 from pathlib import Path
 
 from kit.matrix import qemu_initramfs as guest
-from kit.matrix.apt import ARCHIVE, AptError, PrivateApt
 from kit.matrix import qemu_kernel as kernels
+from kit.matrix.apt import ARCHIVE, AptError, PrivateApt
 from kit.matrix.base import RunRequest, RunResult, Target
 from kit.matrix.host import kit_command
 from kit.report.atomic import write_atomic
