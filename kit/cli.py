@@ -63,9 +63,13 @@ def _usable_dir(path: Path, command: str):
 
 
 def default_specs() -> Path:
-    """specs/ beside the kit package (a source checkout), else ./specs."""
-    beside = Path(kit.__file__).resolve().parent.parent / "specs"
-    return beside if beside.is_dir() else Path.cwd() / "specs"
+    """specs/ beside the kit package (a source checkout), else the specs installed with it
+    (a wheel carries them as kit/data/specs, beside kit/data/targets), else ./specs."""
+    package = Path(kit.__file__).resolve().parent
+    for candidate in (package.parent / "specs", package / "data" / "specs"):
+        if candidate.is_dir():
+            return candidate
+    return Path.cwd() / "specs"
 
 
 class _Outcome:
