@@ -1,9 +1,13 @@
 """Architecture facts chosen at run time: syscall numbers and struct layouts.
 
-Tables come from the kernel's syscall tables (arch/x86/entry/syscalls/syscall_64.tbl
-and the generic include/uapi/asm-generic/unistd.h used by aarch64). A syscall that
-an architecture never had (aarch64 has no legacy eventfd or epoll_create) is simply
+Tables come from the kernel's syscall tables (arch/x86/entry/syscalls/syscall_64.tbl and
+syscall_32.tbl, and the generic include/uapi/asm-generic/unistd.h used by aarch64). A syscall
+that an architecture never had (aarch64 has no legacy eventfd or epoll_create) is simply
 absent, and specs that need it are "not applicable" there.
+
+The ABI is the running interpreter's, not the kernel's: a 32-bit Python on an x86_64 kernel
+(an i386 userland) makes the kernel's 32-bit compat calls, so it is "i386" even where
+uname says x86_64 (without `setarch i686`).
 """
 
 from __future__ import annotations
@@ -12,8 +16,18 @@ import ctypes
 import platform
 
 MACHINE = platform.machine()
-_ALIASES = {"amd64": "x86_64", "arm64": "aarch64"}
-ARCH = _ALIASES.get(MACHINE, MACHINE)
+_ALIASES = {"amd64": "x86_64", "arm64": "aarch64", "i686": "i386", "i586": "i386"}
+_POINTER_BITS = ctypes.sizeof(ctypes.c_void_p) * 8
+
+
+def _abi(machine: str, pointer_bits: int) -> str:
+    machine = _ALIASES.get(machine, machine)
+    if machine == "x86_64" and pointer_bits == 32:
+        return "i386"
+    return machine
+
+
+ARCH = _abi(MACHINE, _POINTER_BITS)
 
 SYSCALLS: dict[str, dict[str, int]] = {
     "x86_64": {
@@ -25,6 +39,18 @@ SYSCALLS: dict[str, dict[str, int]] = {
         "io_setup": 206, "io_destroy": 207, "io_getevents": 208, "io_submit": 209,
         "futex": 202, "pselect6": 270, "ppoll": 271, "kcmp": 312, "prlimit64": 302,
         "rt_tgsigqueueinfo": 297, "openat2": 437,
+    },
+    # 32-bit x86, also the compat entry of an x86_64 kernel; the classic calls take a 32-bit
+    # time_t (glibc's *_time64 wrappers are used where libc is called instead)
+    "i386": {
+        "read": 3, "write": 4, "close": 6, "poll": 168, "dup": 41, "fcntl": 55,
+        "epoll_create": 254, "epoll_wait": 256, "epoll_ctl": 255,
+        "epoll_pwait": 319, "eventfd": 323, "eventfd2": 328, "epoll_create1": 329,
+        "timerfd_create": 322, "timerfd_settime": 325, "timerfd_gettime": 326,
+        "signalfd": 321, "signalfd4": 327, "epoll_pwait2": 441,
+        "io_setup": 245, "io_destroy": 246, "io_getevents": 247, "io_submit": 248,
+        "futex": 240, "pselect6": 308, "ppoll": 309, "kcmp": 349, "prlimit64": 340,
+        "rt_tgsigqueueinfo": 335, "openat2": 437,
     },
     "aarch64": {
         "eventfd2": 19, "epoll_create1": 20, "epoll_ctl": 21, "epoll_pwait": 22,
@@ -58,3 +84,15 @@ class _EpollEventNatural(ctypes.Structure):
 
 
 EpollEvent = _EpollEventPacked if ARCH == "x86_64" else _EpollEventNatural
+
+
+class KernelTimespec(ctypes.Structure):
+    """struct __kernel_timespec: 64-bit fields on every ABI. System calls added after the
+    y2038 work (epoll_pwait2, the *_time64 calls) take this one, not the libc timespec."""
+
+    _fields_ = [("tv_sec", ctypes.c_int64), ("tv_nsec", ctypes.c_int64)]
+
+    @classmethod
+    def of(cls, seconds: float) -> KernelTimespec:
+        whole = int(seconds)
+        return cls(whole, round((seconds - whole) * 1e9))

@@ -10,7 +10,6 @@ import re
 
 from kit.adapter import arch, signals
 from kit.adapter.libc import Result, call, inaccessible_page, libc, readonly_page, syscall
-from kit.adapter.poll import Timespec
 from kit.registry import constants, operation
 
 # include/uapi/linux/eventpoll.h
@@ -194,11 +193,11 @@ def epoll_pwait2(epfd: int, maxevents: int = 16, timeout: float | None = 0,
                                 or not isinstance(timeout, (int, float))):
         return Result(ret=-1, errno="EINVAL", value="`timeout` is seconds, or null")
     if tv_sec is not None or tv_nsec is not None:
-        ts = Timespec(tv_sec or 0, tv_nsec or 0)
+        ts = arch.KernelTimespec(tv_sec or 0, tv_nsec or 0)
     elif timeout is None or timeout < 0:
         ts = None
     else:
-        ts = Timespec.of(float(timeout))
+        ts = arch.KernelTimespec.of(float(timeout))
     pointer, size, bad = _raw_mask(sigset, sigsetsize, fault)
     if bad:
         return bad

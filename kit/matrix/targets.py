@@ -19,6 +19,7 @@ KINDS = {
     "gvisor": "kit.matrix.gvisor:GvisorTarget",
     "qemu": "kit.matrix.qemu:QemuTarget",
     "container": "kit.matrix.container:ContainerTarget",
+    "userland": "kit.matrix.userland:UserlandTarget",
 }
 MAX_TARGET_FILE = 64 * 1024     # a target file is a dozen lines; more is a mistake
 # The kernel version the target is judged by, where its kernel does not tell; `assume_kernel`

@@ -1,0 +1,234 @@
+"""Userlands built here from Debian packages: the running kernel through another ABI.
+
+An i386 userland on an x86_64 kernel exercises the 32-bit compat system calls (other struct
+layouts, 32-bit time_t, the *_time64 variants); another Debian release exercises another
+glibc. Nothing is pulled from an image registry: the root filesystem is made with mmdebstrap
+from the Debian archive, and the kit's Python dependencies are downloaded by the host's own
+pip for the userland's platform, so the userland itself needs no network.
+
+    name: debian-i386
+    kind: userland
+    suite: bookworm
+    architecture: i386
+    timeout: 3600
+    # optional: archive (a mirror's URL), packages (more Debian packages), jobs
+
+Prepared once and cached under $KIT_CACHE/userlands/<suite>-<architecture>-<digest>/:
+
+    rootfs/        mmdebstrap --variant=apt: python3, python3-venv, and Debian packages that
+                   stand in for wheels PyPI lacks on some architectures (PyYAML); the kit's
+                   venv in /opt/kit-venv (with the system's site-packages)
+    wheels/        the dependencies' wheels for the userland's platform
+    .complete      written last
+
+Before each run the checkout's kit is built into a wheel and installed into the venv
+(seconds), so the userland runs the same kit and specs as the host. A run is `kit run`
+chrooted into the root filesystem in fresh mount and PID namespaces (unshare), with /proc,
+/dev, a tmpfs /tmp and the report directory mounted in; none of it outlives the run. The
+process runs under the architecture's personality (`setarch i686`), so the report names it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shlex
+import shutil
+import subprocess
+import sys
+import tempfile
+from importlib import metadata
+from pathlib import Path
+
+from kit.matrix.apt import ARCHIVE, suite_problem
+from kit.matrix.base import RunRequest, RunResult, Target
+from kit.matrix.qemu_kernel import cache_root
+
+# Debian architecture -> how the host runs it, pip's platform tags, the personality
+ARCHITECTURES = {
+    "i386": {"hosts": ("x86_64",), "setarch": "i686",
+             "platforms": ("manylinux_2_17_i686", "manylinux2014_i686", "manylinux_2_5_i686",
+                           "manylinux1_i686", "linux_i686")},
+    "amd64": {"hosts": ("x86_64",), "setarch": "x86_64",
+              "platforms": ("manylinux_2_17_x86_64", "manylinux2014_x86_64",
+                            "manylinux_2_5_x86_64", "manylinux1_x86_64", "linux_x86_64")},
+}
+# Python distributions the userland takes from Debian instead of PyPI (no wheel for every
+# architecture; Debian builds them everywhere)
+FROM_DEBIAN = {"pyyaml": "python3-yaml"}
+BASE_PACKAGES = ["python3", "python3-venv", *FROM_DEBIAN.values()]
+VENV = "/opt/kit-venv"
+DISTRIBUTION = "syscall-conformance-kit"
+
+
+class UserlandError(Exception):
+    """The userland could not be built or the kit not installed into it."""
+
+
+def _run(cmd: list[str], log, timeout: float, **kw) -> None:
+    print("$ " + shlex.join(cmd), file=log, flush=True)
+    try:
+        proc = subprocess.run(cmd, stdout=log, stderr=subprocess.STDOUT, timeout=timeout,
+                              check=False, **kw)
+    except subprocess.TimeoutExpired:
+        raise UserlandError(f"{cmd[0]} took over {timeout:.0f} s") from None
+    if proc.returncode != 0:
+        raise UserlandError(f"{shlex.join(cmd[:3])} ... failed (exit {proc.returncode}); "
+                            f"see {getattr(log, 'name', 'the log')}")
+
+
+def _requirement_name(requirement: str) -> str:
+    name = requirement.split(";")[0]
+    for stop in "<>=!~[ (":
+        name = name.split(stop)[0]
+    return name.strip()
+
+
+def kit_requirements() -> list[str]:
+    """The kit's runtime requirements that come from PyPI (not from Debian packages)."""
+    wanted = []
+    for requirement in metadata.requires(DISTRIBUTION) or []:
+        if "extra ==" in requirement:
+            continue
+        if _requirement_name(requirement).lower() in FROM_DEBIAN:
+            continue
+        wanted.append(requirement.split(";")[0].replace(" ", ""))
+    return wanted
+
+
+def _clean_env(**extra: str) -> dict:
+    """An environment for commands inside the userland: nothing of the host's (its PIP_*
+    settings name host paths), only what the command needs."""
+    return {"PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+            "HOME": "/root", "LANG": "C.UTF-8", **extra}
+
+
+class UserlandTarget(Target):
+    kind = "userland"
+
+    @property
+    def architecture(self) -> str:
+        return str(self.spec.get("architecture", "amd64"))
+
+    @property
+    def suite(self) -> str:
+        return str(self.spec.get("suite", "bookworm"))
+
+    def packages(self) -> list[str]:
+        return BASE_PACKAGES + [str(p) for p in self.spec.get("packages", [])]
+
+    def directory(self) -> Path:
+        recipe = json.dumps([self.suite, self.architecture, self.packages(),
+                             self.spec.get("archive", ARCHIVE)])
+        digest = hashlib.sha256(recipe.encode()).hexdigest()[:12]
+        return cache_root() / "userlands" / f"{self.suite}-{self.architecture}-{digest}"
+
+    def unavailable(self) -> str | None:
+        arch = ARCHITECTURES.get(self.architecture)
+        if arch is None:
+            return (f"architecture {self.architecture!r} has no table here (one of "
+                    f"{', '.join(sorted(ARCHITECTURES))})")
+        if suite_problem(self.suite):
+            return suite_problem(self.suite)
+        machine = os.uname().machine
+        if machine not in arch["hosts"]:
+            return f"a {self.architecture} userland does not run natively on {machine}"
+        if os.geteuid() != 0:
+            return "building and entering a userland (mmdebstrap, chroot, unshare) needs root"
+        for tool, package in (("mmdebstrap", "mmdebstrap"), ("unshare", "util-linux"),
+                              ("chroot", "coreutils")):
+            if shutil.which(tool) is None and not (tool == "mmdebstrap" and self._complete()):
+                return f"{tool} is not installed (Debian package: {package})"
+        if not (self.repo_root() / "pyproject.toml").exists():
+            return "the kit installs itself into the userland from a source checkout"
+        return None
+
+    def _complete(self) -> bool:
+        return (self.directory() / ".complete").exists()
+
+    # -- prepare ---------------------------------------------------------------------------
+
+    def prepare(self, log: Path) -> None:
+        directory = self.directory()
+        with open(log, "a") as out:
+            if not self._complete():
+                self._build(directory, out)
+            self._install_kit(directory, out)
+
+    def _build(self, directory: Path, out) -> None:
+        shutil.rmtree(directory, ignore_errors=True)
+        directory.mkdir(parents=True)
+        rootfs = directory / "rootfs"
+        archive = str(self.spec.get("archive", ARCHIVE))
+        _run(["mmdebstrap", "--variant=apt", f"--architectures={self.architecture}",
+              f"--include={','.join(self.packages())}", self.suite, str(rootfs),
+              f"deb {archive} {self.suite} main"], out, timeout=3600)
+        _run(["chroot", str(rootfs), "/usr/bin/python3", "-m", "venv",
+              "--system-site-packages", VENV], out, timeout=600, env=_clean_env())
+        python = subprocess.run(
+            ["chroot", str(rootfs), "/usr/bin/python3", "-c",
+             "import sys; print('%d.%d' % sys.version_info[:2])"],
+            capture_output=True, text=True, check=True, timeout=60, env=_clean_env())
+        version = python.stdout.strip()
+        wheels = directory / "wheels"
+        wheels.mkdir()
+        platforms = [a for p in ARCHITECTURES[self.architecture]["platforms"]
+                     for a in ("--platform", p)]
+        # the host's pip (its index, proxy and certificates) fetches for the userland
+        _run([sys.executable, "-m", "pip", "download", "-q", "--dest", str(wheels),
+              "--only-binary=:all:", *platforms, "--python-version", version,
+              "--implementation", "cp", *kit_requirements()], out, timeout=1800)
+        self._pip(directory, ["install", "-q", "--no-index", "--find-links", "/wheels",
+                              *kit_requirements()], out)
+        (directory / ".complete").write_text(json.dumps(
+            {"suite": self.suite, "architecture": self.architecture, "python": version}))
+
+    def _pip(self, directory: Path, args: list[str], out) -> None:
+        """pip inside the userland, with the cached wheels mounted at /wheels."""
+        rootfs = directory / "rootfs"
+        (rootfs / "wheels").mkdir(exist_ok=True)
+        script = (f"mount --bind {shlex.quote(str(directory / 'wheels'))} "
+                  f"{shlex.quote(str(rootfs / 'wheels'))} && exec chroot "
+                  f"{shlex.quote(str(rootfs))} {VENV}/bin/python -m pip "
+                  f"--disable-pip-version-check {shlex.join(args)}")
+        _run(["unshare", "--mount", "--propagation", "private", "sh", "-c", script], out,
+             timeout=1800, env=_clean_env())
+
+    def _install_kit(self, directory: Path, out) -> None:
+        with tempfile.TemporaryDirectory(dir=directory / "wheels") as tmp:
+            _run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "-w", tmp,
+                  str(self.repo_root())], out, timeout=900)
+            built = next(Path(tmp).glob("*.whl")).name
+            self._pip(directory, ["install", "-q", "--no-index", "--no-deps",
+                                  "--force-reinstall", f"/wheels/{Path(tmp).name}/{built}"],
+                      out)
+
+    @staticmethod
+    def repo_root() -> Path:
+        import kit
+
+        return Path(kit.__file__).resolve().parent.parent
+
+    # -- run -------------------------------------------------------------------------------
+
+    def run(self, request: RunRequest) -> RunResult:
+        rootfs = self.directory() / "rootfs"
+        request.out_dir.mkdir(parents=True, exist_ok=True)
+        kit = [f"{VENV}/bin/python", "-m", "kit", "run", "--report", "/out", "-n",
+               str(self.spec.get("jobs", "1")), *request.kit_args]
+        personality = ARCHITECTURES[self.architecture]["setarch"]
+        inside = ["setarch", personality, "env", "-i",
+                  *(f"{k}={v}" for k, v in _clean_env(**request.env).items()), *kit]
+        r, o = shlex.quote(str(rootfs)), shlex.quote(str(request.out_dir))
+        script = (
+            "set -e; "
+            f"mount -t proc proc {r}/proc; mount --rbind /dev {r}/dev; "
+            f"mount -t tmpfs tmpfs {r}/tmp; mkdir -p {r}/out; mount --bind {o} {r}/out; "
+            f"cd {r}; exec chroot {r} {shlex.join(inside)}")
+        cmd = ["unshare", "--mount", "--propagation", "private", "--pid", "--fork",
+               "--kill-child", "sh", "-c", script]
+        return self.run_command(request, cmd, {
+            "how": f"chroot into a Debian {self.suite} {self.architecture} userland "
+                   f"(mmdebstrap), fresh mount and PID namespaces",
+            "userland": str(rootfs)}, env=_clean_env())
