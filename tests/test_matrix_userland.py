@@ -78,8 +78,8 @@ def test_the_abi_is_the_interpreters(machine, bits, abi):
 
 def test_every_table_names_the_same_calls_where_the_architecture_has_them():
     x86 = set(arch.SYSCALLS["x86_64"])
-    # i386 has every call x86_64 has; aarch64 lacks the legacy ones only
-    assert set(arch.SYSCALLS["i386"]) == x86
+    # i386 has every call x86_64 has (and the *_time64 twins); aarch64 lacks the legacy ones
+    assert x86 <= set(arch.SYSCALLS["i386"])
     assert x86 - set(arch.SYSCALLS["aarch64"]) == {"epoll_create", "epoll_wait", "eventfd",
                                                    "signalfd", "poll"}
 

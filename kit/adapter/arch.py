@@ -51,6 +51,7 @@ SYSCALLS: dict[str, dict[str, int]] = {
         "io_setup": 245, "io_destroy": 246, "io_getevents": 247, "io_submit": 248,
         "futex": 240, "pselect6": 308, "ppoll": 309, "kcmp": 349, "prlimit64": 340,
         "rt_tgsigqueueinfo": 335, "openat2": 437,
+        "timerfd_settime64": 411, "timerfd_gettime64": 410,
     },
     "aarch64": {
         "eventfd2": 19, "epoll_create1": 20, "epoll_ctl": 21, "epoll_pwait": 22,

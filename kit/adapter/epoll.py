@@ -256,8 +256,6 @@ def epoll_fdinfo(fd: int, tfd: int = -1) -> Result:
     return Result(ret=0, value=value)
 
 
-# kcmp(2) is not in kit.adapter.arch's table; its numbers from the kernel's syscall tables.
-_KCMP = {"x86_64": 312, "aarch64": 272}
 KCMP_EPOLL_TFD = 7
 
 
@@ -271,7 +269,7 @@ def kcmp_epoll_tfd(fd: int, epfd: int, tfd: int, toff: int = 0) -> Result:
     to the file registered in epoll instance `epfd` under descriptor number `tfd` (the
     `toff`-th such registration); 1, 2 or 3 for another file; ENOENT when `tfd` is not
     registered. Needs CONFIG_KCMP (CONFIG_CHECKPOINT_RESTORE before 5.12)."""
-    number = _KCMP.get(arch.ARCH)
+    number = arch.syscall_number("kcmp")
     if number is None:
         return Result(ret=-1, errno="ENOSYS")
     slot = _KcmpEpollSlot(epfd & 0xFFFFFFFF, tfd & 0xFFFFFFFF, toff & 0xFFFFFFFFFFFFFFFF)

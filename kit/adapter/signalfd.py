@@ -215,10 +215,13 @@ def process_ids() -> Result:
                                 "euid": os.geteuid()})
 
 
-# siginfo_t as rt_tgsigqueueinfo(2) reads it (include/uapi/asm-generic/siginfo.h, 64-bit):
-# si_signo, si_errno, si_code, padding to the union at 16, then _rt's si_pid, si_uid and
-# the sigval at 24; 128 bytes in all.
-_QUEUED_SIGINFO = struct.Struct("=iiii iI Q 96x".replace(" ", ""))
+# siginfo_t as rt_tgsigqueueinfo(2) reads it (include/uapi/asm-generic/siginfo.h): si_signo,
+# si_errno, si_code, then the union, aligned like a pointer (at 16 on 64-bit ABIs, after
+# padding; at 12 on 32-bit ones), holding _rt's si_pid, si_uid and the sigval (a pointer
+# wide); 128 bytes in all.
+_POINTER_SIZE = ctypes.sizeof(ctypes.c_void_p)
+_QUEUED_SIGINFO = struct.Struct("=iiiiiIQ96x" if _POINTER_SIZE == 8 else "=iiiiII104x")
+_SIGVAL_MASK = (1 << (8 * _POINTER_SIZE)) - 1
 assert _QUEUED_SIGINFO.size == 128
 
 
@@ -236,7 +239,8 @@ def sigqueue_thread(signum: int, value: int = 0) -> Result:
         refused = _refuse_send(signum)
         if refused:
             return refused
+    head = (signum, 0, -1, 0) if _POINTER_SIZE == 8 else (signum, 0, -1)
     info = ctypes.create_string_buffer(_QUEUED_SIGINFO.pack(
-        signum, 0, -1, 0, os.getpid(), os.getuid(), value & 0xFFFFFFFFFFFFFFFF), 128)
+        *head, os.getpid(), os.getuid(), value & _SIGVAL_MASK), 128)
     return syscall(number, os.getpid(), threading.get_native_id(), signum,
                    ctypes.addressof(info))

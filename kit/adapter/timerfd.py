@@ -15,7 +15,7 @@ import re
 import time
 
 from kit.adapter import arch
-from kit.adapter.libc import Result, call, libc, readonly_page
+from kit.adapter.libc import Result, call, libc, readonly_page, syscall
 from kit.adapter.proc import parse_fdinfo
 from kit.registry import constants, operation
 
@@ -35,11 +35,14 @@ constants(TFD_NONBLOCK=os.O_NONBLOCK, TFD_CLOEXEC=os.O_CLOEXEC,
 # _IOW('T', 0, __u64): direction write (1) << 30 | size 8 << 16 | type 'T' << 8 | nr 0.
 TFD_IOC_SET_TICKS = (1 << 30) | (8 << 16) | (ord("T") << 8) | 0
 
-# struct timespec / struct itimerspec (include/uapi/linux/time.h, time_types.h). On both
-# supported architectures (x86_64, aarch64: LP64) time_t and long are 64 bits, so a timespec
-# is two 64-bit fields and glibc's timerfd_* are the system calls themselves. A 32-bit
-# target would need the *_time64 system calls and is not described here.
-_TIME_T = {"x86_64": ctypes.c_int64, "aarch64": ctypes.c_int64}.get(arch.ARCH, ctypes.c_long)
+# struct __kernel_timespec / __kernel_itimerspec (include/uapi/linux/time_types.h): 64-bit
+# fields on every ABI. The adapter calls the kernel's 64-bit-time entry points directly:
+# on 64-bit ABIs the classic timerfd_settime/gettime, on 32-bit ones their *_time64 twins
+# (Linux 5.1). Going around libc matters there: glibc's 32-bit-time_t wrapper converts the
+# struct itself, so a bad pointer faults in libc instead of failing with EFAULT.
+_TIME_T = ctypes.c_int64
+_SETTIME = arch.syscall_number("timerfd_settime64") or arch.syscall_number("timerfd_settime")
+_GETTIME = arch.syscall_number("timerfd_gettime64") or arch.syscall_number("timerfd_gettime")
 
 
 class Timespec(ctypes.Structure):
@@ -59,8 +62,6 @@ class Itimerspec(ctypes.Structure):
 
 
 libc.timerfd_create.argtypes = [ctypes.c_int, ctypes.c_int]
-libc.timerfd_settime.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.c_void_p, ctypes.c_void_p]
-libc.timerfd_gettime.argtypes = [ctypes.c_int, ctypes.c_void_p]
 libc.clock_gettime.argtypes = [ctypes.c_int, ctypes.c_void_p]
 libc.clock_settime.argtypes = [ctypes.c_int, ctypes.c_void_p]
 
@@ -162,7 +163,7 @@ def timerfd_settime(fd: int, flags: int = 0, value: float = 0.0, interval: float
     new_ptr = None if fault == "new_value" else ctypes.addressof(new)
     old_ptr = readonly_page() if fault == "old_value" else (
         None if null_old else ctypes.addressof(old))
-    res = call(libc.timerfd_settime, fd, flags, new_ptr, old_ptr)
+    res = syscall(_SETTIME, fd, flags, new_ptr or 0, old_ptr or 0)
     if res.ok and not null_old:
         res.value = _setting(old)
     return res
@@ -189,7 +190,7 @@ def timerfd_gettime(fd: int, fault: str = "") -> Result:
     if fault not in ("", "curr_value"):
         return Result(ret=-1, errno="EINVAL", value="`fault` is curr_value")
     cur = Itimerspec()
-    res = call(libc.timerfd_gettime, fd, readonly_page() if fault else ctypes.addressof(cur))
+    res = syscall(_GETTIME, fd, readonly_page() if fault else ctypes.addressof(cur))
     if res.ok:
         res.value = _setting(cur)
     return res
