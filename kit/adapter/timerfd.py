@@ -36,13 +36,13 @@ constants(TFD_NONBLOCK=os.O_NONBLOCK, TFD_CLOEXEC=os.O_CLOEXEC,
 TFD_IOC_SET_TICKS = (1 << 30) | (8 << 16) | (ord("T") << 8) | 0
 
 # struct __kernel_timespec / __kernel_itimerspec (include/uapi/linux/time_types.h): 64-bit
-# fields on every ABI. The adapter calls the kernel's 64-bit-time entry points directly:
-# on 64-bit ABIs the classic timerfd_settime/gettime, on 32-bit ones their *_time64 twins
-# (Linux 5.1). Going around libc matters there: glibc's 32-bit-time_t wrapper converts the
-# struct itself, so a bad pointer faults in libc instead of failing with EFAULT.
+# fields on every ABI. On 64-bit ABIs libc's timerfd_settime/gettime take exactly that (and
+# an LD_PRELOAD interposer sees the calls). On 32-bit ABIs glibc's wrappers take a 32-bit
+# time_t and convert the struct themselves, so a bad pointer faults in libc instead of
+# failing with EFAULT: there the kernel's *_time64 calls (Linux 5.1) are made directly.
 _TIME_T = ctypes.c_int64
-_SETTIME = arch.syscall_number("timerfd_settime64") or arch.syscall_number("timerfd_settime")
-_GETTIME = arch.syscall_number("timerfd_gettime64") or arch.syscall_number("timerfd_gettime")
+_SETTIME64 = arch.syscall_number("timerfd_settime64")
+_GETTIME64 = arch.syscall_number("timerfd_gettime64")
 
 
 class Timespec(ctypes.Structure):
@@ -62,6 +62,8 @@ class Itimerspec(ctypes.Structure):
 
 
 libc.timerfd_create.argtypes = [ctypes.c_int, ctypes.c_int]
+libc.timerfd_settime.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.c_void_p, ctypes.c_void_p]
+libc.timerfd_gettime.argtypes = [ctypes.c_int, ctypes.c_void_p]
 libc.clock_gettime.argtypes = [ctypes.c_int, ctypes.c_void_p]
 libc.clock_settime.argtypes = [ctypes.c_int, ctypes.c_void_p]
 
@@ -163,7 +165,10 @@ def timerfd_settime(fd: int, flags: int = 0, value: float = 0.0, interval: float
     new_ptr = None if fault == "new_value" else ctypes.addressof(new)
     old_ptr = readonly_page() if fault == "old_value" else (
         None if null_old else ctypes.addressof(old))
-    res = syscall(_SETTIME, fd, flags, new_ptr or 0, old_ptr or 0)
+    if _SETTIME64 is None:
+        res = call(libc.timerfd_settime, fd, flags, new_ptr, old_ptr)
+    else:
+        res = syscall(_SETTIME64, fd, flags, new_ptr or 0, old_ptr or 0)
     if res.ok and not null_old:
         res.value = _setting(old)
     return res
@@ -190,7 +195,9 @@ def timerfd_gettime(fd: int, fault: str = "") -> Result:
     if fault not in ("", "curr_value"):
         return Result(ret=-1, errno="EINVAL", value="`fault` is curr_value")
     cur = Itimerspec()
-    res = syscall(_GETTIME, fd, readonly_page() if fault else ctypes.addressof(cur))
+    where = readonly_page() if fault else ctypes.addressof(cur)
+    res = (call(libc.timerfd_gettime, fd, where) if _GETTIME64 is None
+           else syscall(_GETTIME64, fd, where))
     if res.ok:
         res.value = _setting(cur)
     return res
