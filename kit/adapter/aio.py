@@ -15,11 +15,6 @@ from kit.adapter.libc import Result, call, libc, syscall
 from kit.adapter.poll import Timespec
 from kit.registry import operation
 
-# arch/x86/entry/syscalls/syscall_64.tbl and include/uapi/asm-generic/unistd.h
-_NUMBERS = {
-    "x86_64": {"io_setup": 206, "io_destroy": 207, "io_getevents": 208, "io_submit": 209},
-    "aarch64": {"io_setup": 0, "io_destroy": 1, "io_submit": 2, "io_getevents": 4},
-}
 
 # include/uapi/linux/aio_abi.h
 IOCB_CMD_PREAD = 0
@@ -43,7 +38,7 @@ class IoEvent(ctypes.Structure):
 
 
 def _nr(name: str) -> int | None:
-    return _NUMBERS.get(arch.ARCH, {}).get(name)
+    return arch.syscall_number(name)
 
 
 @operation(family="aio", blocking=True, resfd="fd", count="int")

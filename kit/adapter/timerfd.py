@@ -57,6 +57,16 @@ class Timespec(ctypes.Structure):
         return self.tv_sec * 1_000_000_000 + self.tv_nsec
 
 
+class LibcTimespec(ctypes.Structure):
+    """libc's struct timespec, for clock_gettime/clock_settime through libc: a `long`
+    tv_sec on glibc without _TIME_BITS=64 (32 bits on i386), unlike the kernel's."""
+
+    _fields_ = [("tv_sec", ctypes.c_long), ("tv_nsec", ctypes.c_long)]
+
+    def ns(self) -> int:
+        return self.tv_sec * 1_000_000_000 + self.tv_nsec
+
+
 class Itimerspec(ctypes.Structure):
     _fields_ = [("it_interval", Timespec), ("it_value", Timespec)]
 
@@ -94,7 +104,7 @@ _BASE_CLOCK = {8: 0, 9: 7}   # CLOCK_REALTIME_ALARM -> CLOCK_REALTIME, BOOTTIME_
 
 
 def _clock_now_ns(clockid: int) -> int | None:
-    ts = Timespec()
+    ts = LibcTimespec()
     if libc.clock_gettime(_BASE_CLOCK.get(clockid, clockid), ctypes.byref(ts)) != 0:
         return None
     return ts.ns()
@@ -268,7 +278,7 @@ def clock_settime_now(clockid: int = 0) -> Result:
     if os.getpid() == _IMPORT_PID:
         return Result(ret=-1, errno="EPERM",
                       value="clock_settime_now only runs in a forked child (in_child)")
-    ts = Timespec()
+    ts = LibcTimespec()
     got = call(libc.clock_gettime, clockid, ctypes.byref(ts))
     if not got.ok:
         return got
