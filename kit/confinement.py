@@ -58,7 +58,7 @@ reach besides the behaviour's own descriptors:
   which happens only when the run allows machine-wide changes (`--allow-machine-wide`,
   where the machine is the kit's own), after the original value was journalled, and is
   undone in a finally and, after a crash, at the start of the next run. Otherwise it is
-  refused (check_sysctl). `setuid_unused` (forked children only) drops the child to a
+  refused (check_sysctl). `real_uid_unused` (forked children only) gives the child a real
   uid no process uses, so a per-user count such as max_user_watches starts at 0.
 - Mounts, namespaces, ptrace, /proc writes other than those sysctls, module loading,
   reboot, kill(2) of another process: no operation does any of these.

@@ -308,14 +308,17 @@ def _epoll_ioctl(fd: int, request: int, params: EpollParams, fault: str) -> Resu
 def epoll_params_set(fd: int, busy_poll_usecs: int = 0, busy_poll_budget: int = 0,
                      prefer_busy_poll: int = 0, pad: int = 0, fault: str = "") -> Result:
     """ioctl(fd, EPIOCSPARAMS, &params) on an epoll fd (ioctl_eventpoll(2), Linux 6.9).
-    Each field must fit its C type (u32, u16, u8, u8: anything else is a kit error, never
-    silently truncated); `fault: argp` passes a pointer the kernel cannot read (EFAULT)."""
+    Each field must fit its C type (u32, u16, u8, u8): anything else is refused, an error
+    of the spec, never silently truncated. `fault: argp` passes a pointer the kernel
+    cannot read (EFAULT)."""
+    from kit.confinement import Refused
+
     given = {"busy_poll_usecs": busy_poll_usecs, "busy_poll_budget": busy_poll_budget,
              "prefer_busy_poll": prefer_busy_poll, "pad": pad}
     for name, value in given.items():
         if not 0 <= value < 1 << _PARAM_BITS[name]:
-            raise ValueError(f"epoll_params_set: {name}={value} does not fit a "
-                             f"u{_PARAM_BITS[name]}")
+            raise Refused(f"{name}={value} does not fit the struct's "
+                          f"u{_PARAM_BITS[name]}")
     return _epoll_ioctl(fd, CONSTANTS["EPIOCSPARAMS"], EpollParams(**given), fault)
 
 

@@ -1,6 +1,6 @@
 """Machine-wide limits: the sysctls a behaviour declared in `machine_wide:` (read, and set
-while kit.engine.machine_wide holds them for it), and a child process moved to a uid of
-its own, so that a per-user count starts at zero."""
+while kit.engine.machine_wide holds them for it), and a child process moved to a real uid
+of its own, so that a per-user count starts at zero."""
 
 from __future__ import annotations
 
@@ -12,9 +12,23 @@ from kit.registry import operation
 
 _IMPORT_PID = os.getpid()
 
-# Set by kit.engine.machine_wide while it holds these sysctls (journalled, to be restored)
-# for the running behaviour; forked in_child children inherit it.
-armed: frozenset[str] = frozenset()
+# Set by kit.engine.machine_wide (arm / disarm) while it holds these sysctls, journalled,
+# for the running behaviour: each one's /proc/sys file, opened read-write beforehand, so
+# that a child that has dropped CAP_SYS_ADMIN can still put fs.file-max back after setting
+# it to 0 (opening the file again would fail with ENFILE). Forked in_child children
+# inherit the descriptors; they are the kit's own, so no step can name them.
+armed: dict[str, int] = {}
+
+
+def arm(names) -> None:
+    disarm()
+    for name in names:
+        armed[name] = os.open(check_sysctl(name, SYSCTLS), os.O_RDWR | os.O_CLOEXEC)
+
+
+def disarm() -> None:
+    while armed:
+        os.close(armed.popitem()[1])
 
 
 def _read(path: str) -> int:
@@ -44,11 +58,11 @@ def sysctl_set(sysctl: str, value: int) -> Result:
     """Set `sysctl` to `value`; value is the old one. Only a sysctl the behaviour
     declares in `machine_wide:`, run with --allow-machine-wide: the engine journals the
     original first and restores it afterwards, even after a crash."""
-    path = check_sysctl(sysctl, armed)
+    check_sysctl(sysctl, armed)
+    fd = armed[sysctl]
     try:
-        old = _read(path)
-        with open(path, "w") as fh:
-            fh.write(f"{int(value)}\n")
+        old = int(os.pread(fd, 64, 0).split()[0])
+        os.pwrite(fd, f"{int(value)}\n".encode(), 0)
     except OSError as exc:
         return Result(ret=-1, errno=_errno(exc))
     return Result(ret=0, value=old)
@@ -75,19 +89,20 @@ _FIRST_SPARE_UID = 0x7FFF0000
 
 
 @operation(family="process")
-def setuid_unused() -> Result:
-    """Move the calling process (a forked child: an in_child step) to a uid and gid that
-    no process uses, so per-user counts (epoll watches) start at 0 there. Needs
-    CAP_SETUID and CAP_SETGID; value is the uid."""
+def real_uid_unused() -> Result:
+    """Give the calling process (a forked child: an in_child step) a real uid and gid that
+    no process uses, keeping its effective and saved ids (root stays root, so it can still
+    put a sysctl back): per-real-user counts such as epoll watches start at 0 there, for
+    instances it creates from now on. Needs CAP_SETUID and CAP_SETGID; value is the uid.
+    Called again, it moves to another unused uid."""
     if os.getpid() == _IMPORT_PID:
         return Result(ret=-1, errno="EPERM",
-                      value="setuid_unused only runs in a forked child (in_child)")
+                      value="real_uid_unused only runs in a forked child (in_child)")
     used = _uids_in_use()
     uid = next(u for u in range(_FIRST_SPARE_UID, _FIRST_SPARE_UID + 4096) if u not in used)
     try:
-        os.setgroups([])
-        os.setresgid(uid, uid, uid)
-        os.setresuid(uid, uid, uid)
+        os.setresgid(uid, -1, -1)
+        os.setresuid(uid, -1, -1)
     except OSError as exc:
         return Result(ret=-1, errno=_errno(exc))
     return Result(ret=0, value=uid)

@@ -107,11 +107,11 @@ def held(names):
                     _restore_journal(dir_fd, name)     # a killed run's, under our lock now
                     _write_journal(dir_fd, name, _read_value(name))
                     restores.callback(_restore_journal, dir_fd, name)
-                sysctl.armed = frozenset(names)
+                sysctl.arm(names)
                 try:
                     yield
                 finally:
-                    sysctl.armed = frozenset()
+                    sysctl.disarm()
         finally:
             os.close(dir_fd)
 
@@ -130,7 +130,7 @@ def restore_leftovers(names=None) -> list[tuple[str, int]]:
             if not os.path.exists(os.path.join(f"/proc/self/fd/{dir_fd}", _journal(name))):
                 continue
             try:
-                with exclusive.held([lock_name(name)], wait=0):
+                with exclusive.held([lock_name(name)]):
                     value = _restore_journal(dir_fd, name)
             except exclusive.Busy:
                 continue
