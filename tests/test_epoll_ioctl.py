@@ -137,3 +137,28 @@ def test_the_unknown_request_behaviour_deviates_on_a_kernel_judged_older_than_6_
     monkeypatch.delenv("KIT_KERNEL_VERSION")
     assert check_behaviour(shipped("epoll.ioctl.unknown_request_einval"),
                            Target.current()).status == CONFORMS
+
+
+REAL_PM_SLEEP = kernel_config.find().enabled("CONFIG_PM_SLEEP")
+
+
+def _block_suspend(bid: str):
+    [b] = [b for b in load_file(REPO / "specs" / "epoll" / "block_suspend.yaml").behaviours
+           if b.id == bid]
+    return b
+
+
+@pytest.mark.skipif(REAL_PM_SLEEP is not False, reason="needs a kernel without CONFIG_PM_SLEEP")
+@pytest.mark.skipif(not Target.current().has_capability("CAP_BLOCK_SUSPEND"),
+                    reason="needs CAP_BLOCK_SUSPEND")
+def test_a_config_claiming_pm_sleep_makes_the_kept_wakeup_behaviour_deviate_here(kconfig):
+    """This kernel drops EPOLLWAKEUP for everyone; judged as a kernel with CONFIG_PM_SLEEP,
+    the behaviour that expects the flag kept runs and deviates, naming the exact mask."""
+    kconfig("CONFIG_EPOLL=y\nCONFIG_PM_SLEEP=y\n")
+    verdict = check_behaviour(_block_suspend("epoll.ctl.wakeup_kept_with_capability"),
+                              Target.current())
+    assert verdict.status == "deviates"
+    assert "expected field events 0x20000019 (536870937), got 25" in verdict.message
+    dropped = check_behaviour(_block_suspend("epoll.ctl.wakeup_dropped_without_pm_sleep"),
+                              Target.current())
+    assert dropped.status == "not applicable"
