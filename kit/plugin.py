@@ -23,6 +23,7 @@ import pytest
 
 from kit.adapter import watchdog
 from kit.engine import interpreter as interp
+from kit.engine import machine_wide
 from kit.engine.patch_level import BadKernelVersion
 from kit.engine.runner import (
     DEFAULT_LIMIT,
@@ -31,7 +32,6 @@ from kit.engine.runner import (
     check_with_leak_check,
     explain,
 )
-from kit.engine import machine_wide
 from kit.engine.target import ALLOW_MACHINE_WIDE_ENV, Target
 from kit.replay import BadParams, parse_params, replay_problem
 from kit.spec.errors import SpecError

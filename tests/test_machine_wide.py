@@ -14,7 +14,17 @@ import time
 from pathlib import Path
 
 import pytest
-from helpers import _env, behaviour, line_of, load, run_one, run_plugin, spec_text, write_spec
+from helpers import (
+    _env,
+    behaviour,
+    line_of,
+    load,
+    run_kit,
+    run_one,
+    run_plugin,
+    spec_text,
+    write_spec,
+)
 
 from kit.engine import exclusive, machine_wide
 from kit.engine.interpreter import ERROR
@@ -74,6 +84,15 @@ def test_with_the_option_it_runs_and_the_value_is_restored(tmp_path, original):
     assert ran.statuses() == {"x.sysctl": "conforms"}
     assert ran.report["target"]["allow_machine_wide"] is True
     assert not _journal().exists()
+
+
+def test_kit_run_takes_the_option_too(tmp_path, original):
+    write_spec(tmp_path, _spec(original - 1))
+    report = tmp_path / "report"
+    ran = run_kit(tmp_path, "run", "--specs", str(tmp_path / "specs"), "--report",
+                  str(report), "-n", "0", "--allow-machine-wide", report_dir=report)
+    assert ran.ret == 0, ran.output
+    assert ran.statuses() == {"x.sysctl": "conforms"}
 
 
 def test_a_wrong_expectation_deviates_and_the_value_is_restored(tmp_path, original):
