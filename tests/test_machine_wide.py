@@ -213,3 +213,25 @@ def test_a_run_killed_mid_behaviour_is_restored_by_the_next_run(tmp_path, origin
         in ran.output
     assert _watches() == original
     assert not _journal().exists()
+
+
+def test_with_the_option_a_machine_wide_behaviour_never_overlaps_another(monkeypatch):
+    """While max_user_watches is 3, no behaviour of another worker may be registering:
+    every behaviour holds the machine shared, a machine-wide one holds it alone."""
+    from helpers import READS_COUNTER, load_one
+
+    monkeypatch.setattr(exclusive, "WAIT", 0.2)
+    lowers = load_one(_spec(1))
+    other = load_one(spec_text(behaviour("x.other", READS_COUNTER)))
+    with machine_wide.fenced(other, True):
+        with machine_wide.fenced(other, True):
+            pass                                  # ordinary behaviours run side by side
+        with pytest.raises(exclusive.Busy, match="machine_wide"):
+            with machine_wide.fenced(lowers, True):
+                pass
+    with machine_wide.fenced(lowers, True):
+        with pytest.raises(exclusive.Busy, match="machine_wide"):
+            with machine_wide.fenced(other, True):
+                pass
+    with machine_wide.fenced(lowers, False), machine_wide.fenced(other, False):
+        pass                                      # not allowed: nothing to keep apart

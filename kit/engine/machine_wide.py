@@ -27,6 +27,12 @@ from kit.confinement import SYSCTLS
 from kit.engine import exclusive
 
 JOURNAL_PREFIX = "journal-"
+# With machine-wide behaviours allowed, every behaviour holds MACHINE shared and a machine-
+# wide one holds it alone: while fs.epoll.max_user_watches is 3, no other behaviour of
+# any worker is halfway through its epoll_ctl calls. A waiter for MACHINE alone holds
+# TURNSTILE, which every behaviour passes through first, so that behaviours starting one
+# after another on the other workers cannot keep it waiting for ever.
+MACHINE, TURNSTILE = "machine_wide", "machine_wide_turnstile"
 
 
 def lock_name(name: str) -> str:
@@ -89,6 +95,21 @@ def _restore_journal(dir_fd: int, name: str) -> int | None:
     _write_value(name, value)
     os.unlink(_journal(name), dir_fd=dir_fd)
     return value
+
+
+@contextmanager
+def fenced(behaviour, allowed: bool):
+    """Keep machine-wide behaviours apart from all others, when they may run at all."""
+    if not allowed:
+        yield
+    elif behaviour.machine_wide:
+        with exclusive.held([TURNSTILE]), exclusive.held([MACHINE]):
+            yield
+    else:
+        with exclusive.held([TURNSTILE]):
+            pass
+        with exclusive.held([MACHINE], shared=True):
+            yield
 
 
 @contextmanager

@@ -154,7 +154,9 @@ def check_behaviour(behaviour: Behaviour, target: Target, *, profile: str = "qui
     checker = _Checker(behaviour, target, profile, run_seed, bound)
     try:
         try:
-            with exclusive.held(behaviour.exclusive), machine_wide.held(behaviour.machine_wide):
+            with exclusive.held(behaviour.exclusive), \
+                    machine_wide.fenced(behaviour, target.allow_machine_wide), \
+                    machine_wide.held(behaviour.machine_wide):
                 (checker.model if behaviour.model else checker.steps)(params)
         except FlakyFailure as flaky:
             # The target failed once and then passed on the same input: an intermittent
