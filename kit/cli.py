@@ -159,6 +159,8 @@ def cmd_run(ns) -> int:
             args += ["--kit-bench", str(bench_file)]
         if ns.exitfirst:
             args.append("-x")
+        if ns.allow_machine_wide:
+            args.append("--allow-machine-wide")
         if not ns.json:
             code, outcome = _pytest(args + ns.pytest_args)
             return _exit_code(code, outcome)
@@ -482,6 +484,10 @@ def parser() -> argparse.ArgumentParser:
     run.add_argument("-v", "--verbose", action="store_true", help="one line per behaviour")
     run.add_argument("--json", action="store_true",
                      help="print a JSON summary on stdout (progress goes to stderr)")
+    run.add_argument("--allow-machine-wide", action="store_true",
+                     help="also run behaviours that change a sysctl (fs.file-max, "
+                          "fs.epoll.max_user_watches), one at a time, each value journalled "
+                          "and restored: only where the machine is the kit's own")
     run.add_argument("--bench", action="store_true",
                      help="also run the notification benchmark (kit bench) and put its "
                           "figures in the report")

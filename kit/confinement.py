@@ -35,7 +35,12 @@ reach besides the behaviour's own descriptors:
   `ioctl` passes no argument, and takes only the requests in IOCTL_REQUESTS: FIOCLEX and
   FIONCLEX (the descriptor's own close-on-exec flag) and one request that no file the
   kit creates handles (for ENOTTY). Any other request could reach a driver or
-  filesystem with a NULL pointer where it expects one.
+  filesystem with a NULL pointer where it expects one. `epoll_params_set` and
+  `epoll_params_get` issue exactly EPIOCSPARAMS and EPIOCGPARAMS (EPOLL_IOCTLS) with a
+  struct epoll_params of the kit's own, and only on an epoll fd (check_epoll_ioctl: its
+  /proc/self/fd link is anon_inode:[eventpoll]) or a number that is not open (EBADF):
+  on any other file the same request number could mean something else to its driver.
+  They change the busy-poll settings of the behaviour's own epoll instance, nothing else.
 - The realtime clock. `clock_settime_now` sets the clock to the value clock_gettime(2)
   returned one call before, so it is its own restore: the clock loses only the time
   between two consecutive calls (microseconds; a preemption there is the worst case), a
@@ -48,8 +53,15 @@ reach besides the behaviour's own descriptors:
   or thread, which is the forked checker (or an `in_child` child) and dies with it.
 - The network. `tcp_pair` binds an ephemeral port on 127.0.0.1 and closes the listener at
   once: loopback only, nothing reachable from outside.
-- Mounts, namespaces, ptrace, sysctl or /proc writes, module loading, reboot, kill(2) of
-  another process: no operation does any of these.
+- Sysctls. `sysctl_set` writes only the sysctls in SYSCTLS, only those the behaviour
+  declares in `machine_wide:`, and only while kit.engine.machine_wide holds them for it:
+  which happens only when the run allows machine-wide changes (`--allow-machine-wide`,
+  where the machine is the kit's own), after the original value was journalled, and is
+  undone in a finally and, after a crash, at the start of the next run. Otherwise it is
+  refused (check_sysctl). `real_uid_unused` (forked children only) gives the child a real
+  uid no process uses, so a per-user count such as max_user_watches starts at 0.
+- Mounts, namespaces, ptrace, /proc writes other than those sysctls, module loading,
+  reboot, kill(2) of another process: no operation does any of these.
 - Kernel AIO, kcmp(2), epoll, eventfd, timerfd, signalfd, poll, select, pipes and socket
   pairs act on the behaviour's own descriptors only (kcmp compares within the kit's own
   process), so nothing here needs a rule of its own.
@@ -102,6 +114,17 @@ FCNTL_COMMANDS = {0: "F_DUPFD", 1: "F_GETFD", 2: "F_SETFD", 3: "F_GETFL", 4: "F_
 # 0xEF only numbers 00-0F, to exfat and ntfs3).
 IOCTL_UNHANDLED = 0xEFFF
 IOCTL_REQUESTS = {0x5451: "FIOCLEX", 0x5450: "FIONCLEX", IOCTL_UNHANDLED: "IOCTL_UNHANDLED"}
+
+# The sysctls a behaviour may change (`machine_wide:`): only the limits that no experiment
+# inside one process can reach, each restored afterwards (kit.engine.machine_wide).
+SYSCTLS = {
+    "fs.epoll.max_user_watches": "/proc/sys/fs/epoll/max_user_watches",
+    "fs.file-max": "/proc/sys/fs/file-max",
+}
+
+# ioctl_eventpoll(2): the only requests with an argument, each on an epoll fd only.
+EPOLL_IOCTLS = {0x40088A01: "EPIOCSPARAMS", 0x80088A02: "EPIOCGPARAMS"}
+EPOLL_LINK = "anon_inode:[eventpoll]"
 
 _TMPFILE = getattr(os, "O_TMPFILE", 0o20200000) & ~os.O_DIRECTORY
 _WRITES = os.O_CREAT | os.O_TRUNC | os.O_APPEND | _TMPFILE
@@ -178,6 +201,33 @@ def check_ioctl(request) -> None:
                       f"driver or filesystem with a pointer the spec cannot give")
 
 
+def check_epoll_ioctl(fd: int, request: int) -> None:
+    """An ioctl_eventpoll(2) request, on an epoll fd (or on a number that is not open, for
+    EBADF); Refused otherwise."""
+    if request not in EPOLL_IOCTLS:
+        raise Refused(f"ioctl request {request!r} is not an epoll request (only "
+                      f"{', '.join(sorted(EPOLL_IOCTLS.values()))})")
+    try:
+        link = os.readlink(f"/proc/self/fd/{fd}") if 0 <= fd < 2**31 else None
+    except OSError:
+        link = None     # not open: the kernel answers EBADF
+    if link is not None and link != EPOLL_LINK:
+        raise Refused(f"{EPOLL_IOCTLS[request]} on fd {fd} ({link}): only on an epoll fd, "
+                      f"where no other driver can read the argument")
+
+
+def check_sysctl(name, armed) -> str:
+    """The /proc/sys path of a sysctl the running behaviour may set now; Refused
+    otherwise."""
+    if name not in SYSCTLS:
+        raise Refused(f"sysctl {name!r} is not one a spec may change (only "
+                      f"{', '.join(sorted(SYSCTLS))})")
+    if name not in armed:
+        raise Refused(f"sysctl {name} is not held for this behaviour: declare it in "
+                      f"`machine_wide:` (the engine then journals and restores it)")
+    return SYSCTLS[name]
+
+
 def refusal(action: str, args: dict) -> tuple[str, str] | None:
     """(argument, reason) if a step with these argument values is refused; arguments not
     given (not known yet, at load time) are not checked."""
@@ -188,10 +238,14 @@ def refusal(action: str, args: dict) -> tuple[str, str] | None:
             check_fcntl(args["cmd"])
         if action == "ioctl" and "request" in args:
             check_ioctl(args["request"])
+        if action in ("sysctl_set", "sysctl_get") and "sysctl" in args \
+                and args["sysctl"] not in SYSCTLS:
+            check_sysctl(args["sysctl"], ())
     except Refused as exc:
         if action == "open_path" and "flags" in args and _is_flags_refusal(args):
             return "flags", str(exc)
-        return {"open_path": "path", "ioctl": "request"}.get(action, "cmd"), str(exc)
+        return {"open_path": "path", "ioctl": "request", "sysctl_set": "sysctl",
+                "sysctl_get": "sysctl"}.get(action, "cmd"), str(exc)
     return None
 
 

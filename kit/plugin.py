@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import sys
 import threading
 import time
 import uuid
@@ -22,6 +23,7 @@ import pytest
 
 from kit.adapter import watchdog
 from kit.engine import interpreter as interp
+from kit.engine import machine_wide
 from kit.engine.patch_level import BadKernelVersion
 from kit.engine.runner import (
     DEFAULT_LIMIT,
@@ -30,7 +32,7 @@ from kit.engine.runner import (
     check_with_leak_check,
     explain,
 )
-from kit.engine.target import Target
+from kit.engine.target import ALLOW_MACHINE_WIDE_ENV, Target
 from kit.replay import BadParams, parse_params, replay_problem
 from kit.spec.errors import SpecError
 from kit.spec.loader import duplicate_error, load_file
@@ -65,6 +67,9 @@ def pytest_addoption(parser):
                     help="run only the behaviour with exactly this id")
     group.addoption("--kit-limit", type=float, default=DEFAULT_LIMIT, metavar="SECONDS",
                     help="hard limit for one behaviour, all examples (default: %(default)s)")
+    group.addoption("--allow-machine-wide", action="store_true",
+                    help="run behaviours that change a sysctl (`machine_wide:`), each "
+                         "restored afterwards: only where the machine is the kit's own")
     group.addoption("--kit-in-process", action="store_true",
                     help="check behaviours in the pytest process instead of a forked child "
                          "(for debuggers; a hang or crash then takes the run down)")
@@ -75,6 +80,13 @@ def pytest_configure(config):
     watchdog.install()
     config.addinivalue_line("markers", "kit: a conformance behaviour from specs/")
     config.addinivalue_line("markers", "family(name): the syscall family of a behaviour")
+    if config.getoption("allow_machine_wide"):
+        os.environ[ALLOW_MACHINE_WIDE_ENV] = "1"     # the forked checkers see it too
+    if not hasattr(config, "workerinput"):
+        # journals of a run killed while it held a sysctl changed: put the values back
+        for name, value in machine_wide.restore_leftovers():
+            print(f"kit: {name} restored to {value} (journal of a run that was killed)",
+                  file=sys.stderr)
     try:
         config.kit_target = Target.current()
     except BadKernelVersion as exc:

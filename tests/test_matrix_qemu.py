@@ -735,6 +735,20 @@ def test_the_guest_is_given_the_packages_kernel_config(fake_target, tmp_path, mo
     assert q.guest_kernel_config(target.kernel, req) == {"KIT_KERNEL_CONFIG": str(config)}
 
 
+def test_the_guest_runs_the_machine_wide_behaviours(fake_target, tmp_path, monkeypatch):
+    """The VM is the kit's own machine: its `kit run` gets --allow-machine-wide."""
+    target = fake_target("ok")
+    commands = []
+    real_write = guest.write_run_initramfs
+    monkeypatch.setattr(guest, "write_run_initramfs", lambda path, base, out_dir, repo,
+                        command, env, token: commands.append(command) or real_write(
+                            path, base, out_dir, repo, command, env, token))
+    req = request(tmp_path)
+    req.out_dir.mkdir(parents=True)
+    assert target.run(req).status == "ran"
+    assert [c[-1] for c in commands] == ["--allow-machine-wide"]
+
+
 def test_the_guest_is_given_an_absolute_kernel_config_path(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("KIT_CACHE", "relative-cache")

@@ -10,7 +10,7 @@ import re
 
 from kit.adapter import arch, signals
 from kit.adapter.libc import Result, call, inaccessible_page, libc, readonly_page, syscall
-from kit.registry import constants, operation
+from kit.registry import CONSTANTS, constants, operation
 
 # include/uapi/linux/eventpoll.h
 constants(
@@ -275,3 +275,58 @@ def kcmp_epoll_tfd(fd: int, epfd: int, tfd: int, toff: int = 0) -> Result:
     slot = _KcmpEpollSlot(epfd & 0xFFFFFFFF, tfd & 0xFFFFFFFF, toff & 0xFFFFFFFFFFFFFFFF)
     pid = os.getpid()
     return syscall(number, pid, pid, KCMP_EPOLL_TFD, fd, ctypes.addressof(slot))
+
+
+# ioctl_eventpoll(2), Linux 6.9: include/uapi/linux/eventpoll.h
+class EpollParams(ctypes.Structure):
+    _fields_ = [("busy_poll_usecs", ctypes.c_uint32), ("busy_poll_budget", ctypes.c_uint16),
+                ("prefer_busy_poll", ctypes.c_uint8), ("pad", ctypes.c_uint8)]
+
+
+constants(EPIOCSPARAMS=0x40088A01, EPIOCGPARAMS=0x80088A02,  # _IOW/_IOR(0x8A, 1/2, 8 bytes)
+          NAPI_POLL_WEIGHT=64)
+_PARAM_BITS = {"busy_poll_usecs": 32, "busy_poll_budget": 16, "prefer_busy_poll": 8, "pad": 8}
+
+
+def _epoll_ioctl(fd: int, request: int, params: EpollParams, fault: str) -> Result:
+    """ioctl(2) with a struct epoll_params, on an epoll fd only (kit.confinement)."""
+    from kit.confinement import check_epoll_ioctl
+
+    check_epoll_ioctl(fd, request)
+    if fault not in ("", "argp"):
+        return Result(ret=-1, errno="EINVAL", value="`fault` is argp")
+    pointer = inaccessible_page() if fault else ctypes.addressof(params)
+    # ioctl is variadic: typed arguments here rather than argtypes on the shared libc.
+    return call(libc.ioctl, ctypes.c_int(fd), ctypes.c_ulong(request), ctypes.c_void_p(pointer))
+
+
+@operation(family="epoll", fd="fd", busy_poll_usecs="int", busy_poll_budget="int",
+           prefer_busy_poll="int", pad="int", fault="str")
+def epoll_params_set(fd: int, busy_poll_usecs: int = 0, busy_poll_budget: int = 0,
+                     prefer_busy_poll: int = 0, pad: int = 0, fault: str = "") -> Result:
+    """ioctl(fd, EPIOCSPARAMS, &params) on an epoll fd (ioctl_eventpoll(2), Linux 6.9).
+    Each field must fit its C type (u32, u16, u8, u8): anything else is refused, an error
+    of the spec, never silently truncated. `fault: argp` passes a pointer the kernel
+    cannot read (EFAULT)."""
+    from kit.confinement import Refused
+
+    given = {"busy_poll_usecs": busy_poll_usecs, "busy_poll_budget": busy_poll_budget,
+             "prefer_busy_poll": prefer_busy_poll, "pad": pad}
+    for name, value in given.items():
+        if not 0 <= value < 1 << _PARAM_BITS[name]:
+            raise Refused(f"{name}={value} does not fit the struct's "
+                          f"u{_PARAM_BITS[name]}")
+    return _epoll_ioctl(fd, CONSTANTS["EPIOCSPARAMS"], EpollParams(**given), fault)
+
+
+@operation(family="epoll", fd="fd", fault="str")
+def epoll_params_get(fd: int, fault: str = "") -> Result:
+    """ioctl(fd, EPIOCGPARAMS, &params) on an epoll fd: value is {busy_poll_usecs,
+    busy_poll_budget, prefer_busy_poll, pad}, the struct as the kernel filled it (it is
+    set to 0xff bytes first, so a field the kernel leaves alone shows). `fault: argp`
+    passes a pointer the kernel cannot write (EFAULT)."""
+    params = EpollParams.from_buffer_copy(b"\xff" * ctypes.sizeof(EpollParams))
+    res = _epoll_ioctl(fd, CONSTANTS["EPIOCGPARAMS"], params, fault)
+    if res.ok:
+        res.value = {name: getattr(params, name) for name, _ in EpollParams._fields_}
+    return res

@@ -145,7 +145,7 @@ def prepare(names) -> None:
 
 
 @contextmanager
-def _one(name: str, wait: float):
+def _one(name: str, wait: float, mode: int = fcntl.LOCK_EX):
     fd = _roots_lock(name)
     path = lock_dir() if fd is None else _roots_dir()
     if fd is None:
@@ -158,7 +158,7 @@ def _one(name: str, wait: float):
         deadline = time.monotonic() + wait
         while True:
             try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                fcntl.flock(fd, mode | fcntl.LOCK_NB)
                 break
             except BlockingIOError:
                 if time.monotonic() >= deadline:
@@ -172,10 +172,12 @@ def _one(name: str, wait: float):
 
 
 @contextmanager
-def held(names, wait: float | None = None):
+def held(names, wait: float | None = None, shared: bool = False):
     """Hold every named lock (in sorted order, so two holders never deadlock), waiting
-    up to `wait` seconds (default WAIT) for each."""
+    up to `wait` seconds (default WAIT) for each; `shared`: with others that hold it
+    shared too (flock's LOCK_SH), never with one that holds it alone."""
+    mode = fcntl.LOCK_SH if shared else fcntl.LOCK_EX
     with ExitStack() as stack:
         for name in sorted(set(names)):
-            stack.enter_context(_one(name, WAIT if wait is None else wait))
+            stack.enter_context(_one(name, WAIT if wait is None else wait, mode))
         yield

@@ -22,7 +22,7 @@ from kit.adapter.proc import open_fds
 from kit.adapter.process import run_forked
 from kit.adapter.target_calls import after_bound
 from kit.adapter.watchdog import TargetTimeout
-from kit.engine import exclusive, known
+from kit.engine import exclusive, known, machine_wide
 from kit.engine import interpreter as interp
 from kit.engine.target import Target, not_applicable_reason
 from kit.spec.loader import typed
@@ -154,7 +154,9 @@ def check_behaviour(behaviour: Behaviour, target: Target, *, profile: str = "qui
     checker = _Checker(behaviour, target, profile, run_seed, bound)
     try:
         try:
-            with exclusive.held(behaviour.exclusive):
+            with exclusive.held(behaviour.exclusive), \
+                    machine_wide.fenced(behaviour, target.allow_machine_wide), \
+                    machine_wide.held(behaviour.machine_wide):
                 (checker.model if behaviour.model else checker.steps)(params)
         except FlakyFailure as flaky:
             # The target failed once and then passed on the same input: an intermittent
@@ -258,6 +260,13 @@ def check_isolated(behaviour: Behaviour, target: Target, *, limit: float = DEFAU
     started = time.monotonic()
     with scratch.behaviour_root():  # removed here, whatever became of the child
         verdict = _check_with_circuit(behaviour, target, limit, kw)
+    if behaviour.machine_wide:
+        # a checker killed mid-behaviour could not run its finally: restore from its journal
+        restored = machine_wide.restore_leftovers(behaviour.machine_wide)
+        if restored:
+            verdict.message = "; ".join(filter(None, [verdict.message] + [
+                f"{name} restored to {value} from the journal after the checker died"
+                for name, value in restored]))
     verdict.duration = round(time.monotonic() - started, 4)   # every attempt counts
     return verdict
 

@@ -35,6 +35,10 @@ CAPABILITIES = {name: bit for bit, name in enumerate((
 
 
 
+# set by --allow-machine-wide (kit run, the pytest plugin), inherited by workers and checkers
+ALLOW_MACHINE_WIDE_ENV = "KIT_ALLOW_MACHINE_WIDE"
+
+
 def effective_capabilities() -> int:
     try:
         with open("/proc/self/status") as fh:
@@ -75,6 +79,9 @@ class Target:
     # a described old kernel) has an unknown config: behaviours that need an option run.
     config: KernelConfig = field(default_factory=KernelConfig.unknown, repr=False,
                                  compare=False)
+    # The machine is the kit's own (a VM target, or --allow-machine-wide): behaviours that
+    # change a sysctl (`machine_wide:`) may run.
+    allow_machine_wide: bool = False
 
     @classmethod
     def current(cls) -> "Target":
@@ -88,7 +95,8 @@ class Target:
                    name=os.environ.get("KIT_TARGET_NAME", ""),
                    kernel_override=override,
                    version_signature=read_signature(),
-                   config=kernel_config.current())
+                   config=kernel_config.current(),
+                   allow_machine_wide=os.environ.get(ALLOW_MACHINE_WIDE_ENV) == "1")
 
     @property
     def patch_level(self) -> PatchLevel:
@@ -130,6 +138,12 @@ def not_applicable_reason(behaviour, target: Target) -> str | None:
     if missing:
         return (f"kernel built without {kernel_config.requirement_text(missing[0])} "
                 f"(from {target.config.source})")
+    for symbol in applies.without_kernel_config:
+        if target.config.enabled(symbol):
+            return f"kernel built with {symbol} (from {target.config.source})"
+    if behaviour.machine_wide and not target.allow_machine_wide:
+        return (f"not run: changes machine-wide state ({', '.join(behaviour.machine_wide)}); "
+                f"run with --allow-machine-wide where the machine is the kit's own")
     for cap in applies.capabilities:
         if cap not in CAPABILITIES:
             return f"unknown capability {cap}"

@@ -400,6 +400,8 @@ class QemuTarget(Target):
             meta["accel_note"] = note
         meta["how"] = f"qemu, {kernel.package} {kernel.version}"
         command = kit_command(request, str(request.out_dir), str(self.spec.get("jobs", "1")))
+        # the guest is the kit's own machine: its sysctls may change (each is restored)
+        command.append("--allow-machine-wide")
         env = dict(request.env, **guest_kernel_config(kernel, request))
         token = secrets.token_hex(16)
         token_file = request.out_dir / guest.SHARE_TOKEN

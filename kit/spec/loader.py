@@ -362,11 +362,13 @@ class _Checker:
                 without_capabilities=tuple(applies.get("without_capabilities", ())),
                 syscalls=tuple(applies.get("syscalls", ())),
                 kernel_config=tuple((e,) if isinstance(e, str) else tuple(e["any"])
-                                    for e in applies.get("kernel_config", ()))),
+                                    for e in applies.get("kernel_config", ())),
+                without_kernel_config=tuple(applies.get("without_kernel_config", ()))),
             params=dict(params), assume=list(raw.get("assume", [])),
             examples=[dict(e) for e in raw.get("examples", [])],
             max_examples=raw.get("max_examples"), steps=steps, untestable=raw.get("untestable"),
             model=raw.get("model"), exclusive=tuple(raw.get("exclusive", ())),
+            machine_wide=tuple(raw.get("machine_wide", ())),
             known_deviations=known,
             source=source)
 

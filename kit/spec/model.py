@@ -27,6 +27,8 @@ class Applicability:
     # kernel build options that must be set: each entry is the symbols any one of which will
     # do (a plain `CONFIG_X` in the spec is a one-symbol entry)
     kernel_config: tuple[tuple[str, ...], ...] = ()
+    # kernel build options that must not be set (a fallback documented for kernels without)
+    without_kernel_config: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -92,5 +94,7 @@ class Behaviour:
     model: str | None = None       # a reference model from kit.model, instead of steps
     # machine-wide state (e.g. realtime_clock) that no other behaviour may use meanwhile
     exclusive: tuple[str, ...] = ()
+    # sysctls the behaviour changes (kit.engine.machine_wide): run only when allowed
+    machine_wide: tuple[str, ...] = ()
     known_deviations: list[KnownDeviation] = field(default_factory=list)
     source: str = ""               # the behaviour's YAML as written, for reports

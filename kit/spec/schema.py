@@ -8,6 +8,7 @@ the published copy (a test keeps the two identical).
 from __future__ import annotations
 
 import kit.adapter  # noqa: F401 - registers every operation
+from kit.confinement import SYSCTLS
 from kit.model import MODELS
 from kit.registry import OPERATIONS
 
@@ -251,7 +252,11 @@ def build_schema() -> dict:
                 "without_capabilities": {"type": "array",
                                          "items": {"type": "string", "pattern": "^CAP_[A-Z_]+$"}},
                 "syscalls": {"type": "array", "items": {"type": "string"}},
-                "kernel_config": KERNEL_CONFIG}},
+                "kernel_config": KERNEL_CONFIG,
+                "without_kernel_config": {
+                    "type": "array", "minItems": 1, "items": CONFIG_SYMBOL,
+                    "description": "kernel build options that must not be set: for what a "
+                                   "kernel built without them does"}}},
             "untestable": {"type": "string", "minLength": 10,
                            "description": "why no experiment from user space can check this"},
             "params": {"type": "object", "additionalProperties": {"$ref": "#/$defs/param"},
@@ -264,6 +269,12 @@ def build_schema() -> dict:
                           "description": "machine-wide state the behaviour changes or depends "
                                          "on (e.g. realtime_clock): behaviours naming the same "
                                          "one never run at the same time, on any worker"},
+            "machine_wide": {"type": "array", "minItems": 1, "uniqueItems": True,
+                             "items": {"enum": sorted(SYSCTLS)},
+                             "description": "sysctls the behaviour sets (sysctl_set): it "
+                                            "runs only with --allow-machine-wide, one at a "
+                                            "time, and the values are restored afterwards "
+                                            "(kit.engine.machine_wide)"},
             "known_deviations": {"type": "array", "items": KNOWN_DEVIATION},
             "steps": {"$ref": "#/$defs/steps"},
             "model": {"enum": sorted(MODELS),
