@@ -17,6 +17,7 @@ from helpers import (
     spec_text,
     write_spec,
 )
+from test_html_report import chromium  # noqa: F401 - the shared browser fixture
 
 from kit.engine.target import Target
 from kit.report import build_report
@@ -125,3 +126,24 @@ def test_terminal_summary_counts_implementation_behaviour_apart(tmp_path):
         in ran.output
     assert ran.report["summary"]["basis"] == {"documented": {"conforms": 1},
                                               "implementation": {"conforms": 1}}
+
+
+def test_report_html_claim_filter_shows_one_kind_in_a_browser(chromium, tmp_path):  # noqa: F811
+    path = tmp_path / "report.html"
+    path.write_text(render_html([_report("conforms", "deviates")]))
+    context = chromium.new_context()
+    try:
+        page = context.new_page()
+        errors = []
+        page.on("pageerror", lambda e: errors.append(str(e)))
+        page.goto(path.as_uri())
+        shown = "tr.behaviour:not([hidden])"
+        ids = "rows => rows.map(r => r.dataset.id)"
+        assert page.eval_on_selector_all(shown, ids) == ["x.basis.documented", "x.basis.linux"]
+        page.select_option("#f-basis", "implementation")
+        assert page.eval_on_selector_all(shown, ids) == ["x.basis.linux"]
+        page.select_option("#f-basis", "documented")
+        assert page.eval_on_selector_all(shown, ids) == ["x.basis.documented"]
+        assert errors == []
+    finally:
+        context.close()
