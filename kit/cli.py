@@ -260,7 +260,11 @@ def cmd_explain(ns) -> int:
         return EXIT_CONFORMS
     c = behaviour.cite
     print(f"{behaviour.id}: {behaviour.title}\n")
-    print(f"Documented in {c.page}, {c.section}:\n  \"{c.quote}\"\n")
+    if c.basis == "implementation":
+        print(f"Implementation behaviour (Linux beyond its man page); the page, {c.page}, "
+              f"{c.section}:\n  \"{c.quote}\"\nFrom: {c.source}\n")
+    else:
+        print(f"Documented in {c.page}, {c.section}:\n  \"{c.quote}\"\n")
     print(f"Spec ({behaviour.file}:{behaviour.line}):\n{behaviour.source}\n")
     if verdict:
         print(f"Last run: {verdict['status']}" + (f" - {verdict['message']}"

@@ -147,3 +147,17 @@ def test_report_html_claim_filter_shows_one_kind_in_a_browser(chromium, tmp_path
         assert errors == []
     finally:
         context.close()
+
+
+def test_kit_explain_says_implementation_behaviour_and_its_source(tmp_path):
+    write_spec(tmp_path, spec_text(DOCUMENTED, IMPLEMENTATION))
+    specs = str(tmp_path / "specs")
+    impl = run_kit(tmp_path, "explain", "x.basis.linux", "--specs", specs, "--report",
+                   str(tmp_path / "none"))
+    assert impl.ret == 0, impl.output
+    assert "Implementation behaviour (Linux beyond its man page)" in impl.stdout
+    assert "From: beyond the page: fs/eventfd.c" in impl.stdout
+    documented = run_kit(tmp_path, "explain", "x.basis.documented", "--specs", specs,
+                         "--report", str(tmp_path / "none"))
+    assert "Documented in eventfd(2), DESCRIPTION" in documented.stdout
+    assert "Implementation behaviour" not in documented.stdout
