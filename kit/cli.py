@@ -225,13 +225,16 @@ def cmd_list(ns) -> int:
             continue
         if ns.family and behaviour.family != ns.family:
             continue
+        if ns.basis and behaviour.cite.basis != ns.basis:
+            continue
         verdict = last.get(behaviour.id, {})
         status = verdict.get("status", "")
         if ns.status and status != ns.status:
             continue
         rows.append({"id": behaviour.id, "family": behaviour.family, "title": behaviour.title,
                      "last_status": status, "known": bool(verdict.get("known_deviation")),
-                     "fixed": bool(verdict.get("fixed")), "file": behaviour.file,
+                     "fixed": bool(verdict.get("fixed")), "basis": behaviour.cite.basis,
+                     "file": behaviour.file,
                      "line": behaviour.line})
     if ns.json:
         print(json.dumps(rows, indent=2))
@@ -240,7 +243,8 @@ def cmd_list(ns) -> int:
         for r in rows:
             mark = " (known)" if r["known"] else " (fixed)" if r["fixed"] else ""
             shown = (r["last_status"] or "-") + mark
-            print(f"{r['id']:<{width}}  {shown:<22}  {r['title']}")
+            impl = "[implementation] " if r["basis"] == "implementation" else ""
+            print(f"{r['id']:<{width}}  {shown:<22}  {impl}{r['title']}")
         print(f"{len(rows)} behaviours", file=sys.stderr)
     return EXIT_KIT_ERROR if errors else EXIT_CONFORMS
 
@@ -262,7 +266,11 @@ def cmd_explain(ns) -> int:
         return EXIT_CONFORMS
     c = behaviour.cite
     print(f"{behaviour.id}: {behaviour.title}\n")
-    print(f"Documented in {c.page}, {c.section}:\n  \"{c.quote}\"\n")
+    if c.basis == "implementation":
+        print(f"Implementation behaviour (Linux beyond its man page); the page, {c.page}, "
+              f"{c.section}:\n  \"{c.quote}\"\nFrom: {c.source}\n")
+    else:
+        print(f"Documented in {c.page}, {c.section}:\n  \"{c.quote}\"\n")
     print(f"Spec ({behaviour.file}:{behaviour.line}):\n{behaviour.source}\n")
     if verdict:
         print(f"Last run: {verdict['status']}" + (f" - {verdict['message']}"
@@ -499,6 +507,9 @@ def parser() -> argparse.ArgumentParser:
     lst.add_argument("-k", dest="keyword", help="substring of the id")
     lst.add_argument("--family", help="only this family (eventfd, epoll, ...)")
     lst.add_argument("--status", help="only behaviours with this status in the last report")
+    lst.add_argument("--basis", choices=("documented", "implementation"),
+                     help="only documented claims, or only implementation behaviour (what "
+                          "Linux does where its man page is silent or looser)")
     lst.add_argument("--json", action="store_true", help="machine-readable output")
     lst.set_defaults(func=cmd_list)
 

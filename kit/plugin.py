@@ -459,7 +459,7 @@ class VerdictCollector:
             tr.line(f"report written: {path}")
 
     def _summary(self, tr, config) -> None:
-        from kit.report.summary import status_counts
+        from kit.report.summary import basis_of, by_basis, status_counts
         from kit.report.target_text import kernel_text
 
         tr.section("conformance summary")
@@ -467,9 +467,14 @@ class VerdictCollector:
         tr.line(f"kernel {kernel_text(target.describe())} ({target.arch}, {target.libc})")
         verdicts = list(self.verdicts.values())
         tr.line("  ".join(f"{status}: {n}" for status, n in status_counts(verdicts).items()))
+        implementation = by_basis(verdicts).get("implementation")
+        if implementation:
+            tr.line("of which implementation behaviour (Linux beyond its man pages): "
+                    + "  ".join(f"{status}: {n}" for status, n in implementation.items()))
         for v in verdicts:
             if v["status"] in ("deviates", "timeout", "error"):
                 known = " (known)" if v.get("known_deviation") else ""
+                known += " [implementation]" if basis_of(v) == "implementation" else ""
                 tr.line(f"  {v['status']}{known}: {v['id']}: {v.get('message', '')[:160]}")
             elif v.get("fixed"):
                 tr.line(f"  fixed: {v['id']}: {v['fixed'][:160]}")

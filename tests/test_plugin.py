@@ -316,7 +316,8 @@ def test_report_json_has_a_full_record_per_behaviour(mixed):
         assert isinstance(verdict["duration"], (int, float)) and verdict["duration"] >= 0
         if bid != "x.broken.spec":
             assert verdict["cite"] == {"page": "eventfd(2)", "section": "DESCRIPTION",
-                                       "quote": QUOTE, "source": None}
+                                       "quote": QUOTE, "source": None,
+                                       "basis": "documented"}
             assert verdict["seed"] == 7
             assert verdict["line"] == line_of(MIXED if bid.startswith("x.") else OTHER,
                                               f"- id: {bid}")

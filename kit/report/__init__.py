@@ -12,7 +12,7 @@ from kit.engine.target import Target
 from kit.report.html import render_html
 from kit.report.markdown import render_markdown
 from kit.report.reportset import Staging
-from kit.report.summary import by_family, conformance_ratio, status_counts
+from kit.report.summary import by_basis, by_family, conformance_ratio, status_counts
 
 FORMAT = "kit-report/1"
 
@@ -31,6 +31,7 @@ def build_report(verdicts: list[dict], target: Target, *, started: float, profil
                 "seed": seed, "duration": round(time.time() - started, 3)},
         "partial": bool(partial),
         "summary": {"statuses": status_counts(ordered), "families": by_family(ordered),
+                    "basis": by_basis(ordered),
                     "conformance": conformance_ratio(ordered), "behaviours": len(ordered),
                     # conform although a known deviation is recorded for this target
                     "fixed": [v["id"] for v in ordered if v.get("fixed")]},

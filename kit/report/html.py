@@ -88,6 +88,7 @@ def build_view(reports: list[dict]) -> dict:
                         "run": report["run"], "statuses": s["statuses"],
                         "partial": partial_note(report),
                         "families": s["families"], "conformance": s["conformance"],
+                        "basis": s.get("basis") or {},
                         "kit_version": report.get("kit_version", "")})
     rows: dict[str, dict] = {}
     for col, report in enumerate(reports):
@@ -103,6 +104,7 @@ def build_view(reports: list[dict]) -> dict:
     for row in rows.values():
         statuses = [c["status"] if c else "missing" for c in row["cells"]]
         row["statuses"] = statuses
+        row["basis"] = row["cite"].get("basis") or "documented"
         row["differs"] = len(set(statuses)) > 1
         row["known"] = [(targets[i]["name"], c["known_deviation"])
                         for i, c in enumerate(row["cells"]) if c and c.get("known_deviation")]

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from kit.report.summary import partial_note
+from kit.report.summary import basis_of, partial_note
 from kit.report.target_text import judged_as
 
 
@@ -37,12 +37,24 @@ def render_markdown(report: dict) -> str:
     for family, counts in s["families"].items():
         out.append(f"| {family} | " + " | ".join(str(counts.get(st, 0))
                                                  for st in s["statuses"]) + " |")
+    basis = s.get("basis") or {}
+    if basis.get("implementation"):
+        out += ["", "## Documented claims and implementation behaviour", "",
+                ("Implementation behaviour is what Linux does where its man page is silent or "
+                 "looser (cited from the kernel's code or a selftest); it is marked "
+                 "*(implementation)* below."), "",
+                "| basis | " + " | ".join(s["statuses"]) + " |",
+                "|---|" + "---|" * len(s["statuses"])]
+        for name, counts in basis.items():
+            out.append(f"| {name} | " + " | ".join(str(counts.get(st, 0))
+                                                   for st in s["statuses"]) + " |")
     problems = [b for b in report["behaviours"]
                 if b["status"] in ("deviates", "timeout", "error")]
     if problems:
         out += ["", "## Deviations, timeouts and errors", ""]
         for b in problems:
             known = f" — known: {b['known_deviation']}" if b.get("known_deviation") else ""
+            known += " *(implementation)*" if basis_of(b) == "implementation" else ""
             out += [f"### `{b['id']}`: {b['status']}{known}", ""]
             if b.get("cite"):
                 c = b["cite"]
@@ -75,5 +87,7 @@ def render_markdown(report: dict) -> str:
         cite = f"{b['cite'].get('page', '')} {b['cite'].get('section', '')}" if b.get(
             "cite") else ""
         status = b["status"] + (" (fixed)" if b.get("fixed") else "")
-        out.append(f"| `{b['id']}` | {status} | {_cell(b['title'])} | {_cell(cite)} |")
+        title = _cell(b["title"]) + (" *(implementation)*" if basis_of(b) == "implementation"
+                                     else "")
+        out.append(f"| `{b['id']}` | {status} | {title} | {_cell(cite)} |")
     return "\n".join(out) + "\n"

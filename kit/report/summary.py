@@ -19,6 +19,19 @@ def by_family(verdicts: list[dict]) -> dict[str, dict[str, int]]:
     return {name: status_counts(vs) for name, vs in sorted(families.items())}
 
 
+def basis_of(verdict: dict) -> str:
+    """documented or implementation (reports written before the field: documented)."""
+    return (verdict.get("cite") or {}).get("basis") or "documented"
+
+
+def by_basis(verdicts: list[dict]) -> dict[str, dict[str, int]]:
+    """Status counts of documented claims and of implementation behaviour, apart."""
+    groups: dict[str, list[dict]] = {}
+    for v in verdicts:
+        groups.setdefault(basis_of(v), []).append(v)
+    return {name: status_counts(vs) for name, vs in sorted(groups.items())}
+
+
 def conformance_ratio(verdicts: list[dict]) -> float | None:
     """Share of the behaviours that were checked (conform or not) that conform."""
     checked = [v for v in verdicts if v["status"] in ("conforms", "deviates", "timeout")]

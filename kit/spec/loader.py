@@ -353,9 +353,15 @@ class _Checker:
         known = [self.known_deviation(dev, f"known_deviations[{i}]", steps, set(params))
                  for i, dev in enumerate(raw.get("known_deviations", []))]
         cite = raw["cite"]
+        basis = cite.get("basis", "documented")
+        if basis == "implementation" and not cite.get("source"):
+            # a claim beyond the page must say where Linux's behaviour comes from
+            raise self.fail("basis: implementation needs cite.source naming the kernel code "
+                            "or selftest it rests on", cite, "basis", "cite.basis")
         return Behaviour(
             id=raw["id"], title=raw["title"], file=self.file, line=raw.line, family=family,
-            cite=Citation(cite["page"], cite["section"], cite["quote"], cite.get("source")),
+            cite=Citation(cite["page"], cite["section"], cite["quote"], cite.get("source"),
+                          basis),
             applies=Applicability(
                 kernel=applies.get("kernel"), arch=tuple(applies.get("arch", ())),
                 capabilities=tuple(applies.get("capabilities", ())),

@@ -6,12 +6,18 @@ from dataclasses import dataclass, field
 from typing import Any
 
 
+# What backs a claim: the man page itself, or the kernel's code / a selftest where the page is
+# silent or looser than Linux (reports and `kit list` show the two apart).
+BASES = ("documented", "implementation")
+
+
 @dataclass(frozen=True)
 class Citation:
     page: str
     section: str
     quote: str
     source: str | None = None
+    basis: str = "documented"
 
     def __str__(self) -> str:
         return f'{self.page}, {self.section}: "{self.quote}"'

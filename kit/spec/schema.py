@@ -11,6 +11,7 @@ import kit.adapter  # noqa: F401 - registers every operation
 from kit.confinement import SYSCTLS
 from kit.model import MODELS
 from kit.registry import OPERATIONS
+from kit.spec.model import BASES
 
 NAME = r"^[A-Z][A-Z0-9_]*$"
 REF = r"^\$[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z0-9_-]+)*$"
@@ -243,7 +244,13 @@ def build_schema() -> dict:
                      "properties": {"page": {"type": "string", "pattern": r"^[a-z_0-9]+\(\d\)$"},
                                     "section": {"type": "string"},
                                     "quote": {"type": "string", "minLength": 5},
-                                    "source": {"type": "string"}}},
+                                    "source": {"type": "string"},
+                                    "basis": {"enum": list(BASES),
+                                              "description": "implementation: Linux's own "
+                                              "behaviour where the page is silent or looser "
+                                              "(cite.source names the kernel code or "
+                                              "selftest); documented (the default): the "
+                                              "page's claim"}}},
             "applies": {"type": "object", "additionalProperties": False, "properties": {
                 "kernel": KERNEL_RANGE,
                 "arch": {"type": "array", "items": {"type": "string"}},
