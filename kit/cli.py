@@ -429,9 +429,12 @@ def cmd_bench(ns) -> int:
 
 
 def default_sentences(specs: list[Path]) -> Path:
-    """sentences/ beside the first spec root (the kit's own data beside its specs/)."""
+    """sentences/ beside the first spec root when there is one, else the kit's own."""
+    from kit.coverage.compute import default_data_dir
+
     first = Path(specs[0]).resolve()
-    return (first if first.is_dir() else first.parent).parent / "sentences"
+    beside = (first if first.is_dir() else first.parent).parent / "sentences"
+    return beside if beside.is_dir() else default_data_dir()
 
 
 def cmd_coverage(ns) -> int:

@@ -95,6 +95,11 @@ class Coverage:
         return out
 
 
+def default_data_dir() -> Path:
+    """The kit's own sentence data: sentences/ beside the kit package (a source checkout)."""
+    return Path(__file__).resolve().parent.parent.parent / "sentences"
+
+
 def _top(section: str) -> str:
     """The outermost part of a cited section ("DESCRIPTION, read(2)": DESCRIPTION)."""
     return section.split(",", 1)[0].strip().upper().replace("[", "").replace("]", "")
@@ -167,22 +172,26 @@ def _apply_marks(cov: PageCoverage, data: PageData, result: Coverage):
             s.status, s.reason = status, mark.reason
 
 
-def compute(quotes: list[Quote], data_dir: Path) -> Coverage:
+def compute(quotes: list[Quote], data_dir: Path, *, other_pages: bool = True) -> Coverage:
+    """OTHER_PAGES: also check the quotes of cited pages that have no sentence data (proc(5),
+    signal(7), ...); the report leaves them to `kit coverage`."""
     data, errors = load_dir(data_dir)
     by_page: dict[str, list[Quote]] = {}
     for q in quotes:
         by_page.setdefault(q.page, []).append(q)
     result = Coverage([], {}, None, errors)
     described = {d.page for d in data}
-    for page in sorted(set(by_page) - described):
+    for page in sorted(set(by_page) - described) if other_pages else ():
         result.other_pages[page] = [q.behaviour for q in by_page[page]]
     for d in data:
         cov = PageCoverage(d.page, False, newer_page=d.newer_page, data_file=d.file,
                            cited_by=[q.behaviour for q in by_page.get(d.page, [])])
         result.pages.append(cov)
-    for cov in result.pages + [PageCoverage(p, False) for p in result.other_pages]:
+    checked = result.pages + [PageCoverage(p, False) for p in result.other_pages]
+    paths = manpage.locate([cov.page for cov in checked])
+    for cov in checked:
         quotes_here = by_page.get(cov.page, [])
-        cov.path = manpage.locate(cov.page)
+        cov.path = paths[cov.page]
         if cov.path is None:
             if cov.newer_page is None and quotes_here:
                 result.errors.append(SpecError(
@@ -193,9 +202,8 @@ def compute(quotes: list[Quote], data_dir: Path) -> Coverage:
                     field="cite.page"))
             continue
         cov.installed = True
-        text, cov.footer = load_page(cov.page, cov.path)
-        if result.man_pages is None:
-            result.man_pages = manpage.package_version(cov.path)
+        text, cov.footer, package = load_page(cov.page, cov.path)
+        result.man_pages = result.man_pages or package
         cov.sentences = [SentenceCoverage(s.index, s.section, s.text) for s in text.sentences]
         _apply_quotes(cov, text, quotes_here, result)
         data_here = next((d for d in data if d.page == cov.page), None)

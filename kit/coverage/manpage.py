@@ -47,13 +47,25 @@ def _man() -> str:
     return man
 
 
-def locate(page: str) -> str | None:
-    """The installed source file of PAGE, or None when this machine does not have it."""
-    name, section = split_name(page)
-    result = subprocess.run([_man(), "-w", section, name], capture_output=True, text=True,
-                            env=_env(), timeout=RENDER_TIMEOUT)
-    path = result.stdout.strip().splitlines()
-    return path[0] if result.returncode == 0 and path else None
+def locate(pages: list[str]) -> dict[str, str | None]:
+    """The installed source file of each page, None when this machine does not have it.
+    One `man -w` per section: the report computes coverage at the end of every run."""
+    by_section: dict[str, list[str]] = {}
+    for page in pages:
+        name, section = split_name(page)
+        by_section.setdefault(section, []).append(name)
+    out: dict[str, str | None] = {page: None for page in pages}
+    for section, names in by_section.items():
+        result = subprocess.run([_man(), "-w", section, *names], capture_output=True,
+                                text=True, env=_env(), timeout=RENDER_TIMEOUT)
+        for path in result.stdout.split():
+            base = Path(path).name
+            for name in names:   # eventfd.2.gz, eventfd.2: the file names its page
+                if base == f"{name}.{section}" or base.startswith(f"{name}.{section}."):
+                    out.setdefault(f"{name}({section})", path)
+                    if out[f"{name}({section})"] is None:
+                        out[f"{name}({section})"] = path
+    return out
 
 
 def render(page: str, path: str) -> Rendered:

@@ -32,7 +32,7 @@ def _key(page: str, path: str) -> str:
                        Path(__file__).with_name("sentences.py").stat().st_mtime_ns])
 
 
-def _from_cache(file: Path, key: str) -> tuple[PageText, str] | None:
+def _from_cache(file: Path, key: str) -> tuple[PageText, str | None, str | None] | None:
     try:
         data = json.loads(file.read_text())
         if data["key"] != key:
@@ -40,13 +40,14 @@ def _from_cache(file: Path, key: str) -> tuple[PageText, str] | None:
         sentences = [Sentence(i, s, t) for i, (s, t) in enumerate(data["sentences"])]
         sections = [_Section(n, t, [tuple(x) for x in spans])
                     for n, t, spans in data["sections"]]
-        return PageText(data["page"], sentences, sections), data["footer"]
+        return PageText(data["page"], sentences, sections), data["footer"], data["package"]
     except (OSError, ValueError, KeyError, TypeError):
         return None
 
 
-def _to_cache(file: Path, key: str, text: PageText, footer: str | None) -> None:
-    data = {"key": key, "page": text.page, "footer": footer,
+def _to_cache(file: Path, key: str, text: PageText, footer: str | None,
+              package: str | None) -> None:
+    data = {"key": key, "page": text.page, "footer": footer, "package": package,
             "sentences": [[s.section, s.text] for s in text.sentences],
             "sections": [[s.name, s.text, s.spans] for s in text.sections]}
     try:
@@ -59,8 +60,9 @@ def _to_cache(file: Path, key: str, text: PageText, footer: str | None) -> None:
         pass   # no cache: parsed again next time
 
 
-def load_page(page: str, path: str) -> tuple[PageText, str | None]:
-    """PAGE's sentences and the man-pages version in its footer."""
+def load_page(page: str, path: str) -> tuple[PageText, str | None, str | None]:
+    """PAGE's sentences, the man-pages version in its footer, and the package (with its
+    version) that installed it."""
     key = _key(page, path)
     file = _cache_dir() / f"{page.replace('(', '.').rstrip(')')}.json"
     cached = _from_cache(file, key)
@@ -68,5 +70,6 @@ def load_page(page: str, path: str) -> tuple[PageText, str | None]:
         return cached
     rendered = manpage.render(page, path)
     text, footer = parse(page, rendered.text), manpage.footer_version(rendered.text)
-    _to_cache(file, key, text, footer)
-    return text, footer
+    package = manpage.package_version(path)
+    _to_cache(file, key, text, footer, package)
+    return text, footer, package

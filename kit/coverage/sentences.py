@@ -77,7 +77,14 @@ def _segmenter():
 
 
 def _split(paragraph: str) -> list[str]:
-    return [normalise(s) for s in _segmenter().segment(paragraph) if normalise(s)]
+    out: list[str] = []
+    for piece in _segmenter().segment(paragraph):
+        piece = normalise(piece)
+        if out and piece and not any(c.isalnum() for c in piece):
+            out[-1] += piece    # pysbd leaves the ")" of "(... epoll(7).)" on its own
+        elif piece:
+            out.append(piece)
+    return out
 
 
 def _indent(line: str) -> int:
