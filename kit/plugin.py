@@ -245,7 +245,7 @@ def _coverage(verdicts) -> dict:
         from kit.coverage.compute import compute, default_data_dir, quotes_of_verdicts, summary
 
         return summary(compute(quotes_of_verdicts(list(verdicts)), default_data_dir(),
-                               other_pages=False))
+                               whole_set=False))
     except Exception as exc:  # noqa: BLE001
         return {"error": f"{type(exc).__name__}: {exc}"}
 

@@ -84,6 +84,7 @@ class Coverage:
     man_pages: str | None                   # the package (version) the pages came from
     errors: list[SpecError] = field(default_factory=list)    # stale quotes and marks
     warnings: list[str] = field(default_factory=list)
+    behaviour_ids: set[str] = field(default_factory=set)
 
     def totals(self) -> dict:
         out = {s: 0 for s in STATUSES}
@@ -143,7 +144,10 @@ def _apply_quotes(cov: PageCoverage, text: PageText, quotes: list[Quote], result
                     s.status, s.reason = UNTESTABLE, f"untestable behaviour {q.behaviour}"
 
 
-def _apply_marks(cov: PageCoverage, data: PageData, result: Coverage):
+def _apply_marks(cov: PageCoverage, data: PageData, result: Coverage, known: set[str] | None):
+    """KNOWN: every behaviour id of the spec set, to check `covered_by` names; None when
+    only some behaviours are at hand (a report of a `-k` run), where unknown ones count
+    for nothing."""
     for mark in data.marks:
         if mark.section:
             want = normalise(mark.section).upper()
@@ -159,6 +163,9 @@ def _apply_marks(cov: PageCoverage, data: PageData, result: Coverage):
                 f"stale mark: {what} matches nothing in {cov.page} as installed here",
                 file=mark.file, line=mark.line, field=mark.field))
             continue
+        if mark.kind == "covered_by":
+            _cover(hits, mark, cov, result, known)
+            continue
         status = NOT_CLAIM if mark.kind == "not_claims" else UNTESTABLE
         for s in hits:
             if s.status == COVERED:
@@ -172,16 +179,34 @@ def _apply_marks(cov: PageCoverage, data: PageData, result: Coverage):
             s.status, s.reason = status, mark.reason
 
 
-def compute(quotes: list[Quote], data_dir: Path, *, other_pages: bool = True) -> Coverage:
-    """OTHER_PAGES: also check the quotes of cited pages that have no sentence data (proc(5),
-    signal(7), ...); the report leaves them to `kit coverage`."""
+def _cover(hits, mark, cov: PageCoverage, result: Coverage, known: set[str] | None):
+    present = result.behaviour_ids
+    unknown = [b for b in mark.behaviours if b not in present]
+    if unknown and known is not None:
+        result.errors.append(SpecError(
+            f"no behaviour {', '.join(unknown)} in the spec set", file=mark.file,
+            line=mark.line, field=f"{mark.field}.behaviours"))
+        return
+    ids = [b for b in mark.behaviours if b in present]
+    if not ids:
+        return
+    for s in hits:
+        s.status, s.reason = COVERED, mark.reason
+        s.behaviours.extend(i for i in ids if i not in s.behaviours)
+
+
+def compute(quotes: list[Quote], data_dir: Path, *, whole_set: bool = True) -> Coverage:
+    """WHOLE_SET: QUOTES are the whole spec set (`kit coverage`), so the quotes of cited
+    pages without sentence data (proc(5), signal(7), ...) are checked and `covered_by`
+    names must exist; a report has only its run's behaviours and leaves both out."""
     data, errors = load_dir(data_dir)
     by_page: dict[str, list[Quote]] = {}
     for q in quotes:
         by_page.setdefault(q.page, []).append(q)
     result = Coverage([], {}, None, errors)
+    result.behaviour_ids = {q.behaviour for q in quotes}
     described = {d.page for d in data}
-    for page in sorted(set(by_page) - described) if other_pages else ():
+    for page in sorted(set(by_page) - described) if whole_set else ():
         result.other_pages[page] = [q.behaviour for q in by_page[page]]
     for d in data:
         cov = PageCoverage(d.page, False, newer_page=d.newer_page, data_file=d.file,
@@ -208,7 +233,8 @@ def compute(quotes: list[Quote], data_dir: Path, *, other_pages: bool = True) ->
         _apply_quotes(cov, text, quotes_here, result)
         data_here = next((d for d in data if d.page == cov.page), None)
         if data_here:
-            _apply_marks(cov, data_here, result)
+            _apply_marks(cov, data_here, result,
+                         result.behaviour_ids if whole_set else None)
     return result
 
 

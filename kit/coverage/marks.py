@@ -1,5 +1,7 @@
 """The sentence data: per man page, the sentences that are not claims and those no
-user-space experiment can test, each with its reason (sentences/<name>.<section>.yaml).
+user-space experiment can test, each with its reason (sentences/<name>.<section>.yaml), and
+the sentences that behaviours quoting a neighbouring sentence check as well (`covered_by`,
+naming them: one experiment, one quote, several sentences).
 
 A mark names a whole section (its path as `kit coverage` prints it, e.g. "SEE ALSO" or
 "DESCRIPTION, Example for suggested usage"; sentences below it included) or one sentence
@@ -19,12 +21,19 @@ from kit.spec.errors import SpecError
 from kit.spec.loader import NotReadable, read_spec
 from kit.spec.source import TooLarge, load_yaml
 
-KINDS = ("not_claims", "untestable")
+KINDS = ("not_claims", "untestable", "covered_by")
 _MARK = {"type": "object", "additionalProperties": False, "required": ["reason"],
          "properties": {"section": {"type": "string", "minLength": 1},
                         "sentence": {"type": "string", "minLength": 1},
                         "reason": {"type": "string", "minLength": 3}},
          "oneOf": [{"required": ["section"]}, {"required": ["sentence"]}]}
+# a sentence that behaviours citing another sentence check too: which ones, and how
+_COVERED_BY = {"type": "object", "additionalProperties": False,
+               "required": ["sentence", "behaviours", "reason"],
+               "properties": {"sentence": {"type": "string", "minLength": 1},
+                              "behaviours": {"type": "array", "minItems": 1,
+                                             "items": {"type": "string", "minLength": 1}},
+                              "reason": {"type": "string", "minLength": 3}}}
 SCHEMA = {
     "type": "object", "additionalProperties": False, "required": ["page"],
     "properties": {
@@ -37,6 +46,7 @@ SCHEMA = {
                                       "note": {"type": "string"}}},
         "not_claims": {"type": "array", "items": _MARK},
         "untestable": {"type": "array", "items": _MARK},
+        "covered_by": {"type": "array", "items": _COVERED_BY},
     },
 }
 _VALIDATOR = jsonschema.Draft202012Validator(SCHEMA)
@@ -44,13 +54,14 @@ _VALIDATOR = jsonschema.Draft202012Validator(SCHEMA)
 
 @dataclass(frozen=True)
 class Mark:
-    kind: str                 # "not_claims" or "untestable"
+    kind: str                 # "not_claims", "untestable" or "covered_by"
     reason: str
     file: str
     line: int
     field: str                # "not_claims[3]", for errors
     section: str | None = None
     sentence: str | None = None
+    behaviours: tuple[str, ...] = ()
 
 
 @dataclass
@@ -106,7 +117,8 @@ def load(path: Path) -> PageData:
     for kind in KINDS:
         for i, raw in enumerate(doc.get(kind) or []):
             data.marks.append(Mark(kind, raw["reason"], file, getattr(raw, "line", 1),
-                                   f"{kind}[{i}]", raw.get("section"), raw.get("sentence")))
+                                   f"{kind}[{i}]", raw.get("section"), raw.get("sentence"),
+                                   tuple(raw.get("behaviours") or ())))
     return data
 
 
