@@ -91,8 +91,28 @@ def _indent(line: str) -> int:
     return len(line) - len(line.lstrip(" "))
 
 
+def _join_comments(lines: list[str]) -> list[str]:
+    """A C comment that a display wraps over several lines is one line again (the struct in
+    signalfd(2)): otherwise its first line would pass for a tag. Only a more indented line
+    continues it: the same struct leaves ssi_tid's comment unclosed."""
+    out: list[str] = []
+    for line in lines:
+        if (out and out[-1].count("/*") > out[-1].count("*/") and line.strip()
+                and _indent(line) > _indent(out[-1])):
+            out[-1] += " " + line.strip()
+        else:
+            out.append(line)
+    return out
+
+
+def _is_tag(text: str, indent: int, following: int) -> bool:
+    """A tagged paragraph's tag: short, followed by a more indented body, not code."""
+    return (following > indent and len(text) <= TAG_MAX and not text.endswith((".", ":", ";"))
+            and "/*" not in text)
+
+
 def parse(page: str, rendered: str) -> PageText:
-    lines = [line.rstrip() for line in rendered.splitlines()]
+    lines = _join_comments([line.rstrip() for line in rendered.splitlines()])
     body = [i for i, line in enumerate(lines) if line.strip()]
     body = body[1:-1]    # the header and footer lines name the page, not a claim
     sentences: list[Sentence] = []
@@ -117,7 +137,7 @@ def parse(page: str, rendered: str) -> PageText:
         plain = normalise(_BULLET.sub("", line.strip()))
         if top.text:
             top.text += " "
-        if following > indent and len(text) <= TAG_MAX and not text.endswith((".", ":")):
+        if _is_tag(text, indent, following):
             tags.append((indent, plain))
             top.text += plain
             continue
