@@ -246,3 +246,26 @@ def test_a_report_without_man_pages_says_why_its_coverage_is_missing():
     report = build_report([], Target.current(), started=0.0, profile="quick", seed=0,
                           coverage={"error": "ManError: man (man-db) is not installed"})
     assert "not computed: ManError: man (man-db) is not installed" in render_html([report])
+
+
+def test_covered_by_names_behaviours_that_exist(tmp_path):
+    write_spec(tmp_path, spec_text(behaviour("x.cov.fine", UNTESTABLE, cite=_cite(REAL)),
+                                   behaviour("x.cov.checks", "steps:\n  - eventfd: {}\n",
+                                             cite=_cite(REAL))))
+    data = _data(tmp_path, "eventfd.2.yaml", """
+        page: eventfd(2)
+        covered_by:
+          - sentence: "A read(2) fails with the error EINVAL if the size"
+            behaviours: [x.cov.checks, x.cov.gone]
+            reason: the same experiment checks it
+        """)
+    ran = _coverage(tmp_path)
+    assert ran.ret == 2, ran.output
+    assert (f"{data}:3: field covered_by[0].behaviours: no behaviour x.cov.gone in the spec "
+            f"set") in ran.stderr
+    data.write_text(data.read_text().replace(", x.cov.gone", ""))
+    ran = _coverage(tmp_path, "--json")
+    assert ran.ret == 0, ran.output
+    hit = next(s for s in json.loads(ran.stdout)["pages"][0]["sentences"]
+               if s["text"].startswith("A read(2) fails with the error EINVAL"))
+    assert (hit["status"], hit["behaviours"]) == ("covered", ["x.cov.checks"])
