@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -459,10 +460,11 @@ def cmd_coverage(ns) -> int:
             raise CommandError(f"no sentence data for {', '.join(unknown)} (pages: "
                                f"{', '.join(p.page for p in cov.pages)})", EXIT_USAGE)
         cov.pages = [p for p in cov.pages if p.page in ns.page]
-    if ns.json:
-        print(json.dumps(as_json(cov), indent=2))
-    else:
-        print(as_text(cov, every_sentence=ns.all))
+    try:
+        print(json.dumps(as_json(cov), indent=2) if ns.json else
+              as_text(cov, every_sentence=ns.all), flush=True)
+    except BrokenPipeError:   # `kit coverage | head`: the reader has seen enough
+        sys.stdout = open(os.devnull, "w")  # noqa: SIM115 - keeps the exit flush quiet
     for error in cov.errors:   # stale quotes and marks are spec errors: exit 2
         print(f"kit coverage: {error}", file=sys.stderr)
     return EXIT_KIT_ERROR if cov.errors else EXIT_CONFORMS

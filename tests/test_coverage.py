@@ -19,7 +19,7 @@ from kit.report.html import render_html
 
 def _installed(section: str, name: str) -> bool:
     return bool(shutil.which("man")) and subprocess.run(
-        ["man", "-w", section, name], capture_output=True).returncode == 0
+        ["man", "-w", section, name], capture_output=True, check=False).returncode == 0
 
 
 pytestmark = pytest.mark.skipif(not _installed("2", "eventfd"),
@@ -142,8 +142,8 @@ def test_marks_need_a_reason_and_a_stale_mark_is_an_error(tmp_path):
     assert ran.ret == 0, ran.output
     marked = [s for s in json.loads(ran.stdout)["pages"][0]["sentences"]
               if s["status"] == "untestable" and s["text"].startswith("ENOMEM")]
-    assert [s["reason"] for s in marked] == ["the kernel's allocator cannot be made to fail "
-                                             "from here"]
+    assert [s["reason"] for s in marked] == [
+        "the kernel's allocator cannot be made to fail from here"]
 
 
 def test_a_page_this_machine_lacks_is_shown_with_the_newer_page_cited(tmp_path):
@@ -269,3 +269,16 @@ def test_covered_by_names_behaviours_that_exist(tmp_path):
     hit = next(s for s in json.loads(ran.stdout)["pages"][0]["sentences"]
                if s["text"].startswith("A read(2) fails with the error EINVAL"))
     assert (hit["status"], hit["behaviours"]) == ("covered", ["x.cov.checks"])
+
+
+def test_report_md_has_the_coverage_table():
+    from kit.engine.target import Target
+    from kit.report.markdown import render_markdown
+
+    coverage = {"man_pages": "manpages 6.03-2", "pages": [
+        {"page": "eventfd(2)", "installed": True, "percent": 50.0, "behaviours": 1,
+         "counts": {"covered": 1, "untestable": 0, "not a claim": 3, "uncovered": 1},
+         "uncovered": []}]}
+    report = build_report([], Target.current(), started=0.0, profile="quick", seed=0,
+                          coverage=coverage)
+    assert "| eventfd(2) | 1 | 0 | 3 | 1 | 50.0% |" in render_markdown(report)

@@ -57,7 +57,7 @@ def locate(pages: list[str]) -> dict[str, str | None]:
     out: dict[str, str | None] = {page: None for page in pages}
     for section, names in by_section.items():
         result = subprocess.run([_man(), "-w", section, *names], capture_output=True,
-                                text=True, env=_env(), timeout=RENDER_TIMEOUT)
+                                text=True, env=_env(), timeout=RENDER_TIMEOUT, check=False)
         for path in result.stdout.split():
             base = Path(path).name
             for name in names:   # eventfd.2.gz, eventfd.2: the file names its page
@@ -71,7 +71,7 @@ def locate(pages: list[str]) -> dict[str, str | None]:
 def render(page: str, path: str) -> Rendered:
     result = subprocess.run(
         [_man(), "--no-hyphenation", "--no-justification", "-l", path],
-        capture_output=True, text=True, env=_env(), timeout=RENDER_TIMEOUT)
+        capture_output=True, text=True, env=_env(), timeout=RENDER_TIMEOUT, check=False)
     if result.returncode != 0 or not result.stdout.strip():
         raise ManError(f"man could not render {page} ({path}): "
                        f"{result.stderr.strip() or f'exit {result.returncode}'}")
@@ -85,12 +85,12 @@ def package_version(path: str) -> str | None:
         return None
     real = str(Path(path).resolve())
     found = subprocess.run(["dpkg-query", "-S", real], capture_output=True, text=True,
-                           timeout=RENDER_TIMEOUT)
+                           timeout=RENDER_TIMEOUT, check=False)
     if found.returncode != 0 or ":" not in found.stdout:
         return None
     package = found.stdout.split(":", 1)[0].strip()
     version = subprocess.run(["dpkg-query", "-W", "-f", "${Version}", package],
-                             capture_output=True, text=True, timeout=RENDER_TIMEOUT)
+                             capture_output=True, text=True, timeout=RENDER_TIMEOUT, check=False)
     return f"{package} {version.stdout.strip()}" if version.returncode == 0 else package
 
 
