@@ -8,6 +8,7 @@
     kit matrix    the suite on every target in targets/ (host, gVisor, VMs, containers)
     kit bench     wake-up latency and throughput of eventfd, pipes, signals, epoll (C helper)
     kit schema    print the JSON Schema of spec files
+    kit coverage  which sentences of the installed man pages the specs check
 
 Exit codes, of every command:
     0  every checked behaviour conforms (not-applicable/untestable ones, and known
@@ -23,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -444,6 +446,47 @@ def cmd_bench(ns) -> int:
     return EXIT_CONFORMS if skipped or not any(r["error"] for r in rows) else EXIT_DEVIATES
 
 
+def default_sentences(specs: list[Path]) -> Path:
+    """sentences/ beside the first spec root when there is one, else the kit's own."""
+    from kit.coverage.compute import default_data_dir
+
+    first = Path(specs[0]).resolve()
+    beside = (first if first.is_dir() else first.parent).parent / "sentences"
+    return beside if beside.is_dir() else default_data_dir()
+
+
+def cmd_coverage(ns) -> int:
+    from kit.coverage.compute import compute, quotes_of
+    from kit.coverage.manpage import ManError
+    from kit.coverage.render import as_json, as_text
+
+    sentences = Path(ns.sentences) if ns.sentences else default_sentences(ns.specs)
+    if not sentences.is_dir():
+        raise CommandError(f"no sentence data directory {sentences}", EXIT_USAGE)
+    behaviours, errors = [], []
+    for behaviour, error in _all_behaviours(ns.specs):
+        (behaviours.append(behaviour) if behaviour else errors.append(error))
+    try:
+        cov = compute(quotes_of(behaviours), sentences)
+    except ManError as exc:
+        raise CommandError(str(exc)) from None
+    cov.errors[:0] = errors
+    if ns.page:
+        unknown = sorted(set(ns.page) - {p.page for p in cov.pages})
+        if unknown:
+            raise CommandError(f"no sentence data for {', '.join(unknown)} (pages: "
+                               f"{', '.join(p.page for p in cov.pages)})", EXIT_USAGE)
+        cov.pages = [p for p in cov.pages if p.page in ns.page]
+    try:
+        print(json.dumps(as_json(cov), indent=2) if ns.json else
+              as_text(cov, every_sentence=ns.all), flush=True)
+    except BrokenPipeError:   # `kit coverage | head`: the reader has seen enough
+        sys.stdout = open(os.devnull, "w")  # noqa: SIM115 - keeps the exit flush quiet
+    for error in cov.errors:   # stale quotes and marks are spec errors: exit 2
+        print(f"kit coverage: {error}", file=sys.stderr)
+    return EXIT_KIT_ERROR if cov.errors else EXIT_CONFORMS
+
+
 def cmd_schema(ns) -> int:
     from kit.spec.schema import build_schema
 
@@ -587,6 +630,26 @@ def parser() -> argparse.ArgumentParser:
     bench.add_argument("--json", action="store_true",
                        help="print bench.json on stdout (progress goes to stderr)")
     bench.set_defaults(func=cmd_bench)
+
+    coverage = sub.add_parser(
+        "coverage", help="which sentences of the installed man pages the specs check",
+        description="Renders the installed man pages (man-db), splits them into sentences "
+                    "and maps every spec's quote to its sentences. Per page: covered, "
+                    "untestable (with the reason), not a claim (with the reason, from "
+                    "sentences/*.yaml) and uncovered sentences, and the covered share of "
+                    "the testable ones. A quote or a mark that matches nothing in its "
+                    "installed page is a stale citation: named with file, line and "
+                    "behaviour, exit 2.")
+    coverage.add_argument("--specs", dest="specs", action="append", type=Path,
+                          help="spec file or directory (default: the kit's specs/)")
+    coverage.add_argument("--sentences", metavar="DIR",
+                          help="sentence data (default: sentences/ beside specs/)")
+    coverage.add_argument("--page", action="append", metavar="PAGE",
+                          help="only this page, e.g. 'eventfd(2)' (repeatable)")
+    coverage.add_argument("--all", action="store_true",
+                          help="list every sentence with its status, not only uncovered ones")
+    coverage.add_argument("--json", action="store_true", help="machine-readable output")
+    coverage.set_defaults(func=cmd_coverage)
 
     schema = sub.add_parser("schema", help="print the JSON Schema of spec files")
     schema.set_defaults(func=cmd_schema)

@@ -250,6 +250,18 @@ class BehaviourItem(pytest.Item):
         return super().repr_failure(excinfo, style=style)
 
 
+def _coverage(verdicts) -> dict:
+    """The man-page coverage of this run's behaviours for the report; a machine without
+    the pages (or any other failure here) costs the report's coverage section, not the run."""
+    try:
+        from kit.coverage.compute import compute, default_data_dir, quotes_of_verdicts, summary
+
+        return summary(compute(quotes_of_verdicts(list(verdicts)), default_data_dir(),
+                               whole_set=False))
+    except Exception as exc:  # noqa: BLE001
+        return {"error": f"{type(exc).__name__}: {exc}"}
+
+
 def _is_spec(nodeid: str) -> bool:
     return nodeid.split("::", 1)[0].endswith((".yaml", ".yml")) and "::" in nodeid
 
@@ -423,7 +435,7 @@ class VerdictCollector:
             list(self.verdicts.values()), self.config.kit_target,
             started=self.config.kit_started, profile=self.config.getoption("kit_profile"),
             seed=self.config.getoption("kit_seed"), run_id=self.run_id,
-            partial=self.partial, bench=bench)
+            partial=self.partial, bench=bench, coverage=_coverage(self.verdicts.values()))
         stage_reports(self.staging, report)
         if self.partial and complete_report_in(self.report_dir):
             self.kept = self.report_dir

@@ -5,18 +5,16 @@ from __future__ import annotations
 
 import subprocess
 import sys
-import tomllib
 import zipfile
 from pathlib import Path
 
 import pytest
+import tomllib
 
 ROOT = Path(__file__).resolve().parent.parent
 
 
-@pytest.fixture(scope="module")
-def wheel(tmp_path_factory) -> Path:
-    out = tmp_path_factory.mktemp("wheel")
+def build_wheel(out: Path) -> Path:
     # no build isolation: the venv's setuptools, so no index is needed
     proc = subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps",
                            "--no-build-isolation", "-w", str(out), str(ROOT)],
@@ -35,25 +33,27 @@ def test_every_package_of_the_kit_is_listed_for_the_wheel():
     assert found <= listed, f"add to pyproject.toml's packages: {sorted(found - listed)}"
 
 
-def test_the_wheel_carries_specs_schema_and_targets(wheel):
+def test_the_wheel_carries_its_data_and_an_installed_kit_finds_it(tmp_path):
+    # one test: two builds at once in one source tree (xdist workers) would collide
+    wheel = build_wheel(tmp_path / "wheel")
     names = set(zipfile.ZipFile(wheel).namelist())
     for folder, pattern in (("specs", "**/*.yaml"), ("schema", "*.json"),
-                            ("targets", "*.yaml")):
+                            ("targets", "*.yaml"), ("sentences", "*.yaml")):
         for path in (ROOT / folder).glob(pattern):
             assert f"kit/data/{folder}/{path.relative_to(ROOT / folder)}" in names
 
-
-def test_an_installed_kit_finds_its_specs_from_any_directory(wheel, tmp_path):
     unpacked = tmp_path / "site"
     zipfile.ZipFile(wheel).extractall(unpacked)
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
     proc = subprocess.run(
-        [sys.executable, "-c", "import kit, kit.cli; print(kit.__file__); "
-         "print(kit.cli.default_specs())"], cwd=elsewhere, capture_output=True, text=True,
+        [sys.executable, "-c", "import kit, kit.cli, kit.coverage.compute as c; "
+         "print(kit.__file__); print(kit.cli.default_specs()); print(c.default_data_dir())"], cwd=elsewhere, capture_output=True, text=True,
         env={"PYTHONPATH": str(unpacked), "PATH": "/usr/bin:/bin"}, timeout=60, check=False)
     assert proc.returncode == 0, proc.stderr
-    module, specs = proc.stdout.split()
+    module, specs, sentences = proc.stdout.split()
     assert module.startswith(str(unpacked)), "the unpacked wheel was not the kit imported"
     assert specs == str(unpacked / "kit" / "data" / "specs")
     assert (Path(specs) / "eventfd" / "create.yaml").is_file()
+    assert sentences == str(unpacked / "kit" / "data" / "sentences")
+    assert (Path(sentences) / "eventfd.2.yaml").is_file()

@@ -19,9 +19,10 @@ FORMAT = "kit-report/1"
 
 def build_report(verdicts: list[dict], target: Target, *, started: float, profile: str,
                  seed: int, run_id: str | None = None, partial: dict | None = None,
-                 bench: dict | None = None) -> dict:
+                 bench: dict | None = None, coverage: dict | None = None) -> dict:
     """PARTIAL, for a run that did not check everything it selected:
-    {"reason": ..., "not_run": [ids]}."""
+    {"reason": ..., "not_run": [ids]}. COVERAGE: the man-page coverage summary
+    (kit.coverage.compute.summary), shown per page."""
     ordered = sorted(verdicts, key=lambda v: v["id"])
     report = {
         "format": FORMAT,
@@ -42,6 +43,8 @@ def build_report(verdicts: list[dict], target: Target, *, started: float, profil
                       not_run_ids=sorted(partial["not_run"]))
     if bench:
         report["bench"] = bench
+    if coverage:
+        report["coverage"] = coverage
     return report
 
 

@@ -114,7 +114,8 @@ def build_view(reports: list[dict]) -> dict:
                                   if c for v in c.get("variants", [])})
     ordered = sorted(rows.values(), key=lambda r: (r["family"], r["id"]))
     families = sorted({r["family"] for r in ordered})
-    return {"targets": targets, "rows": ordered, "families": families,
+    coverage = next((r["coverage"] for r in reports if r.get("coverage")), None)
+    return {"targets": targets, "rows": ordered, "families": families, "coverage": coverage,
             "statuses": list(STATUSES), "colours": COLOURS, "chart": _chart(targets),
             "chart_height": 28 * len(targets)}
 

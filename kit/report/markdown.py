@@ -10,6 +10,29 @@ def _cell(text) -> str:
     return str(text).replace("|", "\\|").replace("\n", " ")
 
 
+def _coverage(cov: dict | None) -> list[str]:
+    """The man-page coverage per page (kit.coverage.compute.summary), as a table."""
+    if not cov:
+        return []
+    if cov.get("error"):
+        return ["", "## Man-page coverage", "", f"not computed: {_cell(cov['error'])}"]
+    out = ["", "## Man-page coverage", "",
+           (f"Sentences of the installed man pages ({cov.get('man_pages') or 'package unknown'})"
+            " that this run's behaviours quote; `kit coverage` lists them."), "",
+           "| page | covered | untestable | not a claim | uncovered | covered of testable |",
+           "|---|---|---|---|---|---|"]
+    for p in cov["pages"]:
+        if not p["installed"]:
+            cited = (p.get("newer_page") or {}).get("cited", "")
+            out.append(f"| {p['page']} | not installed here, newer page cited: {_cell(cited)} "
+                       "| | | | |")
+            continue
+        c, pct = p["counts"], p["percent"]
+        out.append(f"| {p['page']} | {c['covered']} | {c['untestable']} | {c['not a claim']} "
+                   f"| {c['uncovered']} | {'n/a' if pct is None else f'{pct:.1f}%'} |")
+    return out
+
+
 def render_markdown(report: dict) -> str:
     t, s = report["target"], report["summary"]
     ratio = s["conformance"]
@@ -81,6 +104,7 @@ def render_markdown(report: dict) -> str:
         out += ["", "## Not applicable and untestable", "", "| behaviour | status | reason |",
                 "|---|---|---|"]
         out += [f"| `{b['id']}` | {b['status']} | {_cell(b['message'])} |" for b in skipped]
+    out += _coverage(report.get("coverage"))
     out += ["", "## All behaviours", "", "| behaviour | status | title | source |",
             "|---|---|---|---|"]
     for b in report["behaviours"]:
