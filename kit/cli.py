@@ -226,17 +226,40 @@ def cmd_list(ns) -> int:
         rows.append({"id": behaviour.id, "family": behaviour.family, "title": behaviour.title,
                      "last_status": status, "known": bool(verdict.get("known_deviation")),
                      "fixed": bool(verdict.get("fixed")), "file": behaviour.file,
-                     "line": behaviour.line})
+                     "line": behaviour.line,
+                     "documentation_defect": bool(behaviour.documentation_defect),
+                     # why and since when: from the last run, else for this kernel now
+                     "gates": verdict.get("gates") or _gates_here(behaviour)})
     if ns.json:
         print(json.dumps(rows, indent=2))
     else:
         width = max((len(r["id"]) for r in rows), default=10)
         for r in rows:
             mark = " (known)" if r["known"] else " (fixed)" if r["fixed"] else ""
+            mark += " (doc defect)" if r["documentation_defect"] else ""
             shown = (r["last_status"] or "-") + mark
             print(f"{r['id']:<{width}}  {shown:<22}  {r['title']}")
+            for gate in r["gates"]:
+                print(f"{'':<{width}}    kernel change: {gate}")
         print(f"{len(rows)} behaviours", file=sys.stderr)
     return EXIT_KIT_ERROR if errors else EXIT_CONFORMS
+
+
+_HERE: list = []
+
+
+def _gates_here(behaviour) -> list[str]:
+    """The behaviour's kernel-change gates judged for the running kernel (no run needed)."""
+    from kit.engine.gates import explain
+    from kit.engine.patch_level import BadKernelVersion
+    from kit.engine.target import Target
+
+    if not _HERE:
+        try:
+            _HERE.append(Target.current())
+        except BadKernelVersion:
+            _HERE.append(None)
+    return explain(behaviour, _HERE[0]) if _HERE[0] else []
 
 
 def cmd_explain(ns) -> int:

@@ -13,6 +13,7 @@ import time
 import traceback
 import zlib
 from collections import Counter
+from dataclasses import asdict
 
 from hypothesis import HealthCheck, Phase, example, given, seed, settings
 from hypothesis.errors import FlakyFailure
@@ -22,7 +23,7 @@ from kit.adapter.proc import open_fds
 from kit.adapter.process import run_forked
 from kit.adapter.target_calls import after_bound
 from kit.adapter.watchdog import TargetTimeout
-from kit.engine import exclusive, known
+from kit.engine import exclusive, gates, known
 from kit.engine import interpreter as interp
 from kit.engine.target import Target, not_applicable_reason
 from kit.spec.loader import typed
@@ -144,7 +145,8 @@ def check_behaviour(behaviour: Behaviour, target: Target, *, profile: str = "qui
 
     def verdict(status: str, **kw) -> Verdict:
         return Verdict.of(behaviour, status, nodeid=nodeid, seed=run_seed,
-                          duration=round(time.monotonic() - started, 4), **kw)
+                          duration=round(time.monotonic() - started, 4),
+                          gates=gates.explain(behaviour, target), **kw)
 
     if behaviour.untestable:
         return verdict("untestable", message=behaviour.untestable)
@@ -179,6 +181,12 @@ def check_behaviour(behaviour: Behaviour, target: Target, *, profile: str = "qui
         message = exc.outcome.message
         if judged.unmatched:
             message += f" ({judged.unmatched})"
+        defect = behaviour.documentation_defect
+        if defect and not judged.reason:
+            # the steps hold the kernel to what it was recorded doing against the page
+            message += (f" (this behaviour checks the kernel's side of a documentation "
+                        f"defect, recorded as: {defect.kernel_does}; the kernel no longer "
+                        f"does so)")
         return verdict(status, message=message, counterexample=found,
                        trace=[r.as_dict() for r in exc.outcome.records],
                        variants=sorted(checker.variants), known_deviation=judged.reason,
@@ -195,7 +203,9 @@ def check_behaviour(behaviour: Behaviour, target: Target, *, profile: str = "qui
     trace = [r.as_dict() for r in checker.last.records] if params is not None and checker.last \
         else []
     # Only a full check says a recorded deviation is gone; one replayed example cannot.
+    defect = behaviour.documentation_defect
     return verdict("conforms", variants=sorted(checker.variants), trace=trace,
+                   documentation_defect=asdict(defect) if defect else None,
                    counterexample=typed(params) if params is not None else None,
                    fixed=known.fixed(behaviour, target) if params is None else None)
 
