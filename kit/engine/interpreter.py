@@ -320,7 +320,7 @@ class Run:
     def _expectation(self, step: Step) -> tuple[dict | None, str | None]:
         for variant in step.differs:
             if self.target.gate_holds(variant):
-                note = f"{gates.variant_condition(variant)}: {variant.reason}"
+                note = f"{gates.condition(variant)}: {variant.reason}"
                 self.variants.append(f"line {step.line}: {note}")
                 return variant.expect, note
         return step.expect, None
