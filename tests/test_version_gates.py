@@ -88,8 +88,8 @@ def _error(body: str):
      "backports 6.12.43 and 6.12.50 are in the same series"),
     ('{subject: "a change subject", commit: xyz, release: "6.17"}', "commit",
      "applies.since.commit", "does not match"),
-    ('{subject: "a change subject", release: "6.17"}', "since:",
-     "applies.since.commit", "missing required field 'commit'"),
+    ('{subject: "a change subject", commit: 0123456789ab}', "since:",
+     "applies.since.release", "missing required field 'release'"),
 ])
 def test_a_bad_change_names_file_line_and_field(change, needle, field, says):
     text, error = _error(f"applies:\n  since:\n    {change}\n" + WRONG_READ)
@@ -165,8 +165,8 @@ def test_a_known_deviation_before_a_change_the_kernel_carries_does_not_excuse_it
 
 
 @pytest.mark.parametrize("gate, rule", [
-    (f"before: {LACKED}", "judged by the variant for kernels without 'test: a change'"),
-    (f"since: {CARRIED}", "judged by the variant for kernels with 'test: a change'"),
+    (f"before: {LACKED}", "lacks 'test: a change'"),
+    (f"since: {CARRIED}", "carries 'test: a change'"),
 ])
 def test_a_variant_on_a_change_is_the_rule_where_it_holds(gate, rule):
     body = WRONG_READ + (f"    differs:\n      - {gate}\n        expect: {{value: 2}}\n"
@@ -175,6 +175,8 @@ def test_a_variant_on_a_change_is_the_rule_where_it_holds(gate, rule):
     assert verdict.status == "conforms", verdict.message
     assert verdict.variants and "the older rule, for this test" in verdict.variants[0]
     assert rule in verdict.gates[0]
+    assert "judged by the variant for these kernels (the older rule, for this test)" in \
+        verdict.gates[0]
 
 
 def test_the_documented_rule_where_a_variant_does_not_hold():

@@ -64,7 +64,8 @@ def carried(change: Change, kernel: Version) -> bool:
 
 def describe(change: Change) -> str:
     """The change in one phrase: subject, commit, release and backports."""
-    text = f"'{change.subject}' (commit {change.commit}, in {change.release}"
+    text = f"'{change.subject}' (" + (f"commit {change.commit}, " if change.commit else "") \
+        + f"in {change.release}"
     if change.backports:
         text += f"; backported to {', '.join(change.backports)}"
     text += ")"

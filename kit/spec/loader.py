@@ -184,7 +184,7 @@ class _Checker:
         raw = node.get(key)
         if raw is None:
             return None
-        change = Change(raw["subject"], raw["commit"], str(raw["release"]),
+        change = Change(raw["subject"], raw.get("commit", ""), str(raw["release"]),
                         tuple(str(b) for b in raw.get("backports", ())), raw.get("note", ""))
         try:
             changes.check(change)

@@ -24,7 +24,7 @@ class Change:
     gate holds on 6.1.149 as on 6.17). Whether a kernel carries it: kit.spec.changes."""
 
     subject: str
-    commit: str
+    commit: str                    # "" when the mainline id is not confirmed
     release: str
     backports: tuple[str, ...] = ()
     note: str = ""                 # what could not be confirmed, e.g. another series' backport

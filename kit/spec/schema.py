@@ -143,13 +143,15 @@ KERNEL_RANGE = {"type": "string", "minLength": 1,
 # carry it, `before: CHANGE` on kernels that lack it.
 CHANGE = {
     "type": "object", "additionalProperties": False,
-    "required": ["subject", "commit", "release"],
+    "required": ["subject", "release"],
     "description": "a kernel change: the commit's subject and id, the first mainline release "
                    "that has it, and the first release of each older stable series that "
                    "carries a backport",
     "properties": {
         "subject": {"type": "string", "minLength": 5, "description": "the commit's subject"},
-        "commit": {"type": "string", "pattern": "^[0-9a-f]{12,40}$"},
+        "commit": {"type": "string", "pattern": "^[0-9a-f]{12,40}$",
+                   "description": "the mainline commit id (leave it out, and say so in `note`, "
+                                  "when it cannot be confirmed)"},
         "release": {"type": "string", "description": "e.g. '6.17' or '6.15-rc3'"},
         "backports": {"type": "array", "items": {"type": "string"},
                       "description": "e.g. ['6.12.43', '6.1.149']: from these stable releases "
