@@ -48,8 +48,12 @@ reach besides the behaviour's own descriptors:
   or thread, which is the forked checker (or an `in_child` child) and dies with it.
 - The network. `tcp_pair` binds an ephemeral port on 127.0.0.1 and closes the listener at
   once: loopback only, nothing reachable from outside.
-- Mounts, namespaces, ptrace, sysctl or /proc writes, module loading, reboot, kill(2) of
-  another process: no operation does any of these.
+- Time namespaces. `timens_for_children` (forked children only) unshares a time namespace
+  for the calling process's future children and writes its own
+  /proc/self/timens_offsets: only processes the behaviour forks afterwards see the shifted
+  clocks, and the namespace dies with them.
+- Mounts, other namespaces, ptrace, sysctl or other /proc writes, module loading, reboot,
+  kill(2) of another process: no operation does any of these.
 - Kernel AIO, kcmp(2), epoll, eventfd, timerfd, signalfd, poll, select, pipes and socket
   pairs act on the behaviour's own descriptors only (kcmp compares within the kit's own
   process), so nothing here needs a rule of its own.

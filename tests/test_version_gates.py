@@ -376,3 +376,58 @@ steps:
 """)))
     lines = gates.explain(b, Target.current())
     assert len(lines) == 1 and "inside a child" in lines[0]     # the gvisor entry is skipped
+
+
+# -- the operations the new behaviours need ------------------------------------------------
+
+
+def test_timens_is_refused_outside_a_forked_child():
+    from kit.adapter.timens import timens_for_children
+
+    res = timens_for_children(monotonic=1000)
+    assert res.errno == "EPERM" and "only runs in a forked child" in res.value
+
+
+def test_timens_refuses_a_huge_offset_in_a_child():
+    body = """steps:
+  - in_child:
+      steps:
+        - timens_for_children: {monotonic: 100000000}
+          expect: {returns: 0}
+"""
+    _, verdict = _check(body)
+    assert verdict.status == "deviates"
+    assert "EINVAL" in verdict.message
+
+
+@pytest.mark.parametrize("split, says", [
+    ("[100]", "split must be 1 to 16 iovec sizes of 0 to 64 bytes"),
+    ("[]", "split must be 1 to 16 iovec sizes"),
+])
+def test_a_bad_split_is_a_kit_error_naming_it(split, says):
+    _, verdict = _check(f"""steps:
+  - eventfd: {{initval: 1, flags: EFD_NONBLOCK}}
+    as: efd
+  - readv_u64: {{fd: $efd, split: {split}}}
+    expect: {{returns: 8}}
+""")
+    assert verdict.status == "error" and says in verdict.message, verdict.message
+
+
+def test_writev_split_must_add_up_to_eight():
+    _, verdict = _check("""steps:
+  - eventfd: {initval: 1, flags: EFD_NONBLOCK}
+    as: efd
+  - writev_u64: {fd: $efd, value: 1, split: [4, 3]}
+    expect: {returns: 8}
+""")
+    assert verdict.status == "error" and "must add up to the 8 bytes" in verdict.message
+
+
+def test_vectored_reads_of_a_descriptor_not_the_behaviours_are_refused():
+    # fd 1 is open here but not the behaviour's: refused when the step runs, an error
+    _, verdict = _check("""steps:
+  - readv_u64: {fd: 1, split: [4, 4]}
+    expect: {returns: 8}
+""")
+    assert verdict.status == "error" and "refused" in verdict.message, verdict.message
