@@ -284,10 +284,19 @@ def cmd_explain(ns) -> int:
     if verdict:
         print(f"Last run: {verdict['status']}" + (f" - {verdict['message']}"
                                                   if verdict.get("message") else ""))
+        if verdict.get("known_deviation"):
+            print(f"Known deviation: {verdict['known_deviation']}")
         if verdict.get("replay"):
             print(f"Replay: {verdict['replay']}")
     else:
         print(f"Last run: no verdict in {ns.report}/report.json")
+    # why this kernel is held to the rule it is, and since when
+    for gate in (verdict or {}).get("gates") or _gates_here(behaviour):
+        print(f"Kernel change: {gate}")
+    defect = behaviour.documentation_defect
+    if defect:
+        print(f"Documentation defect: the page says {defect.claim}; the kernel "
+              f"{defect.kernel_does}. Evidence: {defect.evidence}")
     return EXIT_CONFORMS
 
 

@@ -355,6 +355,17 @@ def test_kit_list_shows_gates_and_defects(defect_runs):
     assert "kernel change: known deviation (line" in ran.stdout
 
 
+def test_kit_explain_says_why_and_since_when(defect_runs):
+    root, first, _ = defect_runs
+    args = ["--specs", str(root / "specs"), "--report", str(first.report_dir)]
+    ran = run_kit(root, "explain", "x.gated", *args)
+    assert "Known deviation: recorded for this test (kernel " in ran.stdout, ran.output
+    assert "Kernel change: known deviation (line" in ran.stdout
+    ran = run_kit(root, "explain", "x.defect", *args)
+    assert "Documentation defect: the page says the counter reads 3; the kernel reads 2 " \
+           "on every kernel. Evidence: fs/eventfd.c eventfd_read" in ran.stdout, ran.output
+
+
 def test_gates_explain_reads_substeps_and_skips_other_platforms():
     b = load_one(spec_text(behaviour("x.sub", f"""known_deviations:
   - platform: gvisor
