@@ -442,3 +442,24 @@ def test_vectored_reads_of_a_descriptor_not_the_behaviours_are_refused():
     expect: {returns: 8}
 """)
     assert verdict.status == "error" and "refused" in verdict.message, verdict.message
+
+
+@pytest.mark.parametrize("release, excused", [
+    ("6.15.0-rc2", False), ("6.15.0-rc3", True), ("6.15.0-rc4-dirty", True),
+    ("6.15.0-rc5", False), ("6.15.0", False), ("6.14.11", False), ("6.18.44", False),
+])
+def test_a_regression_window_is_since_one_change_and_before_its_fix(release, excused):
+    """An -rc kernel (uname -r 6.15.0-rc3) is judged as 6.15-rc3, before 6.15."""
+    spec = load_file(REPO / "specs/epoll/pwait.yaml")
+    b = next(x for x in spec.behaviours if x.id == "epoll.pwait.pwait2_nanosecond_timeout")
+    target = Target.current()
+    target.release, target.version_string, target.kernel_override = release, "#1 SMP", ""
+    target.version_signature = ""
+    dev, = [d for d in b.known_deviations if d.since]
+    assert target.gate_holds(dev) is excused
+
+
+def test_an_rc_override_is_accepted():
+    target = Target.current()
+    target.kernel_override = "6.15-rc3"
+    assert str(target.kernel) == "6.15rc3"
