@@ -144,15 +144,18 @@ def check_behaviour(behaviour: Behaviour, target: Target, *, profile: str = "qui
     started = time.monotonic()
 
     def verdict(status: str, **kw) -> Verdict:
+        kw.setdefault("gates", gates.explain(behaviour, target))
         return Verdict.of(behaviour, status, nodeid=nodeid, seed=run_seed,
-                          duration=round(time.monotonic() - started, 4),
-                          gates=gates.explain(behaviour, target), **kw)
+                          duration=round(time.monotonic() - started, 4), **kw)
 
     if behaviour.untestable:
         return verdict("untestable", message=behaviour.untestable)
     reason = not_applicable_reason(behaviour, target)
     if reason:
-        return verdict("not applicable", message=reason)
+        # nothing ran: only the gates that decided applicability say anything
+        return verdict("not applicable", message=reason,
+                       gates=[g for g in gates.explain(behaviour, target)
+                              if g.startswith("applies:")])
     checker = _Checker(behaviour, target, profile, run_seed, bound)
     try:
         try:
