@@ -237,18 +237,41 @@ def cmd_list(ns) -> int:
                      "last_status": status, "known": bool(verdict.get("known_deviation")),
                      "fixed": bool(verdict.get("fixed")), "basis": behaviour.cite.basis,
                      "file": behaviour.file,
-                     "line": behaviour.line})
+                     "line": behaviour.line,
+                     "documentation_defect": bool(behaviour.documentation_defect),
+                     # why and since when: from the last run, else for this kernel now
+                     "gates": verdict.get("gates") or _gates_here(behaviour)})
     if ns.json:
         print(json.dumps(rows, indent=2))
     else:
         width = max((len(r["id"]) for r in rows), default=10)
         for r in rows:
             mark = " (known)" if r["known"] else " (fixed)" if r["fixed"] else ""
+            mark += " (doc defect)" if r["documentation_defect"] else ""
             shown = (r["last_status"] or "-") + mark
             impl = "[implementation] " if r["basis"] == "implementation" else ""
             print(f"{r['id']:<{width}}  {shown:<22}  {impl}{r['title']}")
+            for gate in r["gates"]:
+                print(f"{'':<{width}}    kernel change: {gate}")
         print(f"{len(rows)} behaviours", file=sys.stderr)
     return EXIT_KIT_ERROR if errors else EXIT_CONFORMS
+
+
+_HERE: list = []
+
+
+def _gates_here(behaviour) -> list[str]:
+    """The behaviour's kernel-change gates judged for the running kernel (no run needed)."""
+    from kit.engine.gates import explain
+    from kit.engine.patch_level import BadKernelVersion
+    from kit.engine.target import Target
+
+    if not _HERE:
+        try:
+            _HERE.append(Target.current())
+        except BadKernelVersion:
+            _HERE.append(None)
+    return explain(behaviour, _HERE[0]) if _HERE[0] else []
 
 
 def cmd_explain(ns) -> int:
@@ -277,10 +300,19 @@ def cmd_explain(ns) -> int:
     if verdict:
         print(f"Last run: {verdict['status']}" + (f" - {verdict['message']}"
                                                   if verdict.get("message") else ""))
+        if verdict.get("known_deviation"):
+            print(f"Known deviation: {verdict['known_deviation']}")
         if verdict.get("replay"):
             print(f"Replay: {verdict['replay']}")
     else:
         print(f"Last run: no verdict in {ns.report}/report.json")
+    # why this kernel is held to the rule it is, and since when
+    for gate in (verdict or {}).get("gates") or _gates_here(behaviour):
+        print(f"Kernel change: {gate}")
+    defect = behaviour.documentation_defect
+    if defect:
+        print(f"Documentation defect: the page says {defect.claim}; the kernel "
+              f"{defect.kernel_does}. Evidence: {defect.evidence}")
     return EXIT_CONFORMS
 
 

@@ -60,8 +60,13 @@ reach besides the behaviour's own descriptors:
   undone in a finally and, after a crash, at the start of the next run. Otherwise it is
   refused (check_sysctl). `real_uid_unused` (forked children only) gives the child a real
   uid no process uses, so a per-user count such as max_user_watches starts at 0.
-- Mounts, namespaces, ptrace, /proc writes other than those sysctls, module loading,
-  reboot, kill(2) of another process: no operation does any of these.
+- Time namespaces. `timens_for_children` (forked children only) unshares a time namespace
+  for the calling process's future children and writes its own
+  /proc/self/timens_offsets: only processes the behaviour forks afterwards see the shifted
+  clocks, and the namespace dies with them.
+- Mounts, other namespaces, ptrace, /proc writes other than those sysctls and the time
+  namespace's offsets, module loading, reboot, kill(2) of another process: no operation does
+  any of these.
 - Kernel AIO, kcmp(2), epoll, eventfd, timerfd, signalfd, poll, select, pipes and socket
   pairs act on the behaviour's own descriptors only (kcmp compares within the kit's own
   process), so nothing here needs a rule of its own.

@@ -488,8 +488,19 @@ class VerdictCollector:
                 known = " (known)" if v.get("known_deviation") else ""
                 known += " [implementation]" if basis_of(v) == "implementation" else ""
                 tr.line(f"  {v['status']}{known}: {v['id']}: {v.get('message', '')[:160]}")
+                if v.get("known_deviation"):
+                    tr.line(f"    known deviation: {v['known_deviation']}")
+                for gate in v.get("gates", []):   # why, and since when
+                    tr.line(f"    kernel change: {gate}")
             elif v.get("fixed"):
                 tr.line(f"  fixed: {v['id']}: {v['fixed'][:160]}")
+        defects = [v for v in verdicts if v.get("documentation_defect")]
+        if defects:
+            tr.line(f"documentation defects (the kernel conforms to its side): {len(defects)}")
+            for v in defects:
+                d = v["documentation_defect"]
+                tr.line(f"  documentation defect: {v['id']}: the page says {d['claim']}; "
+                        f"the kernel {d['kernel_does']}")
         if config.getoption("kit_params") is not None:
             # A replay: show the whole trace, whatever the verdict.
             from kit.engine.runner import explain

@@ -37,6 +37,12 @@ class Verdict:
     new_deviation: str | None = None
     # conforms although a deviation is recorded for this target: what is no longer seen
     fixed: str | None = None
+    # every kernel change the behaviour is gated on: whether this kernel carries it, and
+    # which rule it was judged by (kit.engine.gates)
+    gates: list[str] = field(default_factory=list)
+    # conforms, and what it checks is the kernel's side of a documentation defect: the
+    # page's claim, what the kernel does, the evidence
+    documentation_defect: dict | None = None
     duration: float = 0.0
     seed: int | None = None
     nodeid: str = ""

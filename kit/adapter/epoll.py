@@ -238,7 +238,8 @@ def parse_epoll_fdinfo(text: str) -> list[dict]:
 def epoll_fdinfo(fd: int, tfd: int = -1) -> Result:
     """The interest list of epoll fd `fd` from /proc/self/fdinfo: value is {count,
     registered, events, data, entries}: `count` tfd lines; `registered` whether one of them
-    names target fd `tfd`, and then its `events` and `data`; `entries` every line by tfd."""
+    names target fd `tfd`, and then its `events`, `data`, `pos`, `ino` and `sdev`; `entries`
+    every line by tfd."""
     try:
         with open(f"/proc/self/fdinfo/{fd}") as fh:
             entries = parse_epoll_fdinfo(fh.read())
@@ -251,7 +252,8 @@ def epoll_fdinfo(fd: int, tfd: int = -1) -> Result:
                                for e in entries}}
     for entry in entries:
         if entry["tfd"] == tfd:
-            value.update(registered=True, events=entry["events"], data=entry["data"])
+            # with pos, ino and sdev where the kernel prints them (4.13 on)
+            value.update(registered=True, **{k: v for k, v in entry.items() if k != "tfd"})
             break
     return Result(ret=0, value=value)
 

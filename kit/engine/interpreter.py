@@ -19,7 +19,7 @@ from kit.adapter.proc import blocked_in_syscall, run_queue_wait
 from kit.adapter.process import EXEC_BOUND, run_forked
 from kit.adapter.target_calls import after_bound, fd_kind, note_overrun, overran, target_call
 from kit.adapter.watchdog import TargetTimeout, bounded
-from kit.engine import expectations
+from kit.engine import expectations, gates
 from kit.engine.target import Target
 from kit.registry import OPERATIONS
 from kit.spec import expressions as ex
@@ -319,8 +319,8 @@ class Run:
 
     def _expectation(self, step: Step) -> tuple[dict | None, str | None]:
         for variant in step.differs:
-            if self.target.in_range(variant.kernel):
-                note = f"kernel {variant.kernel}: {variant.reason}"
+            if self.target.gate_holds(variant):
+                note = f"{gates.condition(variant)}: {variant.reason}"
                 self.variants.append(f"line {step.line}: {note}")
                 return variant.expect, note
         return step.expect, None

@@ -11,11 +11,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from kit.adapter.libc import Result
-from kit.engine import expectations
+from kit.engine import expectations, gates
 from kit.engine.interpreter import CONFORMS, DEVIATES, TIMEOUT, StepRecord
 from kit.engine.target import Target
 from kit.spec import expressions as ex
-from kit.spec import locate, patterns
+from kit.spec import changes, locate, patterns
 from kit.spec.model import Behaviour, KnownDeviation
 
 
@@ -28,13 +28,13 @@ class Judgement:
 def applicable(behaviour: Behaviour, target: Target) -> list[KnownDeviation]:
     return [dev for dev in behaviour.known_deviations
             if not (dev.platform and dev.platform != target.platform)
-            and not (dev.kernel and not target.in_range(dev.kernel))]
+            and target.gate_holds(dev)]
 
 
 def describe(dev: KnownDeviation) -> str:
     """The recorded failure in a few words: where, what, on which targets."""
     where = " and ".join(filter(None, [dev.platform and f"platform {dev.platform}",
-                                       dev.kernel and f"kernel {dev.kernel}"]))
+                                       gates.condition(dev)]))
     if dev.operation:
         what = f"operation {dev.operation} with a disagreement matching /{dev.disagreement}/"
     elif dev.observed and dev.observed.get("timeout"):
@@ -117,6 +117,14 @@ def matches(dev: KnownDeviation, behaviour: Behaviour, record: StepRecord | None
         return False
 
 
+def _why(dev: KnownDeviation, target: Target) -> str:
+    """The recorded reason, and for a deviation tied to a kernel change, since when."""
+    since = "; ".join(f"kernel {target.kernel} {verb} {changes.describe(change)}"
+                      for change, verb in ((dev.since, "carries"), (dev.before, "lacks"))
+                      if change)
+    return f"{dev.reason} ({since})" if since else dev.reason
+
+
 def judge(behaviour: Behaviour, target: Target, records: list[StepRecord],
           params: dict) -> Judgement:
     """Whether this failing run is a deviation recorded for the target, and if not, why."""
@@ -126,7 +134,7 @@ def judge(behaviour: Behaviour, target: Target, records: list[StepRecord],
     record = failing_record(records)
     for dev in recorded:
         if matches(dev, behaviour, record, params):
-            return Judgement(reason=dev.reason)
+            return Judgement(reason=_why(dev, target))
     known = "; ".join(describe(dev) for dev in recorded)
     ones = "ones" if len(recorded) > 1 else "one"
     return Judgement(unmatched=f"a new deviation: {where_it_failed(behaviour, record)}, "

@@ -34,7 +34,10 @@ FROM_RELEASE = "uname -r"
 FROM_DEBIAN = "uname -v (Debian)"
 
 _PREFIX = re.compile(r"(\d+)\.(\d+)(?:\.(\d+))?")
-_OVERRIDE = re.compile(r"\d+\.\d+(?:\.\d+)?")
+# a release candidate: "6.15.0-rc3" is 6.15-rc3, which comes before 6.15 (a change gate may
+# name an -rc release)
+_RC = re.compile(r"(\d+)\.(\d+)(?:\.0)?-rc(\d+)")
+_OVERRIDE = re.compile(r"\d+\.\d+(?:\.\d+)?(?:-rc\d+)?")
 # Debian's KBUILD_BUILD_VERSION_TIMESTAMP is "Debian SOURCEVERSION (DATE)"; the source
 # version may carry an epoch (Raspberry Pi OS: "Debian 1:6.6.51-1+rpt3").
 _DEBIAN = re.compile(r"\bDebian (?:\d+:)?(\d+\.\d+(?:\.\d+)?)(?![\d.])")
@@ -51,7 +54,11 @@ class PatchLevel:
 
 
 def numeric_prefix(release: str) -> Version:
-    """'6.18.44-fc-v669' -> Version('6.18.44'): only the numeric prefix counts."""
+    """'6.18.44-fc-v669' -> Version('6.18.44'): only the numeric prefix counts;
+    '6.15.0-rc3' -> Version('6.15rc3')."""
+    rc = _RC.match(release)
+    if rc:
+        return Version(f"{rc.group(1)}.{rc.group(2)}rc{rc.group(3)}")
     match = _PREFIX.match(release)
     if not match:
         return Version("0")
@@ -59,8 +66,9 @@ def numeric_prefix(release: str) -> Version:
 
 
 def parse_override(text: str, where: str) -> Version:
-    """MAJOR.MINOR or MAJOR.MINOR.PATCH, nothing else: a release string such as
-    5.10.0-46-amd64 here would bring back the very ambiguity the override is for."""
+    """MAJOR.MINOR or MAJOR.MINOR.PATCH (or a release candidate, 6.15-rc3), nothing else: a
+    release string such as 5.10.0-46-amd64 here would bring back the very ambiguity the
+    override is for."""
     if not isinstance(text, str) or not _OVERRIDE.fullmatch(text.strip()):
         raise BadKernelVersion(f"{where}: {text!r} is not a kernel version (MAJOR.MINOR or "
                                f"MAJOR.MINOR.PATCH, such as 5.10.262)")

@@ -13,6 +13,7 @@ import time
 import traceback
 import zlib
 from collections import Counter
+from dataclasses import asdict
 
 from hypothesis import HealthCheck, Phase, example, given, seed, settings
 from hypothesis.errors import FlakyFailure
@@ -22,7 +23,7 @@ from kit.adapter.proc import open_fds
 from kit.adapter.process import run_forked
 from kit.adapter.target_calls import after_bound
 from kit.adapter.watchdog import TargetTimeout
-from kit.engine import exclusive, known, machine_wide
+from kit.engine import exclusive, gates, known, machine_wide
 from kit.engine import interpreter as interp
 from kit.engine.target import Target, not_applicable_reason
 from kit.spec.loader import typed
@@ -143,6 +144,7 @@ def check_behaviour(behaviour: Behaviour, target: Target, *, profile: str = "qui
     started = time.monotonic()
 
     def verdict(status: str, **kw) -> Verdict:
+        kw.setdefault("gates", gates.explain(behaviour, target))
         return Verdict.of(behaviour, status, nodeid=nodeid, seed=run_seed,
                           duration=round(time.monotonic() - started, 4), **kw)
 
@@ -150,7 +152,10 @@ def check_behaviour(behaviour: Behaviour, target: Target, *, profile: str = "qui
         return verdict("untestable", message=behaviour.untestable)
     reason = not_applicable_reason(behaviour, target)
     if reason:
-        return verdict("not applicable", message=reason)
+        # nothing ran: only the gates that decided applicability say anything
+        return verdict("not applicable", message=reason,
+                       gates=[g for g in gates.explain(behaviour, target)
+                              if g.startswith("applies:")])
     checker = _Checker(behaviour, target, profile, run_seed, bound)
     try:
         try:
@@ -181,6 +186,12 @@ def check_behaviour(behaviour: Behaviour, target: Target, *, profile: str = "qui
         message = exc.outcome.message
         if judged.unmatched:
             message += f" ({judged.unmatched})"
+        defect = behaviour.documentation_defect
+        if defect and not judged.reason:
+            # the steps hold the kernel to what it was recorded doing against the page
+            message += (f" (this behaviour checks the kernel's side of a documentation "
+                        f"defect, recorded as: {defect.kernel_does}; the kernel no longer "
+                        f"does so)")
         return verdict(status, message=message, counterexample=found,
                        trace=[r.as_dict() for r in exc.outcome.records],
                        variants=sorted(checker.variants), known_deviation=judged.reason,
@@ -197,7 +208,9 @@ def check_behaviour(behaviour: Behaviour, target: Target, *, profile: str = "qui
     trace = [r.as_dict() for r in checker.last.records] if params is not None and checker.last \
         else []
     # Only a full check says a recorded deviation is gone; one replayed example cannot.
+    defect = behaviour.documentation_defect
     return verdict("conforms", variants=sorted(checker.variants), trace=trace,
+                   documentation_defect=asdict(defect) if defect else None,
                    counterexample=typed(params) if params is not None else None,
                    fixed=known.fixed(behaviour, target) if params is None else None)
 

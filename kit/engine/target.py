@@ -13,6 +13,8 @@ from packaging.version import Version
 from kit.adapter import arch
 from kit.engine import kernel_config
 from kit.engine.kernel_config import KernelConfig
+from kit.spec import changes
+from kit.spec.model import Change
 from kit.engine.patch_level import (
     PatchLevel,
     override_from_env,
@@ -111,6 +113,16 @@ class Target:
     def in_range(self, spec: str) -> bool:
         return SpecifierSet(spec).contains(self.kernel, prereleases=True)
 
+    def carries(self, change: Change) -> bool:
+        return changes.carried(change, self.kernel)
+
+    def gate_holds(self, gate) -> bool:
+        """Whether a gate (an applies, a `differs:` variant or a known deviation: anything
+        with `kernel`, `since` and `before`) holds for this kernel; every part must."""
+        return not (gate.kernel and not self.in_range(gate.kernel)) \
+            and not (gate.since and not self.carries(gate.since)) \
+            and not (gate.before and self.carries(gate.before))
+
     def has_capability(self, name: str) -> bool:
         return bool(self.capabilities >> CAPABILITIES[name] & 1)
 
@@ -129,6 +141,10 @@ def not_applicable_reason(behaviour, target: Target) -> str | None:
     applies = behaviour.applies
     if applies.kernel and not target.in_range(applies.kernel):
         return f"kernel {target.kernel} is outside {applies.kernel}"
+    if applies.since and not target.carries(applies.since):
+        return f"kernel {target.kernel} lacks {changes.describe(applies.since)}"
+    if applies.before and target.carries(applies.before):
+        return f"kernel {target.kernel} carries {changes.describe(applies.before)}"
     if applies.arch and target.arch not in applies.arch:
         return f"architecture {target.arch} is not one of {', '.join(applies.arch)}"
     for name in applies.syscalls:

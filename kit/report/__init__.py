@@ -35,7 +35,11 @@ def build_report(verdicts: list[dict], target: Target, *, started: float, profil
                     "basis": by_basis(ordered),
                     "conformance": conformance_ratio(ordered), "behaviours": len(ordered),
                     # conform although a known deviation is recorded for this target
-                    "fixed": [v["id"] for v in ordered if v.get("fixed")]},
+                    "fixed": [v["id"] for v in ordered if v.get("fixed")],
+                    # conform to the kernel's side of a recorded documentation defect:
+                    # counted apart, neither a deviation nor plain conformance
+                    "documentation_defects": [v["id"] for v in ordered
+                                              if v.get("documentation_defect")]},
         "behaviours": ordered,
     }
     if partial:

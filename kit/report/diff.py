@@ -9,7 +9,8 @@ def verdict_label(b: dict) -> str:
     """The status, and whether it is a known deviation or a fixed one: a known deviation
     turning into a new one is a change even though both deviate."""
     return b["status"] + (" (known)" if b.get("known_deviation") else "") + (
-        " (fixed)" if b.get("fixed") else "")
+        " (fixed)" if b.get("fixed") else "") + (
+        " (documentation defect)" if b.get("documentation_defect") else "")
 
 
 def diff_reports(old: dict, new: dict) -> dict:
@@ -60,9 +61,12 @@ def differences(reports: list[dict]) -> list[dict]:
         for name, b in cells.items():
             reason = b.get("known_deviation") or b.get("message") or "; ".join(
                 b.get("variants", []))
+            if b.get("gates") and not b.get("known_deviation"):
+                # which kernel change decided the rule this target was judged by
+                reason = "; ".join(filter(None, [reason, *b["gates"]]))
             if reason:
                 why[name] = (("known deviation: " if b.get("known_deviation") else "")
-                             + reason)[:300]
+                             + reason)[:600]
         known = {name: bool(b.get("known_deviation")) for name, b in cells.items()}
         fixed = {name: bool(b.get("fixed")) for name, b in cells.items()}
         out.append({"id": bid, "statuses": statuses, "known": known, "fixed": fixed,

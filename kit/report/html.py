@@ -112,6 +112,11 @@ def build_view(reports: list[dict]) -> dict:
                         for i, c in enumerate(row["cells"]) if c and c.get("fixed")]
         row["variants"] = sorted({(targets[i]["name"], v) for i, c in enumerate(row["cells"])
                                   if c for v in c.get("variants", [])})
+        row["gates"] = [(targets[i]["name"], g) for i, c in enumerate(row["cells"])
+                        if c for g in c.get("gates", [])]
+        # the same defect on every target that conforms to the kernel's side of it
+        row["defect"] = next((c["documentation_defect"] for c in row["cells"]
+                              if c and c.get("documentation_defect")), None)
     ordered = sorted(rows.values(), key=lambda r: (r["family"], r["id"]))
     families = sorted({r["family"] for r in ordered})
     coverage = next((r["coverage"] for r in reports if r.get("coverage")), None)

@@ -84,6 +84,7 @@ def render_markdown(report: dict) -> str:
                 out += [f"{b['title']} — {c['page']}, {c['section']}:", "", f"> {c['quote']}",
                         ""]
             out += [f"- spec: `{b['file']}:{b['line']}`", f"- {b['message']}"]
+            out += [f"- kernel change: {g}" for g in b.get("gates", [])]
             if b.get("counterexample") is not None:
                 out.append(f"- counterexample: `{b['counterexample']}`")
             if b.get("replay"):
@@ -93,6 +94,21 @@ def render_markdown(report: dict) -> str:
     if fixed:
         out += ["", "## Fixed: known deviations no longer seen", ""]
         out += [f"- `{b['id']}` conforms now: {_cell(b['fixed'])}" for b in fixed]
+    defects = [b for b in report["behaviours"] if b.get("documentation_defect")]
+    if defects:
+        out += ["", "## Documentation defects", "",
+                "Where the page and the kernel disagree on every kernel: not a deviation of "
+                "the kernel; each behaviour checks what the kernel does.", ""]
+        for b in defects:
+            d = b["documentation_defect"]
+            since = f" (since {d['since']})" if d.get("since") else ""
+            out.append(f"- `{b['id']}` ({b['cite'].get('page', '')}): the page says "
+                       f"{_cell(d['claim'])}; the kernel {_cell(d['kernel_does'])}{since}. "
+                       f"Evidence: {_cell(d['evidence'])}")
+    changes = [b for b in report["behaviours"] if b.get("gates")]
+    if changes:
+        out += ["", "## Kernel changes: which rule this kernel was judged by", ""]
+        out += [f"- `{b['id']}` {_cell(g)}" for b in changes for g in b["gates"]]
     gated = [b for b in report["behaviours"] if b.get("variants")]
     if gated:
         out += ["", "## Kernel-version-specific expectations applied", ""]
@@ -110,7 +126,8 @@ def render_markdown(report: dict) -> str:
     for b in report["behaviours"]:
         cite = f"{b['cite'].get('page', '')} {b['cite'].get('section', '')}" if b.get(
             "cite") else ""
-        status = b["status"] + (" (fixed)" if b.get("fixed") else "")
+        status = b["status"] + (" (fixed)" if b.get("fixed") else "") + (
+            " (documentation defect)" if b.get("documentation_defect") else "")
         title = _cell(b["title"]) + (" *(implementation)*" if basis_of(b) == "implementation"
                                      else "")
         out.append(f"| `{b['id']}` | {status} | {title} | {_cell(cite)} |")

@@ -26,9 +26,18 @@ from kit.confinement import refusal
 from kit.model import MODEL_OPERATIONS
 from kit.registry import CONSTANTS, OPERATIONS
 from kit.spec import expressions as ex
-from kit.spec import locate, patterns
+from kit.spec import changes, locate, patterns
 from kit.spec.errors import SpecError
-from kit.spec.model import Applicability, Behaviour, Citation, KnownDeviation, Step, Variant
+from kit.spec.model import (
+    Applicability,
+    Behaviour,
+    Change,
+    Citation,
+    DocumentationDefect,
+    KnownDeviation,
+    Step,
+    Variant,
+)
 from kit.spec.ranges import Impossible, check_possible
 from kit.spec.schema import CONTROL, ORDER_KINDS, build_schema
 from kit.spec.source import TooLarge, line_of, load_yaml
@@ -168,6 +177,25 @@ class _Checker:
             raise self.fail(f"invalid kernel range {text!r} (write e.g. '>=6.9' or "
                             f"'>=2.6.27,<6.9')", node, key, field_name) from None
 
+    def change(self, node, key: str, field_name: str) -> Change | None:
+        """The kernel change under node[key] (`since` / `before`), checked: a release that is
+        no release, or backports that are no stable releases of older series, are errors
+        naming the entry."""
+        raw = node.get(key)
+        if raw is None:
+            return None
+        change = Change(raw["subject"], raw.get("commit", ""), str(raw["release"]),
+                        tuple(str(b) for b in raw.get("backports", ())), raw.get("note", ""))
+        try:
+            changes.check(change)
+        except changes.BadChange as exc:
+            if isinstance(exc.key, tuple):
+                name, index = exc.key
+                raise self.fail(exc.message, raw[name], index,
+                                f"{field_name}.{name}[{index}]") from None
+            raise self.fail(exc.message, raw, exc.key, f"{field_name}.{exc.key}") from None
+        return change
+
     def expect(self, expect: dict, bound: set[str], field_name: str) -> None:
         for key, value in expect.items():
             if key == "errno":
@@ -252,10 +280,15 @@ class _Checker:
                 self.expect(step.expect, bound | ({step.bind} if step.bind else set()),
                             f"{where}.expect")
             for j, variant in enumerate(raw.get("differs", [])):
-                self.kernel(variant["kernel"], variant, "kernel", f"{where}.differs[{j}].kernel")
-                self.expect(variant["expect"], bound, f"{where}.differs[{j}].expect")
-                step.differs.append(Variant(variant["kernel"], variant["expect"],
-                                            variant["reason"]))
+                at = f"{where}.differs[{j}]"
+                if "kernel" in variant:
+                    self.kernel(variant["kernel"], variant, "kernel", f"{at}.kernel")
+                self.expect(variant["expect"], bound, f"{at}.expect")
+                step.differs.append(Variant(variant.get("kernel"), variant["expect"],
+                                            variant["reason"],
+                                            since=self.change(variant, "since", f"{at}.since"),
+                                            before=self.change(variant, "before",
+                                                               f"{at}.before")))
             if (raw.get("expect") or raw.get("differs")) and action in ("join", "sleep",
                                                                          "in_thread",
                                                                          "wait_blocked"):
@@ -316,6 +349,8 @@ class _Checker:
                 # only parameters: an `as` value is not kept once the run has failed
                 self.expect(observed, params, f"{where}.observed")
         return KnownDeviation(dev["reason"], dev.get("kernel"), dev.get("platform"),
+                              since=self.change(dev, "since", f"{where}.since"),
+                              before=self.change(dev, "before", f"{where}.before"),
                               step=dev.get("step"),
                               observed=dict(dev["observed"]) if kind == "step" else None,
                               operation=dev.get("operation"),
@@ -352,6 +387,11 @@ class _Checker:
         steps = self.steps(raw["steps"], bound, "steps", {}) if "steps" in raw else []
         known = [self.known_deviation(dev, f"known_deviations[{i}]", steps, set(params))
                  for i, dev in enumerate(raw.get("known_deviations", []))]
+        defect = raw.get("documentation_defect")
+        if defect is not None and "steps" not in raw:
+            raise self.fail("a documentation defect is checked by steps that hold the kernel "
+                            "to what it does: give steps", raw, "documentation_defect",
+                            "documentation_defect")
         cite = raw["cite"]
         basis = cite.get("basis", "documented")
         if basis == "implementation" and not cite.get("source"):
@@ -363,7 +403,10 @@ class _Checker:
             cite=Citation(cite["page"], cite["section"], cite["quote"], cite.get("source"),
                           basis),
             applies=Applicability(
-                kernel=applies.get("kernel"), arch=tuple(applies.get("arch", ())),
+                kernel=applies.get("kernel"),
+                since=self.change(applies, "since", "applies.since"),
+                before=self.change(applies, "before", "applies.before"),
+                arch=tuple(applies.get("arch", ())),
                 capabilities=tuple(applies.get("capabilities", ())),
                 without_capabilities=tuple(applies.get("without_capabilities", ())),
                 syscalls=tuple(applies.get("syscalls", ())),
@@ -376,6 +419,9 @@ class _Checker:
             model=raw.get("model"), exclusive=tuple(raw.get("exclusive", ())),
             machine_wide=tuple(raw.get("machine_wide", ())),
             known_deviations=known,
+            documentation_defect=DocumentationDefect(
+                defect["claim"], defect["kernel_does"], defect["evidence"],
+                defect.get("since", "")) if defect else None,
             source=source)
 
 

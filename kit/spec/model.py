@@ -24,8 +24,34 @@ class Citation:
 
 
 @dataclass(frozen=True)
+class Change:
+    """A kernel change a rule depends on: the commit, the first mainline release that has
+    it, and the first release of each stable series that carries a backport (so that a
+    gate holds on 6.1.149 as on 6.17). Whether a kernel carries it: kit.spec.changes."""
+
+    subject: str
+    commit: str                    # "" when the mainline id is not confirmed
+    release: str
+    backports: tuple[str, ...] = ()
+    note: str = ""                 # what could not be confirmed, e.g. another series' backport
+
+
+@dataclass(frozen=True)
+class DocumentationDefect:
+    """Where the page and every kernel disagree: the steps check what the kernel does (so a
+    kernel that changes fails them), and reports show the page's claim as the defect."""
+
+    claim: str                     # what the page says
+    kernel_does: str               # what every kernel does instead
+    evidence: str                  # the kernel source that shows it
+    since: str = ""                # since when the kernel does so
+
+
+@dataclass(frozen=True)
 class Applicability:
     kernel: str | None = None
+    since: Change | None = None    # the behaviour exists on kernels that carry this change
+    before: Change | None = None   # ... or only on kernels that lack it
     arch: tuple[str, ...] = ()
     capabilities: tuple[str, ...] = ()
     without_capabilities: tuple[str, ...] = ()
@@ -41,9 +67,11 @@ class Applicability:
 class Variant:
     """An expectation that replaces the default one on some kernels."""
 
-    kernel: str
+    kernel: str | None
     expect: dict
     reason: str
+    since: Change | None = None    # on kernels that carry this change
+    before: Change | None = None   # on kernels that lack it
 
 
 @dataclass
@@ -70,6 +98,8 @@ class KnownDeviation:
     reason: str
     kernel: str | None = None
     platform: str | None = None
+    since: Change | None = None    # on kernels that carry this change (a regression)
+    before: Change | None = None   # on kernels that lack it (the fix)
     # Step behaviours: the step that differs (an `as` name, OP or OP#N, see kit.spec.locate)
     # and what it gives there, as an expectation the actual result meets ({"timeout": True}:
     # it does not return within its bound).
@@ -103,4 +133,5 @@ class Behaviour:
     # sysctls the behaviour changes (kit.engine.machine_wide): run only when allowed
     machine_wide: tuple[str, ...] = ()
     known_deviations: list[KnownDeviation] = field(default_factory=list)
+    documentation_defect: DocumentationDefect | None = None
     source: str = ""               # the behaviour's YAML as written, for reports

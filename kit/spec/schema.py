@@ -141,6 +141,45 @@ PREDICATE = {
 KERNEL_RANGE = {"type": "string", "minLength": 1,
                 "description": "a version range such as '>=6.9' or '>=2.6.27,<6.9'"}
 
+# A kernel change a gate depends on (kit.spec.changes): `since: CHANGE` holds on kernels that
+# carry it, `before: CHANGE` on kernels that lack it.
+CHANGE = {
+    "type": "object", "additionalProperties": False,
+    "required": ["subject", "release"],
+    "description": "a kernel change: the commit's subject and id, the first mainline release "
+                   "that has it, and the first release of each older stable series that "
+                   "carries a backport",
+    "properties": {
+        "subject": {"type": "string", "minLength": 5, "description": "the commit's subject"},
+        "commit": {"type": "string", "pattern": "^[0-9a-f]{12,40}$",
+                   "description": "the mainline commit id (leave it out, and say so in `note`, "
+                                  "when it cannot be confirmed)"},
+        "release": {"type": "string", "description": "e.g. '6.17' or '6.15-rc3'"},
+        "backports": {"type": "array", "items": {"type": "string"},
+                      "description": "e.g. ['6.12.43', '6.1.149']: from these stable releases "
+                                     "on, their series carries the change too"},
+        "note": {"type": "string", "minLength": 5,
+                 "description": "what is not confirmed, e.g. a series whose backport release "
+                                "is unknown"},
+    },
+}
+GATE_PROPERTIES = {"since": CHANGE, "before": CHANGE}
+
+DOCUMENTATION_DEFECT = {
+    "type": "object", "additionalProperties": False,
+    "required": ["claim", "kernel_does", "evidence"],
+    "description": "the page and every kernel disagree: the steps check what the kernel does, "
+                   "and reports show the behaviour as a documentation defect",
+    "properties": {
+        "claim": {"type": "string", "minLength": 10, "description": "what the page says"},
+        "kernel_does": {"type": "string", "minLength": 10,
+                        "description": "what every kernel does instead"},
+        "evidence": {"type": "string", "minLength": 10,
+                     "description": "the kernel source that shows it"},
+        "since": {"type": "string", "minLength": 3, "description": "since when"},
+    },
+}
+
 CONFIG_SYMBOL = {"type": "string", "pattern": r"^CONFIG_[A-Z0-9_]+$"}
 KERNEL_CONFIG = {
     "type": "array", "minItems": 1,
@@ -191,8 +230,11 @@ def _step_schema() -> dict:
         "expect": {"$ref": "#/$defs/expect"},
         "differs": {"type": "array", "minItems": 1, "items": {
             "type": "object", "additionalProperties": False,
-            "required": ["kernel", "expect", "reason"],
-            "properties": {"kernel": KERNEL_RANGE, "expect": {"$ref": "#/$defs/expect"},
+            "required": ["expect", "reason"],
+            "anyOf": [{"required": ["kernel"]}, {"required": ["since"]},
+                      {"required": ["before"]}],
+            "properties": {"kernel": KERNEL_RANGE, **GATE_PROPERTIES,
+                           "expect": {"$ref": "#/$defs/expect"},
                            "reason": {"type": "string", "minLength": 10}}}},
         "within": {"type": "number", "exclusiveMinimum": 0, "maximum": 60,
                    "description": "bound on this step (seconds) before it is a timeout"},
@@ -208,9 +250,10 @@ KNOWN_DEVIATION = {
     "type": "object", "additionalProperties": False, "required": ["reason"],
     # step + observed for a behaviour with steps, operation + disagreement for a model
     # behaviour: the loader checks which, with a message naming the field.
-    "anyOf": [{"required": ["kernel"]}, {"required": ["platform"]}],
+    "anyOf": [{"required": ["kernel"]}, {"required": ["platform"]}, {"required": ["since"]},
+              {"required": ["before"]}],
     "properties": {
-        "kernel": KERNEL_RANGE, "platform": {"type": "string"},
+        "kernel": KERNEL_RANGE, "platform": {"type": "string"}, **GATE_PROPERTIES,
         "reason": {"type": "string", "minLength": 10},
         "step": {"type": "string", "pattern": r"^[A-Za-z_][A-Za-z0-9_]*(#[1-9][0-9]*)?$",
                  "description": "the step where the target differs: its `as` name, its "
@@ -252,7 +295,7 @@ def build_schema() -> dict:
                                               "selftest); documented (the default): the "
                                               "page's claim"}}},
             "applies": {"type": "object", "additionalProperties": False, "properties": {
-                "kernel": KERNEL_RANGE,
+                "kernel": KERNEL_RANGE, **GATE_PROPERTIES,
                 "arch": {"type": "array", "items": {"type": "string"}},
                 "capabilities": {"type": "array", "items": {"type": "string",
                                                             "pattern": "^CAP_[A-Z_]+$"}},
@@ -283,6 +326,7 @@ def build_schema() -> dict:
                                             "time, and the values are restored afterwards "
                                             "(kit.engine.machine_wide)"},
             "known_deviations": {"type": "array", "items": KNOWN_DEVIATION},
+            "documentation_defect": DOCUMENTATION_DEFECT,
             "steps": {"$ref": "#/$defs/steps"},
             "model": {"enum": sorted(MODELS),
                       "description": "run random operation sequences against this reference "
