@@ -28,12 +28,14 @@ class Judgement:
 def applicable(behaviour: Behaviour, target: Target) -> list[KnownDeviation]:
     return [dev for dev in behaviour.known_deviations
             if not (dev.platform and dev.platform != target.platform)
+            and not (dev.arch and target.arch not in dev.arch)
             and target.gate_holds(dev)]
 
 
 def describe(dev: KnownDeviation) -> str:
     """The recorded failure in a few words: where, what, on which targets."""
     where = " and ".join(filter(None, [dev.platform and f"platform {dev.platform}",
+                                       dev.arch and f"architecture {'/'.join(dev.arch)}",
                                        gates.condition(dev)]))
     if dev.operation:
         what = f"operation {dev.operation} with a disagreement matching /{dev.disagreement}/"

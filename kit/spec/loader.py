@@ -349,6 +349,7 @@ class _Checker:
                 # only parameters: an `as` value is not kept once the run has failed
                 self.expect(observed, params, f"{where}.observed")
         return KnownDeviation(dev["reason"], dev.get("kernel"), dev.get("platform"),
+                              arch=tuple(dev.get("arch", ())),
                               since=self.change(dev, "since", f"{where}.since"),
                               before=self.change(dev, "before", f"{where}.before"),
                               step=dev.get("step"),

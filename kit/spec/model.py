@@ -98,6 +98,7 @@ class KnownDeviation:
     reason: str
     kernel: str | None = None
     platform: str | None = None
+    arch: tuple[str, ...] = ()     # on these ABIs only (i386: a 32-bit process, compat calls)
     since: Change | None = None    # on kernels that carry this change (a regression)
     before: Change | None = None   # on kernels that lack it (the fix)
     # Step behaviours: the step that differs (an `as` name, OP or OP#N, see kit.spec.locate)

@@ -251,9 +251,11 @@ KNOWN_DEVIATION = {
     # step + observed for a behaviour with steps, operation + disagreement for a model
     # behaviour: the loader checks which, with a message naming the field.
     "anyOf": [{"required": ["kernel"]}, {"required": ["platform"]}, {"required": ["since"]},
-              {"required": ["before"]}],
+              {"required": ["before"]}, {"required": ["arch"]}],
     "properties": {
         "kernel": KERNEL_RANGE, "platform": {"type": "string"}, **GATE_PROPERTIES,
+        "arch": {"type": "array", "minItems": 1, "items": {"type": "string"},
+                 "description": "the ABIs (x86_64, i386, aarch64, ...) on which it happens"},
         "reason": {"type": "string", "minLength": 10},
         "step": {"type": "string", "pattern": r"^[A-Za-z_][A-Za-z0-9_]*(#[1-9][0-9]*)?$",
                  "description": "the step where the target differs: its `as` name, its "
