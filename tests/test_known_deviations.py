@@ -99,6 +99,17 @@ def test_a_known_deviation_for_another_target_does_not_apply():
     assert verdict.known_deviation is None and verdict.new_deviation is None
 
 
+def test_a_known_deviation_names_the_abi_it_happens_on():
+    from kit.adapter import arch
+
+    here = check(known("read_u64#1", "{value: 2}", where=f"arch: [{arch.ARCH}]") + WRONG_READ)
+    assert here.known_deviation == "recorded on purpose for this test"
+    other = "i386" if arch.ARCH != "i386" else "x86_64"
+    elsewhere = check(known("read_u64#1", "{value: 2}", where=f"arch: [{other}]")
+                      + WRONG_READ)
+    assert elsewhere.known_deviation is None and elsewhere.new_deviation is None
+
+
 def test_a_step_that_hangs_matches_timeout_true_and_nothing_else():
     hangs = """
 steps:
