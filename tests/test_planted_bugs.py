@@ -12,6 +12,8 @@ shows that the same behaviours conform on this kernel.
   dropped_wakeup      every 2nd wait on an instance that finds events loses them
   nested_silent       an epoll instance never reports readiness upward (nor to poll())
   et_stripped_on_mod  EPOLL_CTL_MOD silently drops EPOLLET
+
+(syscall_counter is no bug: it shows which raw system calls an interposer sees.)
 """
 
 from __future__ import annotations
@@ -106,6 +108,29 @@ def assert_caught(ran: Ran, control: dict[str, str], ids: list[str]) -> dict[str
         assert verdicts[bid]["status"] == "deviates", (bid, verdicts[bid])
         assert f"deviates: {bid}: " in ran.stdout, ran.output
     return verdicts
+
+
+# -- what an interposer sees ---------------------------------------------------------------
+
+
+def test_an_interposed_syscall_sees_the_specs_raw_calls_but_not_the_watchdog(planted):
+    """A spec's *_syscall operation goes through the preloaded syscall(); the watchdog's
+    timers, armed around every blocking call, go through the C library's own and stay out
+    of reach of the library under test."""
+    code = (
+        "from kit.adapter import arch, eventfd, libc, poll, watchdog\n"
+        "watchdog.install()\n"
+        "calls = libc.libc.planted_syscall_calls\n"
+        "timer_create = watchdog._TIMER_SYSCALLS[arch.ARCH][0]\n"
+        "efd = eventfd.eventfd(0, 0).ret\n"
+        "with watchdog.bounded(2.0):\n"
+        "    assert poll.poll(efd, 1, 50).ret == 0\n"
+        "assert eventfd.eventfd2_syscall(3, 0).ok\n"
+        "print(calls(timer_create), calls(arch.syscall_number('eventfd2')))\n")
+    ran = run_python(["-c", code], cwd=REPO,
+                     env=dict(_env(), LD_PRELOAD=str(planted["syscall_counter"])))
+    assert ran.ret == 0, ran.output
+    assert ran.stdout.split() == ["0", "1"], ran.output
 
 
 # -- 1: EPOLLEXCLUSIVE stripped at ADD ----------------------------------------------------
