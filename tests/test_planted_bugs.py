@@ -133,6 +133,18 @@ def test_an_interposed_syscall_sees_the_specs_raw_calls_but_not_the_watchdog(pla
     assert ran.stdout.split() == ["0", "1"], ran.output
 
 
+def test_an_unknown_c_library_falls_back_to_the_global_scope(monkeypatch):
+    """Where neither glibc's nor musl's name opens, the kit's machinery uses the global
+    scope, as it did before: still working, only reachable by an interposer."""
+    from kit.adapter import libc
+
+    def no_such_library(name, *args, **kwargs):
+        raise OSError(f"{name}: cannot open shared object file")
+
+    monkeypatch.setattr(libc.ctypes, "CDLL", no_such_library)
+    assert libc.own_libc.__wrapped__() is libc.libc
+
+
 # -- 1: EPOLLEXCLUSIVE stripped at ADD ----------------------------------------------------
 
 
