@@ -2,7 +2,10 @@
 
 Symbols are looked up with dlopen(NULL): the process's global scope. An LD_PRELOAD
 interposer (a fault injector, or a user-space emulation such as an epoll shim) is
-therefore what the kit calls when one is loaded, exactly as a C program would.
+therefore what the kit calls when one is loaded, exactly as a C program would; that
+includes syscall(2), through which the operations named *_syscall go. The kit's own
+machinery (the watchdog's timers, the checker's death signal) uses own_libc() instead,
+which a preloaded library cannot intercept.
 
 Every call returns a Result: the raw return value and the errno *name*, captured
 immediately after the call so nothing in between can clobber it.
@@ -12,14 +15,33 @@ from __future__ import annotations
 
 import ctypes
 import errno as _errno
+import os
+import platform
 import time
 from dataclasses import dataclass, field
+from functools import cache
 from typing import Any
 
 libc = ctypes.CDLL(None, use_errno=True)
 
 # syscall(2) is variadic; every argument the kit passes fits in a long.
 libc.syscall.restype = ctypes.c_long
+
+
+@cache
+def own_libc() -> ctypes.CDLL:
+    """The C library's own handle, for calls a library under test must not see: dlsym on
+    it searches the C library alone, never an LD_PRELOAD'd library. Falls back to the
+    global scope where the C library's name is not a known one."""
+    for name in ("libc.so.6", f"libc.musl-{platform.machine()}.so.1"):
+        try:
+            # RTLD_NOLOAD: the copy already loaded, never a second C library.
+            own = ctypes.CDLL(name, mode=os.RTLD_NOLOAD, use_errno=True)
+        except OSError:
+            continue
+        own.syscall.restype = ctypes.c_long
+        return own
+    return libc
 
 
 @dataclass

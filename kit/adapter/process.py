@@ -109,8 +109,9 @@ def _die_with_parent(parent: int) -> None:
     import ctypes
 
     from kit.adapter.arch import ARCH
+    from kit.adapter.libc import own_libc
 
-    libc = ctypes.CDLL(None, use_errno=True)
+    libc = own_libc()
     number = _PRCTL.get(ARCH)
     if number is not None:
         libc.syscall(ctypes.c_long(number), ctypes.c_long(_PR_SET_PDEATHSIG),

@@ -6,8 +6,9 @@ returns EINTR and the run goes on with a timeout verdict instead of hanging.
 
 The signal comes from a POSIX timer aimed at the calling thread (timer_create with
 SIGEV_THREAD_ID, armed for the bound, then re-firing every _REFIRE seconds): three
-system calls per guarded call, no thread. The timer syscalls are made raw, so an
-LD_PRELOAD library under test cannot disturb the watchdog. Where such timers are not
+system calls per guarded call, no thread. The timer syscalls are made raw, through the
+C library's own syscall(2) (kit.adapter.libc.own_libc), so an LD_PRELOAD library under
+test cannot disturb the watchdog, even one that interposes syscall(). Where such timers are not
 available (no syscall number for this architecture, a sandbox refusing them), a helper
 thread sends the signal with pthread_kill instead.
 """
@@ -78,7 +79,7 @@ def _timespec(seconds: float) -> _Timespec:
 
 
 class _Timers:
-    """Raw timer syscalls through a private handle on the C library's syscall(2)."""
+    """Raw timer syscalls through the C library's own syscall(2), out of an interposer's reach."""
 
     def __init__(self):
         from kit.adapter.arch import ARCH
@@ -86,8 +87,9 @@ class _Timers:
         self.numbers = _TIMER_SYSCALLS.get(ARCH)
         self.usable = self.numbers is not None
         if self.usable:
-            self.syscall = ctypes.CDLL(None, use_errno=True).syscall
-            self.syscall.restype = ctypes.c_long
+            from kit.adapter.libc import own_libc
+
+            self.syscall = own_libc().syscall
             self.refire = _timespec(_REFIRE)
 
     def arm(self, tid: int, bound: float) -> ctypes.c_int | None:
