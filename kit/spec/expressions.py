@@ -21,6 +21,8 @@ _ARITH = {
     "or": lambda xs: functools.reduce(operator.or_, xs, 0),
     "min": min,
     "max": max,
+    # true division: a timeout drawn in milliseconds bounds a duration in seconds
+    "div": lambda xs: functools.reduce(operator.truediv, xs),
 }
 _PREDICATES = {"eq": operator.eq, "ne": operator.ne, "lt": operator.lt, "le": operator.le,
                "gt": operator.gt, "ge": operator.ge}
