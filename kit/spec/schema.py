@@ -13,7 +13,7 @@ from kit.registry import OPERATIONS
 
 NAME = r"^[A-Z][A-Z0-9_]*$"
 REF = r"^\$[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z0-9_-]+)*$"
-ARITH = ("add", "sub", "or", "min", "max", "div")
+ARITH = ("add", "sub", "or", "and", "min", "max", "div")
 PREDICATES = ("eq", "ne", "lt", "le", "gt", "ge")
 CONTROL = ("in_thread", "join", "in_child", "sleep", "wait_blocked")
 STEP_KEYS = ("as", "expect", "differs", "within", "note")
