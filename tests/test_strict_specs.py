@@ -21,7 +21,7 @@ import time
 
 import pytest
 import yaml
-from helpers import REPO
+from helpers import REPO, behaviour, line_of, load, run_one, spec_text
 
 from kit.adapter.libc import Result
 from kit.engine import expectations
@@ -270,3 +270,47 @@ def test_every_citation_names_the_section_the_installed_page_puts_its_quote_in()
                              f"but {page} has it under {top}" + (f", {sub}" if sub else ""))
     assert wrong == []
     assert checked > 200, f"only {checked} quotes found in the installed pages"
+
+
+# -- a bound that follows a timeout: the spec's mistakes are the spec's -------------------------
+
+
+WAIT_BOUND = """
+params:
+  timeout: {integers: {min: 10, max: 20}}
+steps:
+  - epoll_create1: {}
+    as: ep
+  - pipe2: {}
+    as: p
+  - epoll_wait: {epfd: $ep, maxevents: 1, timeout: $timeout}
+    expect: {returns: 0, blocks: {at_least: BOUND}}
+"""
+
+
+def _wait_spec(bound: str) -> str:
+    return spec_text(behaviour("x.blocks.bound", WAIT_BOUND.replace("BOUND", bound)))
+
+
+def test_a_bound_from_the_drawn_timeout_conforms_on_the_real_kernel(no_leaks):
+    outcome = run_one(_wait_spec("{div: [$timeout, 1000]}"), {"timeout": 20})
+    assert outcome.status == CONFORMS, outcome.trace()
+
+
+@pytest.mark.parametrize("bound, says", [
+    ('"soon"', "at_least takes one bound: a number, a $reference, a CONSTANT or one "
+               "arithmetic form such as {sub: [$x, 1]}; got 'soon'"),
+    ("{mul: [$timeout, 2]}", "at_least takes one bound"),
+    ("$later", "$later is not a parameter or an earlier step's `as` name"),
+])
+def test_a_malformed_blocks_bound_names_file_line_and_field(bound, says):
+    text = _wait_spec(bound)
+    (error,) = load(text).errors
+    assert str(error).startswith(f"specs/x/t.yaml:{line_of(text, 'blocks:')}: behaviour "
+                                 f"x.blocks.bound field steps[2].expect.blocks")
+    assert says in str(error)
+
+
+def test_a_blocks_bound_that_is_not_a_number_is_the_specs_fault_not_the_kernels(no_leaks):
+    with pytest.raises(TypeError, match=r"blocks: the bound \$p is .*not a number"):
+        run_one(_wait_spec("$p"), {"timeout": 10})
