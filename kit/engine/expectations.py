@@ -65,8 +65,33 @@ def compare_value(want: Any, got: Any, what: str) -> list[str]:
     return [f"expected {what} {_show(want)}, got {_show(got)}"]
 
 
+def compare_written(expected: Any, got: Any, env, what: str) -> list[str]:
+    """compare_value for a value as the spec wrote it: an exact mask written by name
+    (O_RDWR|O_NONBLOCK, EPOLLIN|EPOLLOUT) is named and shown in hex with the bits that
+    differ, not as two decimal numbers."""
+    want = ex.evaluate(expected, env)
+    out = compare_value(want, got, what)
+    if out and _named_mask(expected) and isinstance(want, int) and isinstance(got, int) \
+            and not isinstance(got, bool):
+        missing, extra = want & ~got, got & ~want
+        differ = ", ".join(f"{kind} {bits:#x}" for kind, bits in
+                           (("missing", missing), ("extra", extra)) if bits)
+        return [f"expected {what} {ex.describe(expected)} ({want:#x}), got {got:#x} ({differ})"]
+    return out
+
+
+# Constants that are bits of a mask (a signal or clock number is not).
+_MASK_PREFIXES = ("O_", "EPOLL", "POLL", "FD_", "EFD_", "TFD_", "SFD_")
+
+
+def _named_mask(expected: Any) -> bool:
+    names = expected if isinstance(expected, list) else [expected]
+    return bool(names) and all(isinstance(n, str) and ex.NAME.match(n) and
+                               n.startswith(_MASK_PREFIXES) for n in names)
+
+
 def _value(expected, result: Result, env) -> list[str]:
-    return compare_value(ex.evaluate(expected, env), result.value, "value")
+    return compare_written(expected, result.value, env, "value")
 
 
 def check_bits(spec: dict, actual: Any, env, what: str = "value") -> list[str]:
@@ -120,7 +145,7 @@ def check_fields(spec: dict, actual: Any, env, prefix: str = "") -> list[str]:
                 continue
             got = actual[key]
             if "value" in want:
-                out += compare_value(ex.evaluate(want["value"], env), got, f"field {name}")
+                out += compare_written(want["value"], got, env, f"field {name}")
             if "bits" in want:
                 out += check_bits(want["bits"], got, env, f"field {name}")
             if "matches" in want:
@@ -136,7 +161,7 @@ def check_fields(spec: dict, actual: Any, env, prefix: str = "") -> list[str]:
             out.append(f"expected field {name} = {_show(ex.evaluate(want, env))}, "
                        f"but it is absent (fields: {', '.join(map(str, actual))})")
         else:
-            out += compare_value(ex.evaluate(want, env), actual[key], f"field {name}")
+            out += compare_written(want, actual[key], env, f"field {name}")
     return out
 
 
@@ -197,11 +222,15 @@ def _fields(expected, result: Result, env) -> list[str]:
 
 
 def _blocks(expected, result: Result, env) -> list[str]:
-    floor = expected["at_least"]
+    # A bound may follow a drawn timeout ({div: [$timeout, 1000]}): no fixed floor that a
+    # wait cut short, but still longer than it, would pass.
+    floor = _bound("blocks", expected["at_least"], env)
     if result.duration >= floor:
         return []
-    return [f"expected the call to block for at least {floor}s, but it returned after "
-            f"{result.duration:.4f}s"]
+    written = expected["at_least"]
+    source = "" if isinstance(written, (int, float)) else f" ({ex.describe(written)})"
+    return [f"expected the call to block for at least {floor:g}s{source}, but it returned "
+            f"after {result.duration:.4f}s"]
 
 
 def _returns_within(expected, result: Result, env) -> list[str]:

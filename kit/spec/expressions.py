@@ -19,8 +19,12 @@ _ARITH = {
     "add": lambda xs: sum(xs),
     "sub": lambda xs: functools.reduce(operator.sub, xs),
     "or": lambda xs: functools.reduce(operator.or_, xs, 0),
+    # bitwise AND: the part of a drawn events mask that a ready file reports
+    "and": lambda xs: functools.reduce(operator.and_, xs),
     "min": min,
     "max": max,
+    # true division: a timeout drawn in milliseconds bounds a duration in seconds
+    "div": lambda xs: functools.reduce(operator.truediv, xs),
 }
 _PREDICATES = {"eq": operator.eq, "ne": operator.ne, "lt": operator.lt, "le": operator.le,
                "gt": operator.gt, "ge": operator.ge}

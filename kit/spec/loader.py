@@ -111,9 +111,9 @@ def _schema_error(err: jsonschema.ValidationError, doc, file: str, base: list) -
 
 def _ordered_kind_at(path: list) -> int | None:
     """Where in an error's path an at_least / at_most / between expectation starts, if any:
-    a kind directly under `expect`, or nested in `fields` (not blocks' own at_least)."""
+    a kind directly under `expect`, nested in `fields`, or blocks' own at_least."""
     for i, part in enumerate(path):
-        if part in ORDER_KINDS and i >= 2 and (path[i - 1] == "expect" or
+        if part in ORDER_KINDS and i >= 2 and (path[i - 1] in ("expect", "blocks") or
                                                 path[i - 2] == "fields"):
             return i
     return None

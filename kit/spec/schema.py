@@ -15,7 +15,7 @@ from kit.spec.model import BASES
 
 NAME = r"^[A-Z][A-Z0-9_]*$"
 REF = r"^\$[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z0-9_-]+)*$"
-ARITH = ("add", "sub", "or", "min", "max")
+ARITH = ("add", "sub", "or", "and", "min", "max", "div")
 PREDICATES = ("eq", "ne", "lt", "le", "gt", "ge")
 CONTROL = ("in_thread", "join", "in_child", "sleep", "wait_blocked")
 STEP_KEYS = ("as", "expect", "differs", "within", "note")
@@ -82,7 +82,7 @@ EXPECT = {
         "matches": {"type": "string", "description": "a regular expression the value must match"},
         "blocks": {"type": "object", "additionalProperties": False, "required": ["at_least"],
                    "description": "the call blocks for at least this long (seconds)",
-                   "properties": {"at_least": {"type": "number", "minimum": 0}}},
+                   "properties": {"at_least": {"$ref": "#/$defs/bound"}}},
         "returns_within": {"type": "number", "exclusiveMinimum": 0,
                            "description": "the call returns within this many seconds"},
         "at_least": {"$ref": "#/$defs/bound", "description": "the value is a number >= this"},
