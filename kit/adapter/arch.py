@@ -24,7 +24,7 @@ SYSCALLS: dict[str, dict[str, int]] = {
         "signalfd": 282, "signalfd4": 289, "epoll_pwait2": 441,
         "io_setup": 206, "io_destroy": 207, "io_getevents": 208, "io_submit": 209,
         "futex": 202, "pselect6": 270, "ppoll": 271, "kcmp": 312, "prlimit64": 302,
-        "rt_tgsigqueueinfo": 297, "openat2": 437,
+        "rt_tgsigqueueinfo": 297, "openat2": 437, "pidfd_open": 434,
     },
     "aarch64": {
         "eventfd2": 19, "epoll_create1": 20, "epoll_ctl": 21, "epoll_pwait": 22,
@@ -33,7 +33,7 @@ SYSCALLS: dict[str, dict[str, int]] = {
         "timerfd_gettime": 87, "epoll_pwait2": 441,
         "io_setup": 0, "io_destroy": 1, "io_submit": 2, "io_getevents": 4,
         "futex": 98, "pselect6": 72, "ppoll": 73, "kcmp": 272, "prlimit64": 261,
-        "rt_tgsigqueueinfo": 240, "openat2": 437,
+        "rt_tgsigqueueinfo": 240, "openat2": 437, "pidfd_open": 434,
     },
 }
 
