@@ -48,8 +48,17 @@ reach besides the behaviour's own descriptors:
   or thread, which is the forked checker (or an `in_child` child) and dies with it.
 - The network. `tcp_pair` binds an ephemeral port on 127.0.0.1 and closes the listener at
   once: loopback only, nothing reachable from outside.
-- Mounts, namespaces, ptrace, sysctl or /proc writes, module loading, reboot, kill(2) of
-  another process: no operation does any of these.
+- Mounts and namespaces (kit.adapter.mounts). `mount_namespace_private` unshares a
+  mount namespace and makes every mount in it private (no propagation back), only in a
+  forked child, never in the process that imported the kit; `mount_tmpfs` mounts a small
+  tmpfs only in the process that made such a namespace, while it is in it, and only on a
+  directory beneath the scratch directory (`make_directory`, one component). The mount
+  dies with the child's namespace; the machine's mount table never changes.
+- Other processes (kit.adapter.pidfd). `pidfd_open` and `child_wait` take only the pid of
+  a child `spawn_child` forked in this process and not yet reaped (a reaped pid may
+  name another process by then); such children are reaped when the example ends.
+- ptrace, sysctl or /proc writes, module loading, reboot, kill(2) of another process: no
+  operation does any of these.
 - Kernel AIO, kcmp(2), epoll, eventfd, timerfd, signalfd, poll, select, pipes and socket
   pairs act on the behaviour's own descriptors only (kcmp compares within the kit's own
   process), so nothing here needs a rule of its own.
@@ -89,6 +98,9 @@ INTERFACES = (
     Interface(_PROC_TASK + r"/(?:stat|status|limits|syscall|comm|wchan)", False,
               "the kit's own process and threads, nothing secret in them (not environ, "
               "mem, root, cwd or exe)"),
+    Interface(r"/proc/self/mounts", False,
+              "the mounts of the process's namespace, pollable for a mount change "
+              "(proc(5)); only mount_tmpfs changes it, in a private namespace"),
 )
 _INTERFACE_RES = [(re.compile(i.pattern), i) for i in INTERFACES]
 
@@ -178,6 +190,18 @@ def check_ioctl(request) -> None:
                       f"driver or filesystem with a pointer the spec cannot give")
 
 
+def check_mount_point(path) -> str:
+    """The NAME of a `scratch:NAME` directory a mount may cover (one component directly in
+    the scratch directory), or Refused."""
+    if not isinstance(path, str) or not path.startswith(SCRATCH):
+        raise Refused(f"{path!r}: a mount point must be a directory in the behaviour's "
+                      f"scratch directory ({SCRATCH}NAME), never a path of the machine")
+    name = scratch_name(path)
+    if not name or "/" in name or name == ".":
+        raise Refused(f"{path!r}: name one directory directly in the scratch directory")
+    return name
+
+
 def refusal(action: str, args: dict) -> tuple[str, str] | None:
     """(argument, reason) if a step with these argument values is refused; arguments not
     given (not known yet, at load time) are not checked."""
@@ -188,10 +212,13 @@ def refusal(action: str, args: dict) -> tuple[str, str] | None:
             check_fcntl(args["cmd"])
         if action == "ioctl" and "request" in args:
             check_ioctl(args["request"])
+        if action in ("mount_tmpfs", "make_directory") and "path" in args:
+            check_mount_point(args["path"])
     except Refused as exc:
         if action == "open_path" and "flags" in args and _is_flags_refusal(args):
             return "flags", str(exc)
-        return {"open_path": "path", "ioctl": "request"}.get(action, "cmd"), str(exc)
+        return {"open_path": "path", "ioctl": "request", "mount_tmpfs": "path",
+                "make_directory": "path"}.get(action, "cmd"), str(exc)
     return None
 
 
