@@ -136,3 +136,54 @@ def test_children_a_spec_leaves_running_are_reaped_when_the_example_ends(no_leak
     assert pidfd._children == {}
     with pytest.raises(ChildProcessError):
         os.waitpid(-1, os.WNOHANG)
+
+
+# -- POSIX timers -------------------------------------------------------------------------
+
+
+def test_posix_timers_are_made_only_in_a_forked_child(no_leaks):
+    """The run tracks descriptors, not timers: one made in the kit's process would stay."""
+    outcome = run_one(_attack("steps:\n  - posix_timer_create: {clockid: CLOCK_MONOTONIC}\n"))
+    assert outcome.status == ERROR
+    assert "refused: posix_timer_create only runs in a forked child" in outcome.message
+
+
+def test_a_timer_the_behaviour_did_not_make_is_refused(no_leaks):
+    outcome = run_one(_attack("""
+        steps:
+          - in_child:
+              steps:
+                - posix_timer_gettime: {timer: 1}
+        """))
+    assert outcome.status == ERROR
+    assert "refused: timer 1 was not made by posix_timer_create" in outcome.message
+
+
+# -- the processes these operations fork --------------------------------------------------
+
+
+def test_a_probe_that_reads_nothing_makes_the_exec_behaviour_deviate(no_leaks):
+    """A kernel that dropped pending signals at execve(2) is seen: here the signal is not
+    blocked (so never pending), and the probe's value says what it found instead."""
+    outcome = run_one(_attack("""
+        steps:
+          - in_child:
+              steps:
+                - signal_install: {signum: SIGUSR1}
+                - exec_signal_probe: {mask: SIGUSR1}
+                  expect: {fields: {count: 1, records: {fields: {0: {fields: {signo: SIGUSR1}}}}}}
+        """))
+    assert outcome.status == DEVIATES
+    assert "expected field count 1, got 0" in outcome.message
+
+
+def test_a_fault_that_did_not_kill_would_deviate_naming_the_signal(no_leaks):
+    """The forked process dies of SIGSEGV; an expectation of anything else names what
+    really ended it."""
+    outcome = run_one(_attack("""
+        steps:
+          - fault_child: {}
+            expect: {fields: {killed_by: SIGBUS}}
+        """))
+    assert outcome.status == DEVIATES
+    assert "got 'SIGSEGV'" in outcome.message or "got SIGSEGV" in outcome.message

@@ -33,6 +33,8 @@ def _fault(report: int, page: int) -> None:
     """The forked process: say what is blocked, then read the inaccessible page."""
     try:
         resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+        # a handler inherited from the caller (faulthandler's) may print a traceback
+        os.dup2(os.open(os.devnull, os.O_WRONLY), 2)
         os.write(report, _blocked_now().encode() + b"\n")
         ctypes.string_at(page, 1)            # the fault: SIGSEGV, synchronously
         os.write(report, b"survived\n")       # only if the kernel let it go on
