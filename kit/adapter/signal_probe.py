@@ -11,6 +11,7 @@ import ctypes
 import json
 import os
 import select
+import signal
 import struct
 import sys
 
@@ -18,16 +19,11 @@ RECORD = 128                  # sizeof(struct signalfd_siginfo)
 HEAD = struct.Struct("=IiiII")  # ssi_signo, ssi_errno, ssi_code, ssi_pid, ssi_uid
 
 
-def _status_masks() -> dict:
-    """SigPnd, ShdPnd and SigBlk of /proc/self/status, as lists of signal numbers."""
-    out = {}
-    with open("/proc/self/status") as status:
-        for line in status:
-            key, _, value = line.partition(":")
-            if key in ("SigPnd", "ShdPnd", "SigBlk"):
-                bits = int(value.strip(), 16)
-                out[key] = [n for n in range(1, 65) if bits >> (n - 1) & 1]
-    return out
+def _masks() -> tuple:
+    """The pending (sigpending(2)) and blocked (sigprocmask(2)) sets, as signal numbers."""
+    pending = sorted(int(s) for s in signal.sigpending())
+    blocked = sorted(int(s) for s in signal.pthread_sigmask(signal.SIG_BLOCK, []))
+    return pending, blocked
 
 
 def _new_signalfd(numbers: list) -> int:
@@ -54,15 +50,14 @@ def _read_all(fd: int) -> list:
 
 
 def main(argv: list) -> dict:
-    before = _status_masks()
+    pending, blocked = _masks()
     if argv[:1] == ["--fd"]:
         fd = int(argv[1])
     else:
         fd = _new_signalfd([int(n) for n in argv[1].split(",") if n])
     records = _read_all(fd)
     return {"count": len(records), "records": dict(enumerate(records)), "pid": os.getpid(),
-            "pending": sorted(set(before["SigPnd"]) | set(before["ShdPnd"])),
-            "blocked": before["SigBlk"]}
+            "pending": pending, "blocked": blocked}
 
 
 if __name__ == "__main__":
