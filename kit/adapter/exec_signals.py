@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import os
 import select
+import shutil
 import signal
 import sys
 import time
@@ -26,6 +27,16 @@ from kit.registry import operation
 PROBE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "signal_probe.py")
 
 
+def _interpreter() -> str | None:
+    """A Python this user may execute: the kit's own, else the system's (the probe needs
+    only the standard library). An unprivileged run may not reach an interpreter kept
+    under root's home, for instance."""
+    for candidate in (sys.executable, shutil.which("python3"), "/usr/bin/python3"):
+        if candidate and os.access(os.path.realpath(candidate), os.X_OK):
+            return candidate
+    return None
+
+
 def _numbers(spec) -> tuple[list[int], Result | None]:
     numbers, bad = parse_signals(spec if isinstance(spec, (int, str)) else str(spec))
     if bad:
@@ -37,12 +48,12 @@ def _numbers(spec) -> tuple[list[int], Result | None]:
     return numbers, None
 
 
-def _child(raised: list[int], argv: list[str], out: int) -> None:
+def _child(python: str, raised: list[int], argv: list[str], out: int) -> None:
     try:
         os.dup2(out, 1)
         for number in raised:
             os.kill(os.getpid(), number)     # blocked by the caller's mask: stays pending
-        os.execv(sys.executable, [sys.executable, "-I", PROBE] + argv)
+        os.execv(python, [python, "-I", PROBE] + argv)
     finally:
         os._exit(127)
 
@@ -83,12 +94,16 @@ def exec_signal_probe(raise_signals: str = "", fd: int = -1, mask: str = "") -> 
         if bad:
             return bad
         argv = ["--mask", ",".join(str(n) for n in wanted)]
+    python = _interpreter()
+    if python is None:
+        return Result(ret=-1, errno="EACCES", value="no Python interpreter this user may "
+                                                    "execute, for the probe")
     start = time.monotonic()
     read_end, write_end = os.pipe2(os.O_CLOEXEC)
     try:
         pid = os.fork()
         if pid == 0:
-            _child(raised, argv, write_end)
+            _child(python, raised, argv, write_end)
         os.close(write_end)
         write_end = -1
         output, status = _collect(pid, read_end)
