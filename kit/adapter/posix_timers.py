@@ -12,7 +12,6 @@ import ctypes
 import os
 
 from kit.adapter.libc import Result, call, libc
-from kit.adapter.timerfd import Itimerspec, Timespec
 from kit.confinement import Refused
 from kit.registry import constants, operation
 
@@ -23,10 +22,25 @@ constants(TIMER_ABSTIME=TIMER_ABSTIME)
 _IMPORT_PID = os.getpid()
 
 
+class Timespec(ctypes.Structure):
+    """libc's struct timespec: these calls go through libc, whose time_t is a `long` (32
+    bits on a 32-bit ABI without _TIME_BITS=64), unlike the kernel's timerfd structs."""
+
+    _fields_ = [("tv_sec", ctypes.c_long), ("tv_nsec", ctypes.c_long)]
+
+    def ns(self) -> int:
+        return self.tv_sec * 1_000_000_000 + self.tv_nsec
+
+
+class Itimerspec(ctypes.Structure):
+    _fields_ = [("it_interval", Timespec), ("it_value", Timespec)]
+
+
 class _Sigevent(ctypes.Structure):
-    # struct sigevent: sigev_value (8), sigev_signo, sigev_notify, then a union; 64 bytes
-    _fields_ = [("value", ctypes.c_uint64), ("signo", ctypes.c_int), ("notify", ctypes.c_int),
-                ("pad", ctypes.c_byte * 48)]
+    # struct sigevent: sigev_value (a pointer-sized union), sigev_signo, sigev_notify, then
+    # a union padding it to 64 bytes
+    _fields_ = [("value", ctypes.c_void_p), ("signo", ctypes.c_int), ("notify", ctypes.c_int),
+                ("pad", ctypes.c_byte * (64 - ctypes.sizeof(ctypes.c_void_p) - 8))]
 
 
 libc.timer_create.argtypes = [ctypes.c_int, ctypes.c_void_p, ctypes.c_void_p]
