@@ -64,9 +64,18 @@ reach besides the behaviour's own descriptors:
   for the calling process's future children and writes its own
   /proc/self/timens_offsets: only processes the behaviour forks afterwards see the shifted
   clocks, and the namespace dies with them.
-- Mounts, other namespaces, ptrace, /proc writes other than those sysctls and the time
-  namespace's offsets, module loading, reboot, kill(2) of another process: no operation does
-  any of these.
+- Mounts and namespaces (kit.adapter.mounts). `mount_namespace_private` unshares a
+  mount namespace and makes every mount in it private (no propagation back), only in a
+  forked child, never in the process that imported the kit; `mount_tmpfs` mounts a small
+  tmpfs only in the process that made such a namespace, while it is in it, and only on a
+  directory beneath the scratch directory (`make_directory`, one component). The mount
+  dies with the child's namespace; the machine's mount table never changes.
+- Other processes (kit.adapter.pidfd). `pidfd_open` and `child_wait` take only the pid of
+  a child `spawn_child` forked in this process and not yet reaped (a reaped pid may
+  name another process by then); such children are reaped when the example ends.
+- ptrace, other namespaces, /proc writes other than those sysctls and the time namespace's
+  offsets, module loading, reboot, kill(2) of another process: no operation does any of
+  these.
 - Kernel AIO, kcmp(2), epoll, eventfd, timerfd, signalfd, poll, select, pipes and socket
   pairs act on the behaviour's own descriptors only (kcmp compares within the kit's own
   process), so nothing here needs a rule of its own.
@@ -106,6 +115,9 @@ INTERFACES = (
     Interface(_PROC_TASK + r"/(?:stat|status|limits|syscall|comm|wchan)", False,
               "the kit's own process and threads, nothing secret in them (not environ, "
               "mem, root, cwd or exe)"),
+    Interface(r"/proc/self/mounts", False,
+              "the mounts of the process's namespace, pollable for a mount change "
+              "(proc(5)); only mount_tmpfs changes it, in a private namespace"),
 )
 _INTERFACE_RES = [(re.compile(i.pattern), i) for i in INTERFACES]
 
@@ -233,6 +245,18 @@ def check_sysctl(name, armed) -> str:
     return SYSCTLS[name]
 
 
+def check_mount_point(path) -> str:
+    """The NAME of a `scratch:NAME` directory a mount may cover (one component directly in
+    the scratch directory), or Refused."""
+    if not isinstance(path, str) or not path.startswith(SCRATCH):
+        raise Refused(f"{path!r}: a mount point must be a directory in the behaviour's "
+                      f"scratch directory ({SCRATCH}NAME), never a path of the machine")
+    name = scratch_name(path)
+    if not name or "/" in name or name == ".":
+        raise Refused(f"{path!r}: name one directory directly in the scratch directory")
+    return name
+
+
 def refusal(action: str, args: dict) -> tuple[str, str] | None:
     """(argument, reason) if a step with these argument values is refused; arguments not
     given (not known yet, at load time) are not checked."""
@@ -246,11 +270,14 @@ def refusal(action: str, args: dict) -> tuple[str, str] | None:
         if action in ("sysctl_set", "sysctl_get") and "sysctl" in args \
                 and args["sysctl"] not in SYSCTLS:
             check_sysctl(args["sysctl"], ())
+        if action in ("mount_tmpfs", "make_directory") and "path" in args:
+            check_mount_point(args["path"])
     except Refused as exc:
         if action == "open_path" and "flags" in args and _is_flags_refusal(args):
             return "flags", str(exc)
         return {"open_path": "path", "ioctl": "request", "sysctl_set": "sysctl",
-                "sysctl_get": "sysctl"}.get(action, "cmd"), str(exc)
+                "sysctl_get": "sysctl", "mount_tmpfs": "path",
+                "make_directory": "path"}.get(action, "cmd"), str(exc)
     return None
 
 

@@ -38,7 +38,7 @@ SYSCALLS: dict[str, dict[str, int]] = {
         "signalfd": 282, "signalfd4": 289, "epoll_pwait2": 441,
         "io_setup": 206, "io_destroy": 207, "io_getevents": 208, "io_submit": 209,
         "futex": 202, "pselect6": 270, "ppoll": 271, "kcmp": 312, "prlimit64": 302,
-        "rt_tgsigqueueinfo": 297, "openat2": 437,
+        "rt_tgsigqueueinfo": 297, "openat2": 437, "pidfd_open": 434,
     },
     # 32-bit x86, also the compat entry of an x86_64 kernel; the classic calls take a 32-bit
     # time_t (glibc's *_time64 wrappers are used where libc is called instead)
@@ -51,7 +51,7 @@ SYSCALLS: dict[str, dict[str, int]] = {
         "io_setup": 245, "io_destroy": 246, "io_getevents": 247, "io_submit": 248,
         "futex": 240, "pselect6": 308, "ppoll": 309, "kcmp": 349, "prlimit64": 340,
         "rt_tgsigqueueinfo": 335, "openat2": 437,
-        "timerfd_settime64": 411, "timerfd_gettime64": 410,
+        "timerfd_settime64": 411, "timerfd_gettime64": 410, "pidfd_open": 434,
     },
     "aarch64": {
         "eventfd2": 19, "epoll_create1": 20, "epoll_ctl": 21, "epoll_pwait": 22,
@@ -60,7 +60,7 @@ SYSCALLS: dict[str, dict[str, int]] = {
         "timerfd_gettime": 87, "epoll_pwait2": 441,
         "io_setup": 0, "io_destroy": 1, "io_submit": 2, "io_getevents": 4,
         "futex": 98, "pselect6": 72, "ppoll": 73, "kcmp": 272, "prlimit64": 261,
-        "rt_tgsigqueueinfo": 240, "openat2": 437,
+        "rt_tgsigqueueinfo": 240, "openat2": 437, "pidfd_open": 434,
     },
 }
 

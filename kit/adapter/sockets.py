@@ -10,6 +10,7 @@ import errno as _errno
 import fcntl as _fcntl
 import os
 import socket
+import struct
 
 from kit.adapter.libc import Result, call, from_oserror, libc
 from kit.registry import constants, operation
@@ -176,3 +177,68 @@ def recv_fd(sock: int) -> Result:
     res = Result(ret=fds[0], value=fds[0])
     res.created_fds.append(fds[0])
     return res
+
+
+# -- a listening socket and its pending connections --------------------------------------
+
+libc.accept4.argtypes = [ctypes.c_int, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_int]
+
+
+@operation(family="socket", flags="flags", backlog="int")
+def tcp_listen(flags: int = 0, backlog: int = 4) -> Result:
+    """A TCP socket listening on 127.0.0.1 (an ephemeral port); value is its descriptor.
+    `flags` (SOCK_NONBLOCK, SOCK_CLOEXEC) apply to it."""
+    try:
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as listener:
+            listener.bind(("127.0.0.1", 0))
+            listener.listen(backlog)
+            listener.setblocking(True)
+            _apply_flags(listener.fileno(), flags)
+            fd = listener.detach()
+    except OSError as exc:
+        return _oserror(exc)
+    return Result(ret=fd, value=fd, created_fds=[fd])
+
+
+@operation(family="socket", blocking=True, listener="fd", flags="flags")
+def tcp_connect(listener: int, flags: int = 0) -> Result:
+    """A new TCP socket connected to the address `listener` (the spec's own listening
+    socket) is bound to: loopback only, never an address a spec names. The handshake is
+    done when it returns; the connection waits in the listener's queue until accept.
+    value is the client's descriptor."""
+    try:
+        with socket.socket(fileno=os.dup(listener)) as view:
+            address = view.getsockname()
+        if address[0] != "127.0.0.1":   # only tcp_listen's sockets are meant here
+            return Result(ret=-1, errno="EINVAL", value=f"{address[0]} is not loopback")
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as client:
+            client.settimeout(5.0)
+            client.connect(address)
+            client.setblocking(True)
+            _apply_flags(client.fileno(), flags)
+            fd = client.detach()
+    except OSError as exc:
+        return _oserror(exc)
+    return Result(ret=fd, value=fd, created_fds=[fd])
+
+
+@operation(family="socket", blocking=True, fd="fd", flags="flags")
+def accept(fd: int, flags: int = 0) -> Result:
+    """accept4(2) on the listening socket `fd` with `flags` (SOCK_NONBLOCK, SOCK_CLOEXEC),
+    no address asked for; value is the new connection's descriptor."""
+    res = call(libc.accept4, fd, None, None, flags)
+    if res.ok:
+        res.created_fds.append(res.ret)
+    return res
+
+
+@operation(family="socket", fd="fd")
+def linger_reset(fd: int) -> Result:
+    """setsockopt(2) SO_LINGER on with a zero timeout: the socket's close(2) then aborts
+    the connection with a reset (RST) instead of the orderly FIN. 0 on success."""
+    try:
+        with socket.socket(fileno=os.dup(fd)) as view:
+            view.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    except OSError as exc:
+        return _oserror(exc)
+    return Result(ret=0)

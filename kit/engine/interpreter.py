@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from kit import confinement
-from kit.adapter import libc, scratch
+from kit.adapter import libc, pidfd, scratch
 from kit.adapter.proc import blocked_in_syscall, run_queue_wait
 from kit.adapter.process import EXEC_BOUND, run_forked
 from kit.adapter.target_calls import after_bound, fd_kind, note_overrun, overran, target_call
@@ -210,6 +210,7 @@ class Run:
                     leftover = self._finish_threads(records)
                 finally:
                     self._close_owned()     # whatever went wrong in the threads' ending
+                    pidfd.reap_children()   # spawn_child's children, released by the close
         if status == CONFORMS and leftover:
             status, message = leftover.status, leftover.message
         return Outcome(status, records, message, self.variants)
