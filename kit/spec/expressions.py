@@ -19,6 +19,7 @@ _ARITH = {
     "add": lambda xs: sum(xs),
     "sub": lambda xs: functools.reduce(operator.sub, xs),
     "or": lambda xs: functools.reduce(operator.or_, xs, 0),
+    "mul": lambda xs: functools.reduce(operator.mul, xs),   # e.g. a waiter's own delay
     "min": min,
     "max": max,
 }
