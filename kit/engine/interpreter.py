@@ -405,9 +405,15 @@ class Run:
             child_records: list[StepRecord] = []
             failure = None
             try:
-                child.execute(step.substeps, dict(env), child_records, where="child")
+                try:
+                    child.execute(step.substeps, dict(env), child_records, where="child")
+                finally:
+                    leftover = child._finish_groups(list(child.groups), child_records)
             except StepFailure as exc:
                 failure = [exc.status, exc.message]
+            else:
+                if leftover:
+                    failure = [leftover.status, leftover.message]
             return {"records": [r.as_dict() for r in child_records], "failure": failure,
                     "overran": overran()}
 
