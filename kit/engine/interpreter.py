@@ -451,7 +451,7 @@ class Run:
                               step.substeps, step.line)
         # Listed before it starts: whatever happens next, the run's end releases it.
         self.groups[step.bind] = group
-        group.start(count, env)
+        group.start(count, env, step.args.get("until_blocked", True))
 
     def _woken(self, step: Step, env: dict, records: list[StepRecord], where: str) -> None:
         group = self.groups[step.args]

@@ -2,7 +2,8 @@
 
 A `waiters` step starts the group and returns once every member sleeps in a blocking call
 (or has already finished), so the trigger that follows cannot come early, however loaded
-the machine. A `woken` step then watches the group for its window and judges who woke:
+the machine; with `until_blocked: false` it returns at once, so that the trigger races
+with the members going to sleep (a lost-wake-up loop wants exactly that race). A `woken` step then watches the group for its window and judges who woke:
 a member is woken when it has finished its steps; one that is still asleep inside its call
 at the end of the window is still blocked. One the kernel has woken but the scheduler has
 not yet run is neither: it is given the step bound to show which it is, so load makes a
@@ -67,7 +68,7 @@ class Group:
 
     # -- start ------------------------------------------------------------------------
 
-    def start(self, count: int, env: dict) -> None:
+    def start(self, count: int, env: dict, until_blocked: bool = True) -> None:
         from kit.engine.interpreter import ERROR, StepFailure
 
         for index in range(count):
@@ -81,7 +82,8 @@ class Group:
                 raise StepFailure(ERROR, f"line {self.line}: could not start waiter "
                                          f"{self.name}[{index}]: {exc}") from None
             self.members.append(member)
-        self._until_all_blocked()
+        if until_blocked:   # else the trigger races with their going to sleep, on purpose
+            self._until_all_blocked()
 
     def where(self, member: Member) -> str:
         return f"{self.name}[{member.index}]"

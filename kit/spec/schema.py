@@ -208,6 +208,11 @@ def _step_schema() -> dict:
             "properties": {"count": {"$ref": "#/$defs/expr"},
                            "kind": {"enum": ["thread", "process"],
                                     "description": "threads (default) or forked processes"},
+                           "until_blocked": {
+                               "type": "boolean",
+                               "description": "false: go on at once, so the next step races "
+                                              "with the waiters going to sleep (lost-wake-up "
+                                              "loops); default true"},
                            "steps": {"$ref": "#/$defs/steps"}}},
         "woken": {"type": "string",
                   "description": "watch a waiters group for `within` seconds (default 1) and "
