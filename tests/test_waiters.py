@@ -272,3 +272,24 @@ def test_mistakes_are_loader_errors_naming_file_line_and_field(body, needle, fie
     assert err.field == field, str(err)
     assert says in err.message, str(err)
     assert err.behaviour == "x.loader.case"
+
+
+# -- a known deviation can name a woken step ----------------------------------------------------
+
+def test_a_known_deviation_names_a_woken_step_and_what_it_gave():
+    from kit.engine.runner import check_behaviour
+
+    body = GROUP.format(count=3, kind="thread", events="[EPOLLIN, EPOLLEXCLUSIVE]", within=0.3,
+                        expect="{exactly: 3}")
+    for observed, known in (("{returns: 1}", True), ("{returns: 2}", False)):
+        text = spec_text(behaviour("x.waiters.known", body + (
+            'known_deviations:\n  - kernel: ">=2.0"\n    step: who\n'
+            f"    observed: {observed}\n    reason: recorded on purpose for this test\n")))
+        verdict = check_behaviour(load(text).behaviours[0], Target.current())
+        assert verdict.status == DEVIATES, verdict.message
+        if known:
+            assert verdict.known_deviation == "recorded on purpose for this test"
+        else:
+            assert not verdict.known_deviation
+            assert "this run failed at step who, which gave returns 1" in verdict.message, \
+                verdict.message

@@ -27,7 +27,6 @@ from kit.adapter.process import run_forked
 from kit.adapter.target_calls import after_bound, note_overrun
 from kit.adapter.watchdog import WATCHDOG_SIGNAL, TargetTimeout
 from kit.spec import expressions as ex
-from kit.spec.schema import ONLY_GROUP_KINDS  # noqa: F401 - the kinds judged here
 from kit.spec.schema import WAITER_INDEX as INDEX
 
 if TYPE_CHECKING:  # the interpreter drives groups; imports flow one way at run time
