@@ -206,7 +206,7 @@ def _wait_exit(pid: int, deadline: float) -> int | None:
 
 
 def run_forked(work, bound: float, on_start=None, *,
-               stuck_after=None) -> tuple[str, object]:
+               stuck_after=None, on_board=None) -> tuple[str, object]:
     """Run `work()` in a forked child; it must return JSON-able data.
 
     Returns ("ok", data), ("crashed", description) or ("timeout", Overrun). The child is
@@ -215,7 +215,9 @@ def run_forked(work, bound: float, on_start=None, *,
     runs at all (SIGKILL, os._exit). With `stuck_after` (a function of an InCall giving
     the seconds it may take, e.g. target_calls.after_bound), a call on the target still
     running after that ends the child at once.
-    `on_start(pid)` is called in the parent once the child exists.
+    `on_start(pid)` is called in the parent once the child exists; `on_board(board)` gets
+    the child's CallBoard (which target call it is inside), for a parent thread that
+    watches it.
     """
     board = CallBoard()
     rfd, wfd = os.pipe()
@@ -235,6 +237,8 @@ def run_forked(work, bound: float, on_start=None, *,
             os.setpgid(pid, pid)   # also here: whichever runs first, the group exists
         except OSError:
             pass                   # the child has exited already, or did it itself
+        if on_board is not None:
+            on_board(board)
         if on_start is not None:
             on_start(pid)
         chunks, deadline = [], started + bound

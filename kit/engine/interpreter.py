@@ -457,7 +457,13 @@ class Run:
         group = self.groups[step.args]
         window = step.within or 1.0
         expect = step.expect or {}
-        woken, blocked = group.watch(window, waiters.enough_for(expect, env))
+        woken, blocked, unsettled = group.watch(window, waiters.enough_for(expect, env))
+        if unsettled:
+            names = ", ".join(group.where(m) for m in unsettled)
+            raise StepFailure(TIMEOUT, f"line {step.line}: woken({step.args}): {names} left "
+                                       f"their call or never reached it, and neither "
+                                       f"finished nor slept in it within {self.bound:g}s "
+                                       f"after the window (a starved machine?)")
         for member in woken:
             records.extend(member.records)
         record = StepRecord(line=step.line, call=f"woken({step.args}, within {window:g} s)",

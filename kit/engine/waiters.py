@@ -52,6 +52,7 @@ class Member:
     reported: bool = False         # counted by a `woken` step already
     tid: int | None = None         # thread members: the native id, once running
     pid: int | None = None         # process members: the child's pid, once forked
+    board: Any = None              # process members: the child's CallBoard
     handle: threading.Thread | None = None
     base: frozenset = frozenset()  # names bound before the member's steps ran
 
@@ -125,7 +126,8 @@ class Group:
         try:
             status, data = run_forked(work, self.run.bound * 2,
                                       on_start=lambda pid: setattr(member, "pid", pid),
-                                      stuck_after=after_bound(STUCK_GRACE))
+                                      stuck_after=after_bound(STUCK_GRACE),
+                                      on_board=lambda board: setattr(member, "board", board))
             if member.released:
                 return
             if status == "ok":
@@ -145,10 +147,17 @@ class Group:
             return False
         if self.kind == "thread":
             return self.run.asleep_in_call(member.tid)
-        if member.pid is None:
+        if member.pid is None or member.board is None:
             return False
-        # A forked waiter's one thread asleep in a system call (not futex) is inside its
-        # call: its set-up steps never sleep. None: /proc will not tell.
+        # Inside a blocking operation (the child's call board says which), and its one
+        # thread asleep in a system call other than futex (None: /proc will not tell, as
+        # for a non-dumpable child of an unprivileged run: the board alone must do).
+        try:
+            calls = member.board.in_calls()
+        except ValueError:       # the board is closed: the child has been reaped
+            return False
+        if not any(_blocking(c.kind) for c in calls):
+            return False
         state = blocked_in_syscall(member.pid, member.pid)
         return state is None or state
 
@@ -165,11 +174,12 @@ class Group:
 
     # -- who woke ---------------------------------------------------------------------
 
-    def watch(self, window: float, enough) -> tuple[list[Member], list[Member]]:
+    def watch(self, window: float, enough) -> tuple[list[Member], list[Member], list[Member]]:
         """Watch the members not yet reported for `window` seconds (less once `enough`
         of the newly woken says the outcome is settled); then give those neither finished
         nor asleep in their call up to the step bound to become one or the other.
-        Returns (woken in the order they finished, still blocked)."""
+        Returns (woken in the order they finished, still blocked, still neither: a load
+        that starved them, which must not pass for a wake-up that never came)."""
         pending = [m for m in self.members if not m.reported]
         end = time.monotonic() + window
         while time.monotonic() < end:
@@ -177,15 +187,16 @@ class Group:
                 break
             time.sleep(POLL)
         settle = time.monotonic() + self.run.bound
-        while any(not m.done and not self.asleep(m) for m in pending):
+        unsettled: list[Member] = []
+        while unsettled := [m for m in pending if not m.done and not self.asleep(m)]:
             if time.monotonic() >= settle:
                 break
             time.sleep(POLL)
         woken = sorted((m for m in pending if m.done), key=lambda m: m.finished_at)
-        blocked = [m for m in pending if not m.done]
+        blocked = [m for m in pending if not m.done and m not in unsettled]
         for m in woken:
             m.reported = True
-        return woken, blocked
+        return woken, blocked, unsettled
 
     # -- the end ----------------------------------------------------------------------
 
@@ -212,6 +223,15 @@ class Group:
                 os.kill(member.pid, signal.SIGKILL)
         except (ProcessLookupError, OSError):
             pass
+
+
+def _blocking(kind: str) -> bool:
+    """Whether a call board's kind ("epoll_wait on anon_inode:[eventpoll]") is a blocking
+    operation's."""
+    from kit.registry import OPERATIONS
+
+    op = OPERATIONS.get(kind.split(" on ", 1)[0])
+    return op is not None and op.blocking
 
 
 def _plain(value: Any) -> bool:
