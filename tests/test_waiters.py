@@ -293,3 +293,15 @@ def test_a_known_deviation_names_a_woken_step_and_what_it_gave():
             assert not verdict.known_deviation
             assert "this run failed at step who, which gave returns 1" in verdict.message, \
                 verdict.message
+
+
+def test_a_waiter_neither_finished_nor_blocked_is_a_timeout_not_a_lost_wake_up(no_leaks):
+    from kit.engine.interpreter import TIMEOUT
+
+    body = STAGGERED.replace("          within: 6\n", "          within: 6\n        - sleep: 3\n")
+    text = spec_text(behaviour("x.waiters.starved", body.replace("EXPECT", "{exactly: 0}")))
+    outcome = run_one(text)          # the step bound is 2 s: shorter than the waiters' sleep
+    assert outcome.status == TIMEOUT, outcome.trace()
+    assert outcome.message.startswith(f"line {line_of(text, '# CHECK')}: woken(w): w[0]"), \
+        outcome.message
+    assert "neither finished nor slept in it within 2s after the window" in outcome.message
