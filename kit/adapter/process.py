@@ -9,6 +9,7 @@ import os
 import select
 import signal
 import subprocess
+import threading
 import time
 from dataclasses import dataclass
 
@@ -54,6 +55,7 @@ REAP_WAIT = 5.0         # seconds for a killed child to be reaped (one stuck in 
 WATCH_EVERY = 0.1       # seconds between looks at the child's target calls
 
 _PR_SET_PDEATHSIG = 1
+_FORKING = threading.Lock()     # see run_forked
 _PRCTL = {"x86_64": 157, "aarch64": 167}   # syscall numbers (made raw: a preloaded
                                            # library under test must not intercept it)
 
@@ -220,16 +222,21 @@ def run_forked(work, bound: float, on_start=None, *,
     watches it.
     """
     board = CallBoard()
-    rfd, wfd = os.pipe()
-    dump_r, dump_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
     parent = os.getpid()
-    pid = os.fork()
-    if pid == 0:  # child
-        os.close(rfd)
-        os.close(dump_r)
-        _child(work, wfd, dump_w, parent, board)
-    os.close(wfd)
-    os.close(dump_w)
+    # One fork at a time, from the pipes' making to the parent closing its write ends: a
+    # child forked by another thread meanwhile would inherit them and hold this child's
+    # result pipe open after it exits (seen with groups of waiter processes).
+    with _FORKING:
+        rfd, wfd = os.pipe()
+        dump_r, dump_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+        pid = os.fork()
+        if pid == 0:  # child
+            _FORKING.release()      # its copy, taken by this very thread: nested forks work
+            os.close(rfd)
+            os.close(dump_r)
+            _child(work, wfd, dump_w, parent, board)
+        os.close(wfd)
+        os.close(dump_w)
     reaped = False
     started = time.monotonic()
     try:
