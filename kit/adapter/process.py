@@ -9,6 +9,7 @@ import os
 import select
 import signal
 import subprocess
+import threading
 import time
 from dataclasses import dataclass
 
@@ -54,6 +55,7 @@ REAP_WAIT = 5.0         # seconds for a killed child to be reaped (one stuck in 
 WATCH_EVERY = 0.1       # seconds between looks at the child's target calls
 
 _PR_SET_PDEATHSIG = 1
+_FORKING = threading.Lock()     # see run_forked
 _PRCTL = {"x86_64": 157, "aarch64": 167}   # syscall numbers (made raw: a preloaded
                                            # library under test must not intercept it)
 
@@ -207,7 +209,7 @@ def _wait_exit(pid: int, deadline: float) -> int | None:
 
 
 def run_forked(work, bound: float, on_start=None, *,
-               stuck_after=None) -> tuple[str, object]:
+               stuck_after=None, on_board=None) -> tuple[str, object]:
     """Run `work()` in a forked child; it must return JSON-able data.
 
     Returns ("ok", data), ("crashed", description) or ("timeout", Overrun). The child is
@@ -216,19 +218,26 @@ def run_forked(work, bound: float, on_start=None, *,
     runs at all (SIGKILL, os._exit). With `stuck_after` (a function of an InCall giving
     the seconds it may take, e.g. target_calls.after_bound), a call on the target still
     running after that ends the child at once.
-    `on_start(pid)` is called in the parent once the child exists.
+    `on_start(pid)` is called in the parent once the child exists; `on_board(board)` gets
+    the child's CallBoard (which target call it is inside), for a parent thread that
+    watches it.
     """
     board = CallBoard()
-    rfd, wfd = os.pipe()
-    dump_r, dump_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
     parent = os.getpid()
-    pid = os.fork()
-    if pid == 0:  # child
-        os.close(rfd)
-        os.close(dump_r)
-        _child(work, wfd, dump_w, parent, board)
-    os.close(wfd)
-    os.close(dump_w)
+    # One fork at a time, from the pipes' making to the parent closing its write ends: a
+    # child forked by another thread meanwhile would inherit them and hold this child's
+    # result pipe open after it exits (seen with groups of waiter processes).
+    with _FORKING:
+        rfd, wfd = os.pipe()
+        dump_r, dump_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+        pid = os.fork()
+        if pid == 0:  # child
+            _FORKING.release()      # its copy, taken by this very thread: nested forks work
+            os.close(rfd)
+            os.close(dump_r)
+            _child(work, wfd, dump_w, parent, board)
+        os.close(wfd)
+        os.close(dump_w)
     reaped = False
     started = time.monotonic()
     try:
@@ -236,6 +245,8 @@ def run_forked(work, bound: float, on_start=None, *,
             os.setpgid(pid, pid)   # also here: whichever runs first, the group exists
         except OSError:
             pass                   # the child has exited already, or did it itself
+        if on_board is not None:
+            on_board(board)
         if on_start is not None:
             on_start(pid)
         chunks, deadline = [], started + bound

@@ -19,7 +19,7 @@ from kit.adapter.proc import blocked_in_syscall, run_queue_wait
 from kit.adapter.process import EXEC_BOUND, run_forked
 from kit.adapter.target_calls import after_bound, fd_kind, note_overrun, overran, target_call
 from kit.adapter.watchdog import TargetTimeout, bounded
-from kit.engine import expectations, gates
+from kit.engine import expectations, gates, repeat, waiters
 from kit.engine.target import Target
 from kit.registry import OPERATIONS
 from kit.spec import expressions as ex
@@ -184,9 +184,12 @@ class Run:
     """One example of one behaviour."""
 
     def __init__(self, behaviour: Behaviour, target: Target, params: dict,
-                 bound: float = DEFAULT_BOUND):
+                 bound: float = DEFAULT_BOUND, profile: str = "quick"):
         self.behaviour, self.target, self.params = behaviour, target, params
         self.bound = bound
+        self.profile = profile            # scales `repeat` loops (kit.engine.repeat)
+        self.groups: dict[str, waiters.Group] = {}
+        self.released: set[int] = set()   # native ids of waiter threads the kit released
         self.owned: set[int] = set()
         self.lock = threading.Lock()
         self.threads: dict[str, _Thread] = {}
@@ -207,7 +210,8 @@ class Run:
                 status, message = exc.status, exc.message
             finally:
                 try:
-                    leftover = self._finish_threads(records)
+                    leftover = self._finish_groups(list(self.groups), records)
+                    leftover = self._finish_threads(records) or leftover
                 finally:
                     self._close_owned()     # whatever went wrong in the threads' ending
                     pidfd.reap_children()   # spawn_child's children, released by the close
@@ -238,6 +242,14 @@ class Run:
                 self._wait_blocked(step.args)
             elif step.action == "in_child":
                 self._in_child(step, env, records, where)
+            elif step.action == "waiters":
+                self._start_group(step, env)
+            elif step.action == "woken":
+                self._woken(step, env, records, where)
+            elif step.action == "repeat":
+                done = repeat.run_loop(self, step, env, records, where)
+                if step.bind:
+                    env[step.bind] = done
             else:
                 self._call(step, env, records, where)
 
@@ -269,6 +281,8 @@ class Run:
             raise StepFailure(ERROR, f"line {step.line}: {exc}") from None
         shown = ", ".join(f"{k}={_show_arg(step.args[k], v)}" for k, v in args.items()
                           if k in (step.args or {}))
+        if threading.get_native_id() in self.released:
+            raise waiters.Released()      # released: its remaining steps are not run
         record = StepRecord(line=step.line, call=f"{step.action}({shown})", where=where)
         records.append(record)
         foreign = confinement.foreign_descriptors(op.args, args, self.owned)
@@ -286,6 +300,8 @@ class Run:
                     result = _confined(op.fn, args, record)
                 finally:
                     self.calling.pop(me, None)
+            if me in self.released:     # a waiter the kit released: not the target's answer
+                raise waiters.Released()
             if guard.fired and result.errno == "EINTR":
                 record.status = TIMEOUT
                 record.result = result.as_dict()
@@ -390,9 +406,15 @@ class Run:
             child_records: list[StepRecord] = []
             failure = None
             try:
-                child.execute(step.substeps, dict(env), child_records, where="child")
+                try:
+                    child.execute(step.substeps, dict(env), child_records, where="child")
+                finally:
+                    leftover = child._finish_groups(list(child.groups), child_records)
             except StepFailure as exc:
                 failure = [exc.status, exc.message]
+            else:
+                if leftover:
+                    failure = [leftover.status, leftover.message]
             return {"records": [r.as_dict() for r in child_records], "failure": failure,
                     "overran": overran()}
 
@@ -416,6 +438,89 @@ class Run:
         records.extend(StepRecord(**r) for r in data["records"])
         if data["failure"]:
             raise StepFailure(*data["failure"])
+
+    # -- waiter groups ----------------------------------------------------------------
+
+    def _start_group(self, step: Step, env: dict) -> None:
+        count = ex.evaluate(step.args["count"], env)
+        if isinstance(count, bool) or not isinstance(count, int) or \
+                not 1 <= count <= waiters.MAX_WAITERS:
+            raise StepFailure(ERROR, f"line {step.line}: waiters {step.bind}: count must be "
+                                     f"an integer from 1 to {waiters.MAX_WAITERS}, got "
+                                     f"{count!r}")
+        group = waiters.Group(self, step.bind, step.args.get("kind", "thread"),
+                              step.substeps, step.line)
+        # Listed before it starts: whatever happens next, the run's end releases it.
+        self.groups[step.bind] = group
+        group.start(count, env, step.args.get("until_blocked", True))
+
+    def _woken(self, step: Step, env: dict, records: list[StepRecord], where: str) -> None:
+        group = self.groups[step.args]
+        window = step.within or 1.0
+        expect = step.expect or {}
+        woken, blocked, unsettled = group.watch(window, waiters.enough_for(expect, env))
+        if unsettled:
+            names = ", ".join(group.where(m) for m in unsettled)
+            raise StepFailure(TIMEOUT, f"line {step.line}: woken({step.args}): {names} left "
+                                       f"their call or never reached it, and neither "
+                                       f"finished nor slept in it within {self.bound:g}s "
+                                       f"after the window (a starved machine?)")
+        for member in woken:
+            records.extend(member.records)
+        record = StepRecord(line=step.line, call=f"woken({step.args}, within {window:g} s)",
+                            where=where, expected=step.expect or None)
+        value = waiters.summary(woken, blocked)
+        record.result = {"ret": len(woken), "errno": None, "value": value["woken"]}
+        records.append(record)
+        mismatches = waiters.judge(expect, env, woken, blocked, window)
+        if mismatches:
+            record.status, record.mismatches = DEVIATES, mismatches
+            raise StepFailure(DEVIATES, f"line {step.line}: woken({step.args}): "
+                                        f"{mismatches[0]}")
+        failed = next((m for m in woken if m.failure), None)
+        if failed:
+            raise StepFailure(failed.failure.status,
+                              f"waiter {group.where(failed)}: {failed.failure.message}")
+        if step.bind:
+            env[step.bind] = value
+
+    def end_groups(self, steps: list[Step], records: list[StepRecord]) -> None:
+        """Release the groups these steps started (a `repeat` iteration's own); raises the
+        first failure of a member that finished unobserved."""
+        names = [s.bind for s in steps if s.action == "waiters" and s.bind in self.groups]
+        failure = self._finish_groups(names, records)
+        if failure:
+            raise failure
+
+    def _finish_groups(self, names: list[str], records: list[StepRecord]) -> StepFailure | None:
+        """Release what is still blocked, bounded; the first failure of a member no
+        `woken` step judged, or of one that would not be released."""
+        failure = None
+        for name in names:
+            group = self.groups.pop(name)
+            stuck = group.release()
+            for member in group.members:
+                if member.released:
+                    records.append(StepRecord(line=group.line, call="still blocked at the end: "
+                                                                   "released by the kit",
+                                              where=group.where(member)))
+                elif not member.reported:
+                    records.extend(member.records)
+                    if member.failure and failure is None:
+                        failure = StepFailure(member.failure.status,
+                                              f"waiter {group.where(member)}: "
+                                              f"{member.failure.message}")
+            if stuck and failure is None:
+                failure = StepFailure(TIMEOUT, f"waiters {', '.join(stuck)} did not finish "
+                                               f"when released")
+        return failure
+
+    def close_since(self, before: set[int]) -> None:
+        """Close the descriptors the run came to own after `before` was taken."""
+        with self.lock:
+            for fd in sorted(self.owned - before):
+                libc.libc.close(fd)
+            self.owned &= before
 
     def _close_owned(self) -> None:
         with self.lock:

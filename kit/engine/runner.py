@@ -76,6 +76,7 @@ class _Checker:
                  bound: float):
         self.b, self.target, self.bound = behaviour, target, bound
         self.profile = settings.get_profile(f"kit-{profile}")
+        self.profile_name = profile          # the interpreter scales `repeat` loops by it
         self.seed = item_seed(behaviour.id, run_seed)
         self.variants: set[str] = set()
         self.last: interp.Outcome | None = None
@@ -85,7 +86,8 @@ class _Checker:
 
     def steps(self, fixed: dict | None) -> None:
         def check(params):
-            outcome = interp.Run(self.b, self.target, params, self.bound).outcome()
+            outcome = interp.Run(self.b, self.target, params, self.bound,
+                                 profile=self.profile_name).outcome()
             self.last = outcome
             self.variants.update(outcome.variants)
             if outcome.status == interp.TIMEOUT:

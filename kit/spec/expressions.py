@@ -21,6 +21,7 @@ _ARITH = {
     "or": lambda xs: functools.reduce(operator.or_, xs, 0),
     # bitwise AND: the part of a drawn events mask that a ready file reports
     "and": lambda xs: functools.reduce(operator.and_, xs),
+    "mul": lambda xs: functools.reduce(operator.mul, xs),   # e.g. a waiter's own delay
     "min": min,
     "max": max,
     # true division: a timeout drawn in milliseconds bounds a duration in seconds

@@ -39,7 +39,15 @@ from kit.spec.model import (
     Variant,
 )
 from kit.spec.ranges import Impossible, check_possible
-from kit.spec.schema import CONTROL, ORDER_KINDS, build_schema
+from kit.spec.schema import (
+    CONTROL,
+    GROUP_KINDS,
+    ITERATION,
+    ONLY_GROUP_KINDS,
+    ORDER_KINDS,
+    WAITER_INDEX,
+    build_schema,
+)
 from kit.spec.source import TooLarge, line_of, load_yaml
 
 _VALIDATOR = jsonschema.Draft202012Validator(build_schema())
@@ -233,8 +241,15 @@ class _Checker:
             else:
                 self.expr(want, bound, fields, name, where)
 
+    def _inner_name(self, name: str, bound: set[str], raw, key: str, where: str) -> set[str]:
+        if name in bound:
+            raise self.fail(f"{key} binds ${name} inside its steps, but {name!r} is already "
+                            f"bound (rename that parameter or `as`)", raw, key, where)
+        return set(bound) | {name}
+
     def steps(self, steps: list, bound: set[str], prefix: str,
-              threads: dict[str, set[str]]) -> list[Step]:
+              threads: dict[str, set[str]], groups: set[str] | None = None) -> list[Step]:
+        groups = set() if groups is None else groups
         out = []
         for i, raw in enumerate(steps):
             where = f"{prefix}[{i}]"
@@ -268,6 +283,37 @@ class _Checker:
                     raise self.fail(f"join names {args!r}, which no earlier in_thread started",
                                     raw, "join", f"{where}.join")
                 bound |= threads.pop(args)
+            elif action == "waiters":
+                if not step.bind:
+                    raise self.fail("waiters needs `as: NAME` so a later woken can name the "
+                                    "group", steps, i, where)
+                self.expr(args["count"], bound, args, "count", f"{where}.waiters.count")
+                inner = self._inner_name(WAITER_INDEX, bound, raw, "waiters", f"{where}.waiters")
+                step.substeps = self.steps(args["steps"], inner, f"{where}.waiters.steps", {})
+                groups.add(step.bind)
+            elif action == "woken":
+                if args not in groups:
+                    raise self.fail(f"woken names {args!r}, which no earlier waiters step "
+                                    f"started (here, outside a repeat it is not in)",
+                                    raw, "woken", f"{where}.woken")
+                for key in raw.get("expect") or {}:
+                    if key not in GROUP_KINDS:
+                        raise self.fail(f"a woken step expects {', '.join(GROUP_KINDS)}; "
+                                        f"{key!r} is for operations", raw["expect"], key,
+                                        f"{where}.expect.{key}")
+                if raw.get("differs"):
+                    raise self.fail("woken has no kernel-specific variants", raw, "differs",
+                                    f"{where}.differs")
+            elif action == "repeat":
+                inner = self._inner_name(ITERATION, bound, raw, "repeat", f"{where}.repeat")
+                loop_threads: dict[str, set[str]] = {}
+                step.substeps = self.steps(args["steps"], inner, f"{where}.repeat.steps",
+                                           loop_threads)
+                if loop_threads:
+                    name = next(iter(loop_threads))
+                    raise self.fail(f"in_thread {name!r} is started inside the repeat but never "
+                                    f"joined there (each iteration must end its threads)",
+                                    raw, "repeat", f"{where}.repeat")
             elif action == "wait_blocked":
                 step.args = [args] if isinstance(args, str) else list(args)
                 for name in step.args:
@@ -275,6 +321,12 @@ class _Checker:
                         raise self.fail(f"wait_blocked names {name!r}, which is not a running "
                                         f"in_thread (start it first, and before its join)",
                                         raw, "wait_blocked", f"{where}.wait_blocked")
+            if action != "woken":
+                for key in raw.get("expect") or {}:
+                    if key in ONLY_GROUP_KINDS:
+                        raise self.fail(f"{key} is for a woken step (who of a waiters group "
+                                        f"woke), not for {action}", raw["expect"], key,
+                                        f"{where}.expect.{key}")
             if raw.get("expect"):
                 step.expect = raw["expect"]
                 self.expect(step.expect, bound | ({step.bind} if step.bind else set()),
@@ -291,7 +343,8 @@ class _Checker:
                                                                f"{at}.before")))
             if (raw.get("expect") or raw.get("differs")) and action in ("join", "sleep",
                                                                          "in_thread",
-                                                                         "wait_blocked"):
+                                                                         "wait_blocked",
+                                                                         "waiters", "repeat"):
                 raise self.fail(f"{action} produces nothing to expect", raw, "expect", where)
             if step.bind:
                 if step.bind in bound:

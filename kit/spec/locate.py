@@ -15,10 +15,11 @@ from kit.spec.schema import CONTROL as CONTROL_ACTIONS  # one list: wait_blocked
 
 
 def operation_steps(steps: list[Step]) -> list[Step]:
-    """Every operation step, in document order, descending into threads and children."""
+    """Every operation step, in document order, descending into threads and children; a
+    `woken` step counts as one (it has a result: how many of a group woke, and which)."""
     out: list[Step] = []
     for step in steps:
-        if step.action in CONTROL_ACTIONS:
+        if step.action in CONTROL_ACTIONS and step.action != "woken":
             out += operation_steps(step.substeps)
         else:
             out.append(step)

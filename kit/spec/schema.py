@@ -15,10 +15,16 @@ from kit.spec.model import BASES
 
 NAME = r"^[A-Z][A-Z0-9_]*$"
 REF = r"^\$[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z0-9_-]+)*$"
-ARITH = ("add", "sub", "or", "and", "min", "max", "div")
+ARITH = ("add", "sub", "mul", "or", "and", "min", "max", "div")
 PREDICATES = ("eq", "ne", "lt", "le", "gt", "ge")
-CONTROL = ("in_thread", "join", "in_child", "sleep", "wait_blocked")
+CONTROL = ("in_thread", "join", "in_child", "sleep", "wait_blocked", "waiters", "woken",
+           "repeat")
 STEP_KEYS = ("as", "expect", "differs", "within", "note")
+# A `woken` step's expectation kinds (at_least / at_most bound the number woken there) and
+# those no other step may use; the names a waiter's and a loop iteration's steps get bound.
+GROUP_KINDS = ("exactly", "at_least", "at_most", "none", "all", "which", "order")
+ONLY_GROUP_KINDS = ("exactly", "none", "all", "which", "order")
+WAITER_INDEX, ITERATION = "waiter", "iteration"
 
 EXPR = {
     "description": "an integer, a $reference, a CONSTANT, a list (bitwise OR) or one arithmetic form",
@@ -91,6 +97,16 @@ EXPECT = {
                     "items": {"$ref": "#/$defs/bound"},
                     "description": "[LO, HI]: the value is a number with LO <= value <= HI"},
         "not": {"description": "the value differs from this"},
+        # Only on a `woken` step (the loader checks where each kind may go); there at_least
+        # and at_most bound the number of waiters woken.
+        "exactly": {"$ref": "#/$defs/expr",
+                    "description": "woken: exactly this many waiters woke within the window"},
+        "none": {"const": True, "description": "woken: no waiter woke within the window"},
+        "all": {"const": True, "description": "woken: every waiter woke within the window"},
+        "which": {"type": "array", "items": {"$ref": "#/$defs/expr"},
+                  "description": "woken: exactly these waiters (by index from 0) woke"},
+        "order": {"type": "array", "items": {"$ref": "#/$defs/expr"},
+                  "description": "woken: these waiters woke, finishing in this order"},
     },
 }
 
@@ -225,6 +241,35 @@ def _step_schema() -> dict:
         "in_child": {"type": "object", "additionalProperties": False, "required": ["steps"],
                      "description": "run steps in a forked child process",
                      "properties": {"steps": {"$ref": "#/$defs/steps"}}},
+        "waiters": {
+            "type": "object", "additionalProperties": False, "required": ["count", "steps"],
+            "description": "start `count` waiters (name the group with `as`), each running "
+                           "the steps (its index is $waiter); returns once every one sleeps "
+                           "in a blocking call",
+            "properties": {"count": {"$ref": "#/$defs/expr"},
+                           "kind": {"enum": ["thread", "process"],
+                                    "description": "threads (default) or forked processes"},
+                           "until_blocked": {
+                               "type": "boolean",
+                               "description": "false: go on at once, so the next step races "
+                                              "with the waiters going to sleep (lost-wake-up "
+                                              "loops); default true"},
+                           "steps": {"$ref": "#/$defs/steps"}}},
+        "woken": {"type": "string",
+                  "description": "watch a waiters group for `within` seconds (default 1) and "
+                                 "judge who woke: expect exactly, at_least, at_most, none, "
+                                 "all, which, order"},
+        "repeat": {
+            "type": "object", "additionalProperties": False,
+            "required": ["iterations", "seconds", "steps"],
+            "description": "run the steps `iterations` times in the thorough profile (a share "
+                           "in the others), stopping early after `seconds`; $iteration counts "
+                           "from 1",
+            "properties": {"iterations": {"type": "integer", "minimum": 1,
+                                          "maximum": 1000000},
+                           "seconds": {"type": "number", "exclusiveMinimum": 0,
+                                       "maximum": 60},
+                           "steps": {"$ref": "#/$defs/steps"}}},
         "sleep": {"type": "number", "minimum": 0, "maximum": 5},
         "as": {"type": "string", "pattern": r"^[A-Za-z_][A-Za-z0-9_]*$"},
         "expect": {"$ref": "#/$defs/expect"},
