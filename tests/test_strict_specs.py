@@ -300,7 +300,7 @@ def test_a_bound_from_the_drawn_timeout_conforms_on_the_real_kernel(no_leaks):
 @pytest.mark.parametrize("bound, says", [
     ('"soon"', ("at_least takes one bound: a number, a $reference, a CONSTANT or one "
                 "arithmetic form such as {sub: [$x, 1]}; got 'soon'")),
-    ("{mul: [$timeout, 2]}", "at_least takes one bound"),
+    ("{pow: [$timeout, 2]}", "at_least takes one bound"),
     ("$later", "$later is not a parameter or an earlier step's `as` name"),
 ])
 def test_a_malformed_blocks_bound_names_file_line_and_field(bound, says):
