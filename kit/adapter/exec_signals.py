@@ -11,17 +11,16 @@ from __future__ import annotations
 
 import json
 import os
-import select
 import shutil
 import signal
 import sys
 import time
 
 from kit.adapter.libc import Result
-from kit.adapter.process import EXEC_BOUND
+from kit.adapter.process import collect_child
 from kit.adapter.signalfd import _name
 from kit.adapter.signals import parse_signals
-from kit.adapter.watchdog import TargetTimeout, WATCHDOG_SIGNAL
+from kit.adapter.watchdog import WATCHDOG_SIGNAL
 from kit.registry import operation
 
 PROBE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "signal_probe.py")
@@ -58,23 +57,6 @@ def _child(python: str, raised: list[int], argv: list[str], out: int) -> None:
         os._exit(127)
 
 
-def _collect(pid: int, read_end: int) -> tuple[bytes, int]:
-    """The probe's output and wait status, within EXEC_BOUND (killed after it)."""
-    chunks, deadline = [], time.monotonic() + EXEC_BOUND
-    while (left := deadline - time.monotonic()) > 0:
-        if not select.select([read_end], [], [], left)[0]:
-            continue
-        chunk = os.read(read_end, 65536)
-        if not chunk:
-            break
-        chunks.append(chunk)
-    else:
-        os.kill(pid, signal.SIGKILL)
-        os.waitpid(pid, 0)
-        raise TargetTimeout(f"the signal probe did not finish within {EXEC_BOUND}s")
-    return b"".join(chunks), os.waitpid(pid, 0)[1]
-
-
 @operation(family="process", raise_signals="str", fd="fd", mask="str")
 def exec_signal_probe(raise_signals: str = "", fd: int = -1, mask: str = "") -> Result:
     """fork(2); the child sends itself `raise_signals` (block them first, in the calling
@@ -106,7 +88,7 @@ def exec_signal_probe(raise_signals: str = "", fd: int = -1, mask: str = "") -> 
             _child(python, raised, argv, write_end)
         os.close(write_end)
         write_end = -1
-        output, status = _collect(pid, read_end)
+        output, status = collect_child(pid, read_end, "the signal probe")
     finally:
         os.close(read_end)
         if write_end >= 0:

@@ -11,14 +11,12 @@ import ctypes
 import faulthandler
 import os
 import resource
-import select
 import signal
 import time
 
 from kit.adapter.libc import Result, inaccessible_page
-from kit.adapter.process import EXEC_BOUND
+from kit.adapter.process import collect_child
 from kit.adapter.signalfd import names
-from kit.adapter.watchdog import TargetTimeout
 from kit.registry import operation
 
 
@@ -54,24 +52,13 @@ def fault_child() -> Result:
         os.close(read_end)
         _fault(write_end, page)
     os.close(write_end)
-    start, chunks = time.monotonic(), []
+    start = time.monotonic()
     try:
-        deadline = start + EXEC_BOUND
-        while (left := deadline - time.monotonic()) > 0:
-            if select.select([read_end], [], [], left)[0]:
-                chunk = os.read(read_end, 4096)
-                if not chunk:
-                    break
-                chunks.append(chunk)
-        else:
-            # a fault that neither kills nor lets the process go on: it faults forever
-            os.kill(pid, signal.SIGKILL)
-            os.waitpid(pid, 0)
-            raise TargetTimeout(f"the faulting process did not end within {EXEC_BOUND}s")
+        # a fault that neither kills nor lets the process go on faults forever: a timeout
+        output, status = collect_child(pid, read_end, "the faulting process")
     finally:
         os.close(read_end)
-    status = os.waitpid(pid, 0)[1]
-    lines = b"".join(chunks).decode().splitlines()
+    lines = output.decode().splitlines()
     killed = signal.Signals(os.WTERMSIG(status)).name if os.WIFSIGNALED(status) else None
     value = {"blocked": lines[0] if lines else None, "killed_by": killed,
              "survived": "survived" in lines}

@@ -23,6 +23,25 @@ from kit.registry import operation
 EXEC_BOUND = 10.0
 
 
+def collect_child(pid: int, read_end: int, what: str) -> tuple[bytes, int]:
+    """Everything forked child `pid` writes to `read_end` until it closes it, and its wait
+    status, within EXEC_BOUND: after that the child is killed and reaped, and the call is a
+    timeout naming `what`."""
+    chunks, deadline = [], time.monotonic() + EXEC_BOUND
+    while (left := deadline - time.monotonic()) > 0:
+        if not select.select([read_end], [], [], left)[0]:
+            continue
+        chunk = os.read(read_end, 65536)
+        if not chunk:
+            break
+        chunks.append(chunk)
+    else:
+        os.kill(pid, signal.SIGKILL)
+        os.waitpid(pid, 0)
+        raise TargetTimeout(f"{what} did not finish within {EXEC_BOUND}s")
+    return b"".join(chunks), os.waitpid(pid, 0)[1]
+
+
 @operation(family="process", fd="fd")
 def exec_probe(fd: int) -> Result:
     """fork + execve /bin/sh, which reports descriptor N as it sees it after the exec.
