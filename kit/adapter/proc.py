@@ -56,6 +56,18 @@ def fdinfo(fd: int) -> Result:
 
 
 @operation(family="proc", fd="fd")
+def fdinfo_mode(fd: int) -> Result:
+    """The permission bits of /proc/self/fdinfo/N and of /proc/self/fdinfo itself (stat(2),
+    nothing opened); value is {file, dir}, e.g. {file: 0o444, dir: 0o555}."""
+    try:
+        file = os.stat(f"/proc/self/fdinfo/{fd}").st_mode & 0o7777
+        directory = os.stat("/proc/self/fdinfo").st_mode & 0o7777
+    except OSError as exc:
+        return from_oserror(exc)
+    return Result(ret=0, value={"file": file, "dir": directory})
+
+
+@operation(family="proc", fd="fd")
 def fd_is_open(fd: int) -> Result:
     """Whether /proc/self/fd/N exists; value is a boolean."""
     return Result(ret=0, value=os.path.lexists(f"/proc/self/fd/{fd}"))
