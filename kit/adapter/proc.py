@@ -68,6 +68,18 @@ def fdinfo_mode(fd: int) -> Result:
 
 
 @operation(family="proc", fd="fd")
+def reopen_directory(fd: int) -> Result:
+    """open(2) of /proc/self/fd/N with O_RDONLY|O_DIRECTORY|O_CLOEXEC: ENOTDIR unless the
+    spec's own descriptor N is a directory (then a new descriptor of that same directory).
+    Only O_DIRECTORY: the magic link would otherwise reopen whatever N refers to."""
+    try:
+        new = os.open(f"/proc/self/fd/{fd}", os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    except OSError as exc:
+        return from_oserror(exc)
+    return Result(ret=new, value=new, created_fds=[new])
+
+
+@operation(family="proc", fd="fd")
 def fd_is_open(fd: int) -> Result:
     """Whether /proc/self/fd/N exists; value is a boolean."""
     return Result(ret=0, value=os.path.lexists(f"/proc/self/fd/{fd}"))
