@@ -22,7 +22,9 @@ reach besides the behaviour's own descriptors:
   a name of its own, unlinked at once. `aio_read_notify` opens /dev/zero read only for its
   reads, a fixed path. `exec_probe` executes /bin/sh with a fixed script whose only
   variable is an integer descriptor number. The /proc readers (`fd_link`, `fdinfo`,
-  `fd_is_open`, `fdinfo_mode`, `*_fdinfo`) read fixed files under /proc/self of the kit's own process.
+  `fd_is_open`, `fdinfo_mode`, `*_fdinfo`) read fixed files under /proc/self of the kit's
+  own process; `reopen_directory` opens /proc/self/fd/N of the spec's own N with O_DIRECTORY
+  only, so it yields at most another descriptor of a directory the spec already holds.
 - Descriptors not the behaviour's. An `fd` argument naming an open descriptor that the
   behaviour did not create (the checker's result pipe, pytest's or xdist's pipes, the
   lock files) is refused (foreign_descriptors): a write there could forge a verdict or
