@@ -77,6 +77,13 @@ CASES = {
         EMPTY, "- read_u64: {fd: $efd}  # CHECK\n  expect: {returns: 8}\n",
         "- read_u64: {fd: $efd}  # CHECK\n  expect: {errno: EAGAIN}\n",
         "expected the call to succeed, but it failed with EAGAIN"),
+    "value, a mapping with references": case(
+        "- eventfd: {initval: 5, flags: EFD_NONBLOCK}\n  as: efd\n- epoll_create1: {}\n"
+        "  as: ep\n- epoll_ctl: {epfd: $ep, op: EPOLL_CTL_ADD, fd: $efd, events: EPOLLIN, "
+        "data: 3}\n- compute: {value: 4}\n  as: out\n- compute: {value: 1}\n  as: inb\n",
+        "- epoll_wait: {epfd: $ep, timeout: 0}  # CHECK\n  expect: {value: {3: $out}}\n",
+        "- epoll_wait: {epfd: $ep, timeout: 0}  # CHECK\n  expect: {value: {3: $inb}}\n",
+        "expected value", "4"),
     "value": case(
         NONBLOCK5, "- read_u64: {fd: $efd}  # CHECK\n  expect: {value: 6}\n",
         "- read_u64: {fd: $efd}  # CHECK\n  expect: {value: 5}\n",

@@ -73,6 +73,20 @@ def evaluate(expr: Any, env: dict) -> Any:
         (form, items), = expr.items()
         if form in _ARITH:
             return _ARITH[form]([evaluate(e, env) for e in items])
+    if isinstance(expr, dict):
+        # a literal mapping (an expected value): its $references are resolved, its other
+        # leaves (names, lists) stay as written
+        return {key: _references(value, env) for key, value in expr.items()}
+    return expr
+
+
+def _references(expr: Any, env: dict) -> Any:
+    if isinstance(expr, str) and REF.match(expr):
+        return evaluate(expr, env)
+    if isinstance(expr, dict):
+        return evaluate(expr, env)
+    if isinstance(expr, list):
+        return [_references(item, env) for item in expr]
     return expr
 
 
