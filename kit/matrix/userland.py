@@ -223,6 +223,9 @@ class UserlandTarget(Target):
         r, o = shlex.quote(str(rootfs)), shlex.quote(str(request.out_dir))
         script = (
             "set -e; "
+            # the root bound onto itself: inside the chroot / is then a mount point, as
+            # on a machine, so a spec can make it private in a namespace of its own
+            f"mount --bind {r} {r}; "
             f"mount -t proc proc {r}/proc; mount --rbind /dev {r}/dev; "
             f"mount -t tmpfs tmpfs {r}/tmp; mkdir -p {r}/out; mount --bind {o} {r}/out; "
             f"cd {r}; exec chroot {r} {shlex.join(inside)}")
