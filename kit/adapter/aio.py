@@ -15,7 +15,6 @@ from kit.adapter.libc import Result, call, libc, syscall
 from kit.adapter.poll import Timespec
 from kit.registry import operation
 
-
 # include/uapi/linux/aio_abi.h
 IOCB_CMD_PREAD = 0
 IOCB_FLAG_RESFD = 1 << 0

@@ -10,16 +10,28 @@ from __future__ import annotations
 
 import threading
 import time
-from dataclasses import dataclass, field
 from typing import Any
 
 from kit import confinement
 from kit.adapter import libc, pidfd, scratch
 from kit.adapter.proc import blocked_in_syscall, run_queue_wait
-from kit.adapter.process import EXEC_BOUND, run_forked
+from kit.adapter.process import run_forked
 from kit.adapter.target_calls import after_bound, fd_kind, note_overrun, overran, target_call
-from kit.adapter.watchdog import TargetTimeout, bounded
+from kit.adapter.watchdog import bounded
 from kit.engine import expectations, gates, repeat, waiters
+from kit.engine.records import (  # noqa: F401 - the run's records, re-exported for callers
+    CONFORMS,
+    DEVIATES,
+    ERROR,
+    STUCK_GRACE,
+    TIMEOUT,
+    UNGUARDED_EXTRA,
+    WAIT_RAN_OUT,
+    Outcome,
+    StepFailure,
+    StepRecord,
+    failure_of,
+)
 from kit.engine.target import Target
 from kit.registry import OPERATIONS
 from kit.spec import expressions as ex
@@ -27,54 +39,6 @@ from kit.spec.model import Behaviour, Step
 from kit.spec.patterns import PatternTimeout
 
 DEFAULT_BOUND = 5.0
-# A call outside the watchdog counts as stuck only this much later than the step bound:
-# such calls bound themselves (an exec probe waits up to EXEC_BOUND).
-UNGUARDED_EXTRA = EXEC_BOUND
-# A call still inside the target this long after its bound (the watchdog re-signals it
-# every 50 ms) ignores interruptions: its checker is killed then, not at the hard limit.
-# Its verdict is a timeout either way; the grace only covers a slow return under load.
-STUCK_GRACE = 1.0
-# What a when_blocked wait that ran out of its bound reports among the calls that overran:
-# never a hang of the target, so never a kind known to hang.
-WAIT_RAN_OUT = "when_blocked wait ran out"
-
-CONFORMS, DEVIATES, TIMEOUT, ERROR = "conforms", "deviates", "timeout", "error"
-
-
-@dataclass
-class StepRecord:
-    line: int
-    call: str
-    result: dict | None = None
-    expected: dict | None = None
-    variant: str | None = None        # the reason, when a kernel-version variant applied
-    mismatches: list[str] = field(default_factory=list)
-    status: str = CONFORMS
-    where: str = "main"
-
-    def render(self) -> str:
-        mark = {"conforms": "ok  ", "deviates": "FAIL", "timeout": "HANG", "error": "ERR "}
-        got = ""
-        if self.status == TIMEOUT:
-            got = " -> did not return within its bound (interrupted by the watchdog)"
-        elif self.result is not None:
-            r = self.result
-            got = f" -> {r['errno']}" if r["errno"] else f" -> {r['ret']}"
-            if r["value"] not in (None, r["ret"]) and not r["errno"]:
-                got += f" (value {expectations._show(r['value'])})"
-        where = "" if self.where == "main" else f"[{self.where}] "
-        # a model program's records are numbered by operation, not by spec line
-        place = "operation" if self.where == "model" else "line"
-        lines = [f"{mark[self.status]} {place} {self.line}: {where}{self.call}{got}"]
-        if self.expected and self.status != CONFORMS:
-            lines.append(f"       expected: {_describe_expect(self.expected)}")
-        if self.variant:
-            lines.append(f"       (kernel-specific expectation: {self.variant})")
-        lines += [f"       {m}" for m in self.mismatches]
-        return "\n".join(lines)
-
-    def as_dict(self) -> dict:
-        return dict(self.__dict__)
 
 
 def _show_arg(raw: Any, value: Any) -> str:
@@ -97,29 +61,6 @@ def _kind(op, args: dict) -> str:
     ('read_u64 on anon_inode:[eventfd]'), so hangs of one kind are told from others."""
     fd = next((args[name] for name, kind in op.args.items() if kind == "fd"), None)
     return op.name if fd is None else f"{op.name} on {fd_kind(fd)}"
-
-
-def _describe_expect(expect: dict) -> str:
-    return expectations.describe(expect)
-
-
-@dataclass
-class Outcome:
-    status: str
-    records: list[StepRecord]
-    message: str = ""
-    variants: list[str] = field(default_factory=list)
-
-    def trace(self) -> str:
-        return "\n".join(r.render() for r in self.records)
-
-
-class StepFailure(Exception):
-    """Stops a run at the first step that deviates, times out or errs."""
-
-    def __init__(self, status: str, message: str):
-        super().__init__(message)
-        self.status, self.message = status, message
 
 
 def _refuse(record: StepRecord, reason: str) -> None:
@@ -172,12 +113,8 @@ class _Thread:
             if self.step.after:
                 time.sleep(self.step.after)
             self.run.execute(self.step.substeps, self.env, self.records, where=self.step.bind)
-        except StepFailure as exc:
-            self.failure = exc
-        except TargetTimeout as exc:
-            self.failure = StepFailure(TIMEOUT, str(exc))
         except Exception as exc:  # noqa: BLE001 - reported against the behaviour
-            self.failure = StepFailure(ERROR, f"{type(exc).__name__}: {exc}")
+            self.failure = failure_of(exc)
 
 
 class Run:

@@ -12,10 +12,10 @@ from dataclasses import dataclass
 
 from kit.adapter.libc import Result
 from kit.engine import expectations, gates
-from kit.engine.interpreter import CONFORMS, DEVIATES, TIMEOUT, StepRecord
+from kit.engine.records import CONFORMS, DEVIATES, TIMEOUT, StepRecord
 from kit.engine.target import Target
-from kit.spec import expressions as ex
 from kit.spec import changes, locate, patterns
+from kit.spec import expressions as ex
 from kit.spec.model import Behaviour, KnownDeviation
 
 

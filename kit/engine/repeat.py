@@ -15,10 +15,11 @@ from __future__ import annotations
 import time
 from typing import TYPE_CHECKING
 
+from kit.engine.records import CONFORMS, StepFailure, StepRecord
 from kit.spec.schema import ITERATION as INDEX
 
 if TYPE_CHECKING:
-    from kit.engine.interpreter import Run, StepRecord
+    from kit.engine.interpreter import Run
     from kit.spec.model import Step
 
 # The share of a loop's iterations (and of its time cap) each profile runs; thorough runs
@@ -36,8 +37,6 @@ def planned(step: Step, profile: str) -> tuple[int, float]:
 def run_loop(run: Run, step: Step, env: dict, records: list[StepRecord],
              where: str) -> dict:
     """Run the loop; returns what `as` binds: {iterations, planned, seconds}."""
-    from kit.engine.interpreter import CONFORMS, StepFailure, StepRecord
-
     total, cap = planned(step, run.profile)
     started = time.monotonic()
     done = 0

@@ -13,14 +13,14 @@ from packaging.version import Version
 from kit.adapter import arch
 from kit.engine import kernel_config
 from kit.engine.kernel_config import KernelConfig
-from kit.spec import changes
-from kit.spec.model import Change
 from kit.engine.patch_level import (
     PatchLevel,
     override_from_env,
     read_signature,
     resolve,
 )
+from kit.spec import changes
+from kit.spec.model import Change
 
 # include/uapi/linux/capability.h
 CAPABILITIES = {name: bit for bit, name in enumerate((

@@ -25,7 +25,16 @@ from typing import TYPE_CHECKING, Any
 from kit.adapter.proc import blocked_in_syscall
 from kit.adapter.process import run_forked
 from kit.adapter.target_calls import after_bound, note_overrun
-from kit.adapter.watchdog import WATCHDOG_SIGNAL, TargetTimeout
+from kit.adapter.watchdog import WATCHDOG_SIGNAL
+from kit.engine.records import (
+    ERROR,
+    STUCK_GRACE,
+    TIMEOUT,
+    WAIT_RAN_OUT,
+    StepFailure,
+    StepRecord,
+    failure_of,
+)
 from kit.spec import expressions as ex
 from kit.spec.schema import WAITER_INDEX as INDEX
 
@@ -69,8 +78,6 @@ class Group:
     # -- start ------------------------------------------------------------------------
 
     def start(self, count: int, env: dict, until_blocked: bool = True) -> None:
-        from kit.engine.interpreter import ERROR, StepFailure
-
         for index in range(count):
             member = Member(index, {**env, INDEX: index}, base=frozenset(env) | {INDEX})
             body = self._thread_body if self.kind == "thread" else self._process_body
@@ -89,29 +96,22 @@ class Group:
         return f"{self.name}[{member.index}]"
 
     def _thread_body(self, member: Member) -> None:
-        from kit.engine.interpreter import ERROR, TIMEOUT, StepFailure
-
         member.tid = threading.get_native_id()
         try:
             self.run.execute(self.steps, member.env, member.records, where=self.where(member))
         except Released:
             pass
-        except StepFailure as exc:
-            member.failure = exc
-        except TargetTimeout as exc:
-            member.failure = StepFailure(TIMEOUT, str(exc))
         except Exception as exc:  # noqa: BLE001 - reported against the behaviour
-            member.failure = StepFailure(ERROR, f"{type(exc).__name__}: {exc}")
+            member.failure = failure_of(exc)
         finally:
             member.finished_at = time.monotonic()
 
     def _process_body(self, member: Member) -> None:
-        from kit.engine.interpreter import ERROR, STUCK_GRACE, TIMEOUT, Run, StepFailure, StepRecord
-
         where = self.where(member)
 
         def work():
-            child = Run(self.run.behaviour, self.run.target, {}, self.run.bound)
+            # the group's own kind of run (the interpreter's Run), made without importing it
+            child = type(self.run)(self.run.behaviour, self.run.target, {}, self.run.bound)
             child.owned = set(self.run.owned)
             records: list = []
             failure = None
@@ -162,8 +162,6 @@ class Group:
         return state is None or state
 
     def _until_all_blocked(self) -> None:
-        from kit.engine.interpreter import WAIT_RAN_OUT
-
         deadline = time.monotonic() + self.run.bound
         for member in self.members:
             while not member.done and not self.asleep(member):

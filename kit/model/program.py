@@ -24,7 +24,8 @@ from kit.adapter import timerfd as tfd
 from kit.adapter.libc import Result
 from kit.adapter.target_calls import fd_kind, target_call
 from kit.adapter.watchdog import TargetTimeout, bounded
-from kit.engine.interpreter import CONFORMS, DEFAULT_BOUND, DEVIATES, TIMEOUT, Outcome, StepRecord
+from kit.engine.interpreter import DEFAULT_BOUND
+from kit.engine.records import CONFORMS, DEVIATES, TIMEOUT, Outcome, StepRecord
 from kit.model.epoll import ALWAYS, EpollModel
 from kit.model.eventfd import EventfdModel, Expected
 from kit.model.signalfd import NAMES, SIGNALS, Pending, SignalfdModel

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import jinja2
 
+from kit.engine.records import StepRecord
 from kit.report.summary import partial_note
 from kit.report.target_text import kernel_text
 from kit.verdict import STATUSES
@@ -28,8 +29,6 @@ COLOURS = {"conforms": "#2e7d32", "deviates": "#c62828", "timeout": "#ef6c00",
 
 def trace_text(trace: list[dict]) -> str:
     """The step trace as the terminal shows it (one renderer for both)."""
-    from kit.engine.interpreter import StepRecord
-
     lines = []
     for record in trace:
         lines.append(record["traceback"] if "traceback" in record

@@ -25,8 +25,8 @@ from packaging.specifiers import InvalidSpecifier, SpecifierSet
 from kit.confinement import refusal
 from kit.model import MODEL_OPERATIONS
 from kit.registry import CONSTANTS, OPERATIONS
-from kit.spec import expressions as ex
 from kit.spec import changes, locate, patterns
+from kit.spec import expressions as ex
 from kit.spec.errors import SpecError
 from kit.spec.model import (
     Applicability,

@@ -5,7 +5,6 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-
 # What backs a claim: the man page itself, or the kernel's code / a selftest where the page is
 # silent or looser than Linux (reports and `kit list` show the two apart).
 BASES = ("documented", "implementation")
