@@ -36,6 +36,7 @@ EXCLUSIVE_WAKES_ONE = "epoll.waiters.exclusive_wakes_one"
 MODEL = "model.eventfd_epoll.random_sequences"
 # The behaviour specs that catch each bug (the runs select nothing else).
 CATCHES = {
+    "exclusive_stripped": [EXCLUSIVE_WAKES_ONE],
     "dropped_wakeup": ["epoll.eventfd.et_each_write_new_event",
                        "epoll.edge.et_tcp_new_data_new_event"],
     "nested_silent": ["epoll.nesting.epoll_fd_pollable", "epoll.nesting.inner_ready_propagates"],
@@ -80,8 +81,6 @@ def kit_run(out: Path, ids: list[str], preload: Path | None = None) -> Ran:
 def control(tmp_path_factory) -> dict[str, str]:
     """The statuses of every catching behaviour on this kernel, nothing preloaded."""
     ids = [i for table in CATCHES.values() for i in table] + [MODEL]
-    if EXCLUSIVE_WAKES_ONE in spec_files():
-        ids.append(EXCLUSIVE_WAKES_ONE)
     ran = kit_run(tmp_path_factory.mktemp("control"), ids)
     assert ran.ret == 0, ran.output
     return ran.statuses()
@@ -160,10 +159,9 @@ def test_the_stripped_exclusive_flag_is_planted(planted):
 
 
 def test_exclusive_stripped_at_add_is_caught(planted, control, tmp_path):
-    if EXCLUSIVE_WAKES_ONE not in spec_files():
-        pytest.xfail(f"needs {EXCLUSIVE_WAKES_ONE} from the concurrency change")
-    ran = kit_run(tmp_path, [EXCLUSIVE_WAKES_ONE], planted["exclusive_stripped"])
-    assert_caught(ran, control, [EXCLUSIVE_WAKES_ONE])
+    ids = CATCHES["exclusive_stripped"]
+    ran = kit_run(tmp_path, ids, planted["exclusive_stripped"])
+    assert_caught(ran, control, ids)
     assert f"kit replay {EXCLUSIVE_WAKES_ONE}" in ran.stdout
 
 
