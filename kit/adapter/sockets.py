@@ -184,6 +184,15 @@ def recv_fd(sock: int) -> Result:
 libc.accept4.argtypes = [ctypes.c_int, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_int]
 
 
+def _handed_over(sock: socket.socket, flags: int) -> Result:
+    """The socket's descriptor for the spec: blocking, with `flags` applied, out of Python's
+    hands (closing the object no longer closes it)."""
+    sock.setblocking(True)
+    _apply_flags(sock.fileno(), flags)
+    fd = sock.detach()
+    return Result(ret=fd, value=fd, created_fds=[fd])
+
+
 @operation(family="socket", flags="flags", backlog="int")
 def tcp_listen(flags: int = 0, backlog: int = 4) -> Result:
     """A TCP socket listening on 127.0.0.1 (an ephemeral port); value is its descriptor.
@@ -192,12 +201,9 @@ def tcp_listen(flags: int = 0, backlog: int = 4) -> Result:
         with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as listener:
             listener.bind(("127.0.0.1", 0))
             listener.listen(backlog)
-            listener.setblocking(True)
-            _apply_flags(listener.fileno(), flags)
-            fd = listener.detach()
+            return _handed_over(listener, flags)
     except OSError as exc:
         return _oserror(exc)
-    return Result(ret=fd, value=fd, created_fds=[fd])
 
 
 @operation(family="socket", blocking=True, listener="fd", flags="flags")
@@ -214,12 +220,9 @@ def tcp_connect(listener: int, flags: int = 0) -> Result:
         with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as client:
             client.settimeout(5.0)
             client.connect(address)
-            client.setblocking(True)
-            _apply_flags(client.fileno(), flags)
-            fd = client.detach()
+            return _handed_over(client, flags)
     except OSError as exc:
         return _oserror(exc)
-    return Result(ret=fd, value=fd, created_fds=[fd])
 
 
 @operation(family="socket", blocking=True, fd="fd", flags="flags")
