@@ -16,7 +16,7 @@ import time
 
 from kit.adapter.arch import syscall_number
 from kit.adapter.libc import Result, call, libc, syscall
-from kit.adapter.process import _die_with_parent  # the checker's own guard, reused
+from kit.adapter.process import _die_with_parent, _kill, _wait_exit  # the checker's own
 from kit.confinement import Refused
 from kit.registry import constants, operation
 
@@ -107,24 +107,13 @@ def child_wait(pid: int, nohang: bool = False) -> Result:
 
 
 def reap_children() -> None:
-    """Release, wait for (bounded) and reap every child still registered: the end of an
-    example, whatever the spec did. A child that does not exit in time is killed."""
-    for pid, release in list(_children.items()):
+    """Wait for (bounded) and reap every child still registered: the end of an example,
+    whatever the spec did. Its release end is one of the spec's descriptors, closed with
+    them before this runs; a child that does not exit in time is killed."""
+    for pid in list(_children):
         try:
-            os.close(release)       # usually closed already, with the spec's descriptors
-        except OSError:
-            pass
-        deadline = time.monotonic() + REAP_BOUND
-        while True:
-            try:
-                done, _ = os.waitpid(pid, os.WNOHANG)
-            except ChildProcessError:
-                break
-            if done == pid:
-                break
-            if time.monotonic() >= deadline:
-                os.kill(pid, signal.SIGKILL)
-                os.waitpid(pid, 0)
-                break
-            time.sleep(0.001)
+            if _wait_exit(pid, time.monotonic() + REAP_BOUND) is None:
+                _kill(pid)
+        except ChildProcessError:
+            pass                    # reaped already (child_wait)
         _children.pop(pid, None)

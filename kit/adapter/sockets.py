@@ -213,10 +213,16 @@ def tcp_connect(listener: int, flags: int = 0) -> Result:
     done when it returns; the connection waits in the listener's queue until accept.
     value is the client's descriptor."""
     try:
-        with socket.socket(fileno=os.dup(listener)) as view:
-            address = view.getsockname()
+        view_fd = os.dup(listener)
+        try:
+            view = socket.socket(fileno=view_fd)
+        except OSError:
+            os.close(view_fd)           # not a socket: the dup must not outlive the call
+            raise
+        with view:
+            address = view.getsockname() if view.family == socket.AF_INET else ("", 0)
         if address[0] != "127.0.0.1":   # only tcp_listen's sockets are meant here
-            return Result(ret=-1, errno="EINVAL", value=f"{address[0]} is not loopback")
+            return Result(ret=-1, errno="EINVAL", value=f"{address!r} is not loopback TCP")
         with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as client:
             client.settimeout(5.0)
             client.connect(address)

@@ -62,7 +62,6 @@ def locate(pages: list[str]) -> dict[str, str | None]:
             base = Path(path).name
             for name in names:   # eventfd.2.gz, eventfd.2: the file names its page
                 if base == f"{name}.{section}" or base.startswith(f"{name}.{section}."):
-                    out.setdefault(f"{name}({section})", path)
                     if out[f"{name}({section})"] is None:
                         out[f"{name}({section})"] = path
     return out

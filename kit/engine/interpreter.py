@@ -436,6 +436,10 @@ class Run:
         for name in names:
             group = self.groups.pop(name)
             stuck = group.release()
+            # a finished thread's id may be the kernel's again for a later waiter
+            self.released.difference_update(m.tid for m in group.members
+                                            if m.tid is not None and m.handle is not None
+                                            and not m.handle.is_alive())
             for member in group.members:
                 if member.released:
                     records.append(StepRecord(line=group.line, call="still blocked at the end: "

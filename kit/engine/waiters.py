@@ -97,6 +97,9 @@ class Group:
 
     def _thread_body(self, member: Member) -> None:
         member.tid = threading.get_native_id()
+        if member.released:         # released before it ran: not one of its calls counts
+            member.finished_at = time.monotonic()
+            return
         try:
             self.run.execute(self.steps, member.env, member.records, where=self.where(member))
         except Released:

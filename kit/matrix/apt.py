@@ -14,6 +14,7 @@ apt-cache with `-o` options, so the system's configuration is never read or chan
 
 from __future__ import annotations
 
+import fcntl
 import os
 import re
 import subprocess
@@ -86,8 +87,14 @@ class PrivateApt:
             return None
 
     def update(self, log=None, *, force: bool = False) -> None:
-        """Fetch the suite's package lists, unless they are fresh."""
+        """Fetch the suite's package lists, unless they are fresh (one at a time: two
+        targets of one suite share the lists)."""
         self._lay_out()
+        with open(self.root / ".lock", "w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            self._update(log, force)
+
+    def _update(self, log, force: bool) -> None:
         age = self.age()
         if not force and age is not None and age < MAX_AGE:
             return

@@ -302,14 +302,16 @@ class QemuTarget(Target):
             kernels._say(log, f"{exc}; using the lists fetched before")
         return apt.options()
 
-    def resolve(self, log=None) -> tuple[str, str]:
-        """(package, version): the exact package, or the newest matching the pattern."""
+    def resolve(self, log=None, *, update_system: bool = True) -> tuple[str, str]:
+        """(package, version): the exact package, or the newest matching the pattern;
+        `update_system: False` never refreshes the system's own package lists."""
         pattern = str(self.spec["package"])
         found = None
         if shutil.which("apt-cache"):
             options = self.apt_options(log)
             found = kernels.pick_newest(pattern, kernels.apt_candidates(pattern, options))
-            if found is None and not options and os.geteuid() == 0 and shutil.which("apt-get"):
+            if found is None and not options and update_system and os.geteuid() == 0 \
+                    and shutil.which("apt-get"):
                 kernels._say(log, "no package matches; apt-get update, then again")
                 subprocess.run(["apt-get", "update", "-qq"], capture_output=True, check=False,
                                timeout=900)
@@ -330,7 +332,7 @@ class QemuTarget(Target):
     def fetch_problem(self) -> str | None:
         """Why the kernel cannot be fetched now (None: cached, or apt can fetch it)."""
         try:
-            package, version = self.resolve()
+            package, version = self.resolve(update_system=False)
             if any(k.version == version for k in kernels.cached_kernels(package)):
                 return None
             kernels.download_uri(package, version, self.apt_options())

@@ -119,8 +119,9 @@ class UserlandTarget(Target):
         return BASE_PACKAGES + [str(p) for p in self.spec.get("packages", [])]
 
     def directory(self) -> Path:
+        # the wheels are fetched once per directory, so the kit's requirements are part of it
         recipe = json.dumps([self.suite, self.architecture, self.packages(),
-                             self.spec.get("archive", ARCHIVE)])
+                             self.spec.get("archive", ARCHIVE), kit_requirements()])
         digest = hashlib.sha256(recipe.encode()).hexdigest()[:12]
         return cache_root() / "userlands" / f"{self.suite}-{self.architecture}-{digest}"
 

@@ -13,7 +13,7 @@ from pathlib import Path
 import jinja2
 
 from kit.engine.records import StepRecord
-from kit.report.summary import partial_note
+from kit.report.summary import basis_of, partial_note
 from kit.report.target_text import kernel_text
 from kit.verdict import STATUSES
 
@@ -103,7 +103,7 @@ def build_view(reports: list[dict]) -> dict:
     for row in rows.values():
         statuses = [c["status"] if c else "missing" for c in row["cells"]]
         row["statuses"] = statuses
-        row["basis"] = row["cite"].get("basis") or "documented"
+        row["basis"] = basis_of(row)
         row["differs"] = len(set(statuses)) > 1
         row["known"] = [(targets[i]["name"], c["known_deviation"])
                         for i, c in enumerate(row["cells"]) if c and c.get("known_deviation")]
