@@ -265,6 +265,24 @@ CASES = {
         "- wait_blocked: reader\n- join: reader\n",
         "expected the call to block for at least 0.05s, but it returned after",
         where="reader"),
+    "blocks asleep, a call that returns at once": case(
+        NONBLOCK5, "- read_u64: {fd: $efd}  # CHECK\n  expect: {blocks: {asleep: true}}\n",
+        "- eventfd: {initval: 0}\n  as: blocking\n"
+        "- in_thread: {when_blocked: true, steps: [{write_u64: {fd: $blocking, value: 7}}]}\n"
+        "  as: writer\n"
+        "- read_u64: {fd: $blocking}  # CHECK\n  expect: {value: 7, blocks: {asleep: true}}\n"
+        "- join: writer\n",
+        "expected the call to block (seen asleep in the kernel while it ran",
+        "was never seen asleep"),
+    "blocks asleep, a waiter in a thread that does not block": case(
+        NONBLOCK5,
+        "- in_thread:\n    steps:\n      - read_u64: {fd: $efd}  # CHECK\n"
+        "        expect: {blocks: {asleep: true}}\n  as: reader\n"
+        "- wait_blocked: reader\n- join: reader\n",
+        "- in_thread:\n    steps:\n      - read_u64: {fd: $efd}  # CHECK\n"
+        "        expect: {value: 5}\n  as: reader\n"
+        "- wait_blocked: reader\n- join: reader\n",
+        "expected the call to block (seen asleep", where="reader"),
     "timerfd_elapsed, a wait that ended before the expiry": case(
         "- timerfd_create: {clockid: CLOCK_MONOTONIC, flags: 0}\n  as: tfd\n"
         "- timerfd_settime: {fd: $tfd, value: 0.3}\n",
@@ -532,3 +550,22 @@ def test_through_the_plugin_the_variant_is_in_the_verdict(plugin_run):
     assert "kernel >=3.0: a deliberately wrong rule for every modern kernel" in variants[0]
     right = ran.verdicts()[bid.replace("fail.", "pass.")]["variants"]
     assert "kernel >=3.0: short writes are refused by every modern kernel" in right[0]
+
+
+def test_blocks_asleep_falls_back_to_time_where_proc_cannot_tell(no_leaks, monkeypatch):
+    """A sandbox without /proc/PID/task/TID/syscall: the waker waits after the call began,
+    and a call that blocked that long passes; one that returned at once still fails."""
+    from kit.engine import interpreter
+    from kit.engine.expectations import ASLEEP_FALLBACK
+
+    monkeypatch.setattr(interpreter, "blocked_in_syscall", lambda *a: None)
+    steps = ("- eventfd: {initval: 0}\n  as: efd\n"
+             "- in_thread: {when_blocked: true, steps: [{write_u64: {fd: $efd, value: 7}}]}\n"
+             "  as: writer\n"
+             "- read_u64: {fd: $efd}  # CHECK\n  expect: {value: 7, blocks: {asleep: true}}\n"
+             "- join: writer\n")
+    outcome = run_one(spec_text(behaviour("x.asleep.blind", _steps(steps, ""))))
+    assert outcome.status == CONFORMS, outcome.trace()
+    read = [r for r in outcome.records if r.call.startswith("read_u64")][0]
+    assert read.result["duration"] >= ASLEEP_FALLBACK
+    assert "seen_asleep" not in read.result

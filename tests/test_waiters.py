@@ -262,6 +262,8 @@ def _error(text: str):
     (("steps:\n  - repeat:\n      iterations: 0\n      seconds: 1\n      steps:\n"
      "        - eventfd: {}\n"),
      "iterations: 0", "steps[0].repeat.iterations", "0 is less than the minimum of 1"),
+    ("params:\n  quiet: {integers: {min: 1, max: 2}}\nsteps:\n  - eventfd: {}\n",
+     "quiet: {", "params.quiet", "$quiet is the profile's quiet window"),
     ("steps:\n  - waiters:\n      count: $nope\n      steps:\n        - eventfd: {}\n    as: w\n",
      "count: $nope", "steps[0].waiters.count", "$nope is not a parameter"),
 ])
@@ -305,3 +307,34 @@ def test_a_waiter_neither_finished_nor_blocked_is_a_timeout_not_a_lost_wake_up(n
     assert outcome.message.startswith(f"line {line_of(text, '# CHECK')}: woken(w): w[0]"), \
         outcome.message
     assert "neither finished nor slept in it within 2s after the window" in outcome.message
+
+
+# -- the profile's quiet window ------------------------------------------------------------
+
+def test_a_woken_step_without_within_watches_the_profiles_quiet_window(no_leaks):
+    from kit.engine.profiles import QUIET
+
+    text = "".join(line for line in group("{exactly: 1}").splitlines(keepends=True)
+                   if "within: 0.3" not in line)
+    for profile in ("quick", "default"):
+        outcome = _run(text, profile)
+        assert outcome.status == CONFORMS, outcome.trace()
+        assert f"woken(w, within {QUIET[profile]:g} s)" in outcome.trace(), profile
+
+
+def test_quiet_ms_is_bound_in_every_example_and_follows_the_profile(no_leaks):
+    text = spec_text(behaviour("x.quiet.ms", """
+steps:
+  - eventfd: {flags: EFD_NONBLOCK}
+    as: efd
+  - epoll_create1: {}
+    as: ep
+  - epoll_ctl: {epfd: $ep, op: EPOLL_CTL_ADD, fd: $efd, events: EPOLLIN, data: 1}
+  - epoll_wait: {epfd: $ep, maxevents: 1, timeout: $quiet_ms}
+    expect: {returns: 0, blocks: {at_least: $quiet}}
+"""))
+    for profile, ms in (("quick", 100), ("default", 300)):
+        outcome = _run(text, profile)
+        assert outcome.status == CONFORMS, outcome.trace()
+        assert f"timeout=$quiet_ms={ms}" in outcome.trace() or f"timeout={ms}" in \
+            outcome.trace(), outcome.trace()

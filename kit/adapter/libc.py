@@ -55,6 +55,9 @@ class Result:
     # Seconds of `duration` the thread spent runnable but waiting for a CPU, where measured
     # (kit.adapter.proc.run_queue_wait): the machine's load, not the call blocking.
     queued: float = 0.0
+    # Whether another thread of the run saw this call asleep in the kernel (/proc) while
+    # it ran: the evidence `blocks: {asleep: true}` wants. False: nobody saw it there.
+    seen_asleep: bool = False
     # Descriptors this call created, so the run can close what a spec forgets to.
     created_fds: list[int] = field(default_factory=list)
 
@@ -67,6 +70,8 @@ class Result:
                "duration": round(self.duration, 6)}
         if self.queued:
             out["queued"] = round(self.queued, 6)
+        if self.seen_asleep:
+            out["seen_asleep"] = True
         return out
 
 

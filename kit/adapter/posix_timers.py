@@ -87,11 +87,15 @@ def _timer(ident: int) -> ctypes.c_void_p:
 
 
 @operation(family="timer", timer="int", flags="flags", value_sec="int", value_nsec="int",
-           interval_sec="int", interval_nsec="int")
+           interval_sec="int", interval_nsec="int", value_ns="int")
 def posix_timer_settime(timer: int, flags: int = 0, value_sec: int = 0, value_nsec: int = 0,
-                        interval_sec: int = 0, interval_nsec: int = 0) -> Result:
+                        interval_sec: int = 0, interval_nsec: int = 0,
+                        value_ns: int | None = None) -> Result:
     """timer_settime(2) with the exact timespec fields (TIMER_ABSTIME: it_value on the
-    timer's clock). 0 on success."""
+    timer's clock), or it_value as `value_ns` nanoseconds (e.g. a clock reading plus a
+    fraction of a second, which whole fields cannot add without a carry). 0 on success."""
+    if value_ns is not None:
+        value_sec, value_nsec = divmod(value_ns, 1_000_000_000)
     new = Itimerspec(Timespec(interval_sec, interval_nsec), Timespec(value_sec, value_nsec))
     return call(libc.timer_settime, _timer(timer), flags, ctypes.byref(new), None)
 

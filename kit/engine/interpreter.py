@@ -19,6 +19,8 @@ from kit.adapter.process import run_forked
 from kit.adapter.target_calls import after_bound, fd_kind, note_overrun, overran, target_call
 from kit.adapter.watchdog import bounded
 from kit.engine import expectations, gates, repeat, waiters
+from kit.engine.expectations import ASLEEP_FALLBACK
+from kit.engine.profiles import quiet_bindings
 from kit.engine.records import (  # noqa: F401 - the run's records, re-exported for callers
     CONFORMS,
     DEVIATES,
@@ -37,6 +39,7 @@ from kit.registry import OPERATIONS
 from kit.spec import expressions as ex
 from kit.spec.model import Behaviour, Step
 from kit.spec.patterns import PatternTimeout
+from kit.spec.schema import QUIET
 
 DEFAULT_BOUND = 5.0
 
@@ -100,6 +103,9 @@ class _Thread:
                 if any(state is None or state for state in states):
                     return
             elif self.run.asleep_in_call(self.spawner):
+                if self.spawner not in self.run.seen_asleep:
+                    # /proc could not tell: give the call time to reach its sleep
+                    time.sleep(ASLEEP_FALLBACK + 0.01)
                 return
             time.sleep(0.001)
         # Waited the whole bound: the result may depend on it (see runner's circuit).
@@ -133,6 +139,8 @@ class Run:
         self.variants: list[str] = []
         # native thread id -> the blocking call it is inside right now (for when_blocked)
         self.calling: dict[int, str] = {}
+        # native ids of threads seen asleep (by /proc) inside the call they are in now
+        self.seen_asleep: set[int] = set()
         self.children: set[int] = set()   # pids of running in_child processes
 
     # -- the public entry point -------------------------------------------------------
@@ -142,7 +150,8 @@ class Run:
         status, message = CONFORMS, ""
         with scratch.example():
             try:
-                self.execute(self.behaviour.steps, dict(self.params), records)
+                env = {**quiet_bindings(self.profile), **self.params}
+                self.execute(self.behaviour.steps, env, records)
             except StepFailure as exc:
                 status, message = exc.status, exc.message
             finally:
@@ -232,11 +241,13 @@ class Run:
         if op.blocking:
             with bounded(bound) as guard, target_call(step.line, where, record.call, bound,
                                                       _kind(op, args)):
+                self.seen_asleep.discard(me)
                 self.calling[me] = record.call
                 try:
                     result = _confined(op.fn, args, record)
                 finally:
                     self.calling.pop(me, None)
+            result.seen_asleep = me in self.seen_asleep
             if me in self.released:     # a waiter the kit released: not the target's answer
                 raise waiters.Released()
             if guard.fired and result.errno == "EINTR":
@@ -318,9 +329,12 @@ class Run:
     def asleep_in_call(self, tid: int | None) -> bool:
         """Whether thread `tid` is inside a blocking call and asleep there (None from /proc:
         it cannot tell, so the in-call marker alone must do)."""
-        if tid is None or tid not in self.calling:
+        call = self.calling.get(tid) if tid is not None else None
+        if call is None:
             return False
         blocked = blocked_in_syscall(tid)
+        if blocked and self.calling.get(tid) is call:   # asleep in that very call
+            self.seen_asleep.add(tid)
         return blocked is None or blocked
 
     def _finish_threads(self, records: list[StepRecord]) -> StepFailure | None:
@@ -338,7 +352,7 @@ class Run:
 
     def _in_child(self, step: Step, env: dict, records: list[StepRecord], where: str) -> None:
         def work():
-            child = Run(self.behaviour, self.target, {}, self.bound)
+            child = Run(self.behaviour, self.target, {}, self.bound, self.profile)
             child.owned = set(self.owned)  # the parent's descriptors are the child's own too
             child_records: list[StepRecord] = []
             failure = None
@@ -393,7 +407,7 @@ class Run:
 
     def _woken(self, step: Step, env: dict, records: list[StepRecord], where: str) -> None:
         group = self.groups[step.args]
-        window = step.within or 1.0
+        window = step.within or env[QUIET]
         expect = step.expect or {}
         woken, blocked, unsettled = group.watch(window, waiters.enough_for(expect, env))
         if unsettled:

@@ -1,7 +1,7 @@
 """Bounded stress loops: the same steps many times, to make a race show itself.
 
 `repeat: {iterations: N, seconds: S, steps: [...]}` runs its steps up to N times in the
-thorough profile and a fixed share of N in the others (SCALE), stopping early, without a
+thorough profile and a fixed share of N in the others (profiles.LOOP_SHARE), stopping early, without a
 failure, once S seconds (scaled alike, never above the spec's S) have gone: the loop is
 there to give a race chances, and the per-behaviour limit must hold whatever the machine.
 Each iteration gets a fresh copy of the names bound before the loop, plus `$iteration`
@@ -15,6 +15,7 @@ from __future__ import annotations
 import time
 from typing import TYPE_CHECKING
 
+from kit.engine.profiles import LOOP_SHARE
 from kit.engine.records import CONFORMS, StepFailure, StepRecord
 from kit.spec.schema import ITERATION as INDEX
 
@@ -22,14 +23,10 @@ if TYPE_CHECKING:
     from kit.engine.interpreter import Run
     from kit.spec.model import Step
 
-# The share of a loop's iterations (and of its time cap) each profile runs; thorough runs
-# the full count. Quick keeps the whole suite within its budget on two loaded cores.
-SCALE = {"quick": 0.02, "default": 0.1, "thorough": 1.0}
-
 
 def planned(step: Step, profile: str) -> tuple[int, float]:
     """The iterations and the time cap of this loop in this profile."""
-    share = SCALE.get(profile, SCALE["quick"])
+    share = LOOP_SHARE.get(profile, LOOP_SHARE["quick"])
     iterations, seconds = step.args["iterations"], step.args["seconds"]
     return max(1, round(iterations * share)), max(0.1, seconds * share)
 

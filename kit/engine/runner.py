@@ -23,7 +23,7 @@ from kit.adapter.proc import open_fds
 from kit.adapter.process import run_forked
 from kit.adapter.target_calls import after_bound
 from kit.adapter.watchdog import TargetTimeout
-from kit.engine import exclusive, gates, known, machine_wide
+from kit.engine import exclusive, gates, known, machine_wide, profiles
 from kit.engine import interpreter as interp
 from kit.engine.target import Target, not_applicable_reason
 from kit.spec.loader import typed
@@ -31,12 +31,7 @@ from kit.spec.model import Behaviour
 from kit.spec.strategies import behaviour_params
 from kit.verdict import Verdict, replay_command
 
-PROFILES = {
-    # quick: CI on every commit; thorough: before a release.
-    "quick": dict(max_examples=25),
-    "default": dict(max_examples=60),
-    "thorough": dict(max_examples=400),
-}
+PROFILES = {name: dict(max_examples=profiles.EXAMPLES[name]) for name in profiles.NAMES}
 for _name, _values in PROFILES.items():
     settings.register_profile(
         f"kit-{_name}", deadline=None, database=None, print_blob=False,

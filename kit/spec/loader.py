@@ -45,6 +45,8 @@ from kit.spec.schema import (
     ITERATION,
     ONLY_GROUP_KINDS,
     ORDER_KINDS,
+    QUIET,
+    QUIET_MS,
     WAITER_INDEX,
     build_schema,
 )
@@ -415,6 +417,10 @@ class _Checker:
         params = raw.get("params", {})
         bound: set[str] = set()
         for name, spec in params.items():
+            if name in (QUIET, QUIET_MS):
+                raise self.fail(f"${name} is the profile's quiet window, bound in every "
+                                f"example: name this parameter otherwise", params, name,
+                                f"params.{name}")
             self.expr(spec, bound, params, name, f"params.{name}")
             bound.add(name)
         for i, pred in enumerate(raw.get("assume", [])):
@@ -438,7 +444,8 @@ class _Checker:
         for i, dev in enumerate(raw.get("known_deviations", [])):
             if "kernel" in dev:
                 self.kernel(dev["kernel"], dev, "kernel", f"known_deviations[{i}].kernel")
-        steps = self.steps(raw["steps"], bound, "steps", {}) if "steps" in raw else []
+        steps = self.steps(raw["steps"], bound | {QUIET, QUIET_MS}, "steps", {}) \
+            if "steps" in raw else []
         known = [self.known_deviation(dev, f"known_deviations[{i}]", steps, set(params))
                  for i, dev in enumerate(raw.get("known_deviations", []))]
         defect = raw.get("documentation_defect")

@@ -25,6 +25,9 @@ STEP_KEYS = ("as", "expect", "differs", "within", "note")
 GROUP_KINDS = ("exactly", "at_least", "at_most", "none", "all", "which", "order")
 ONLY_GROUP_KINDS = ("exactly", "none", "all", "which", "order")
 WAITER_INDEX, ITERATION = "waiter", "iteration"
+# Bound in every example by the profile (kit.engine.profiles.QUIET): how long a step that
+# must see nothing happen watches, in seconds and in milliseconds.
+QUIET, QUIET_MS = "quiet", "quiet_ms"
 
 EXPR = {
     "description": "an integer, a $reference, a CONSTANT, a list (bitwise OR) or one arithmetic form",
@@ -86,9 +89,12 @@ EXPECT = {
                                   "at_most, between, not, present, fields)",
                    "additionalProperties": {"$ref": "#/$defs/field_expect"}},
         "matches": {"type": "string", "description": "a regular expression the value must match"},
-        "blocks": {"type": "object", "additionalProperties": False, "required": ["at_least"],
-                   "description": "the call blocks for at least this long (seconds)",
-                   "properties": {"at_least": {"$ref": "#/$defs/bound"}}},
+        "blocks": {"type": "object", "additionalProperties": False,
+                   "minProperties": 1, "maxProperties": 1,
+                   "description": "the call blocks: for at least this long (seconds), or "
+                                  "asleep: true, seen asleep in the kernel while it ran",
+                   "properties": {"at_least": {"$ref": "#/$defs/bound"},
+                                  "asleep": {"const": True}}},
         "returns_within": {"type": "number", "exclusiveMinimum": 0,
                            "description": "the call returns within this many seconds"},
         "at_least": {"$ref": "#/$defs/bound", "description": "the value is a number >= this"},
