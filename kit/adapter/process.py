@@ -4,6 +4,7 @@ from the far side of an execve(2)."""
 from __future__ import annotations
 
 import faulthandler
+import gc
 import json
 import os
 import select
@@ -249,7 +250,15 @@ def run_forked(work, bound: float, on_start=None, *,
     with _FORKING:
         rfd, wfd = os.pipe()
         dump_r, dump_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
-        pid = os.fork()
+        # The child's cyclic collector would touch every object it inherited, and so copy
+        # the parent's whole heap page by page (Hypothesis, pytest: tens of MB per
+        # behaviour); frozen, they are left alone there. The parent thaws them at once.
+        gc.freeze()
+        try:
+            pid = os.fork()
+        finally:
+            if os.getpid() == parent:
+                gc.unfreeze()
         if pid == 0:  # child
             _FORKING.release()      # its copy, taken by this very thread: nested forks work
             os.close(rfd)
