@@ -123,12 +123,36 @@ def pytest_collect_file(file_path: Path, parent):
 @pytest.hookimpl(tryfirst=True)  # before -k deselects: a duplicate is one wherever it is
 def pytest_collection_modifyitems(config, items):
     _refuse_duplicate_ids(items)
+    if getattr(config.option, "numprocesses", None):
+        # Spread over workers, the long behaviours go first: xdist hands out the first
+        # quarter round robin, so none is left to run alone at the end (every worker
+        # sorts alike, so they agree on the order). Verdicts do not depend on it.
+        items.sort(key=lambda item: -_expected_cost(item))
     wanted = config.getoption("kit_id")
     if wanted is None:
         return
     keep = [i for i in items if getattr(i, "behaviour_id", None) == wanted]
     config.hook.pytest_deselected(items=[i for i in items if i not in keep])
     items[:] = keep
+
+
+_LONG_STEPS = {"repeat": 3, "waiters": 2, "in_child": 1, "in_thread": 1}
+
+
+def _expected_cost(item) -> int:
+    """A rough rank of how long a behaviour takes: model programs and race loops longest,
+    then groups of waiters, forked children and threads (which wait for each other)."""
+    behaviour = getattr(item, "behaviour", None)
+    if behaviour is None:
+        return 0
+    if behaviour.model:
+        return 4
+
+    def cost(steps) -> int:
+        return max((max(_LONG_STEPS.get(s.action, 0), cost(s.substeps))
+                    for s in steps), default=0)
+
+    return cost(behaviour.steps)
 
 
 def _refuse_duplicate_ids(items) -> None:

@@ -569,3 +569,22 @@ def test_blocks_asleep_falls_back_to_time_where_proc_cannot_tell(no_leaks, monke
     read = [r for r in outcome.records if r.call.startswith("read_u64")][0]
     assert read.result["duration"] >= ASLEEP_FALLBACK
     assert "seen_asleep" not in read.result
+
+
+def test_a_child_waiter_is_awaited_by_its_call_board_where_proc_cannot_tell(no_leaks,
+                                                                           monkeypatch):
+    """when_blocked: child on a sandbox without the per-task files: the waker waits until
+    the child's call board shows it inside its read, then `after`, so the read blocks."""
+    from kit.engine import interpreter
+
+    monkeypatch.setattr(interpreter, "blocked_in_syscall", lambda *a: None)
+    steps = ("- eventfd: {initval: 0}\n  as: efd\n"
+             "- in_thread: {when_blocked: child, after: 0.1,"
+             " steps: [{write_u64: {fd: $efd, value: 7}}]}\n"
+             "  as: writer\n"
+             "- in_child:\n    steps:\n      - sleep: 0.3\n"
+             "      - read_u64: {fd: $efd}  # CHECK\n"
+             "        expect: {value: 7, blocks: {at_least: 0.05}}\n"
+             "- join: writer\n")
+    outcome = run_one(spec_text(behaviour("x.child.blind", _steps(steps, ""))))
+    assert outcome.status == CONFORMS, outcome.trace()

@@ -16,7 +16,14 @@ from kit import confinement
 from kit.adapter import libc, pidfd, scratch
 from kit.adapter.proc import blocked_in_syscall, run_queue_wait
 from kit.adapter.process import run_forked
-from kit.adapter.target_calls import after_bound, fd_kind, note_overrun, overran, target_call
+from kit.adapter.target_calls import (
+    CallBoard,
+    after_bound,
+    fd_kind,
+    note_overrun,
+    overran,
+    target_call,
+)
 from kit.adapter.watchdog import bounded
 from kit.engine import expectations, gates, repeat, waiters
 from kit.engine.expectations import ASLEEP_FALLBACK
@@ -97,11 +104,13 @@ class _Thread:
         while time.monotonic() < deadline:
             if self.step.when_blocked == "child":
                 # A forked child's calls are out of sight of `calling`: its one thread
-                # asleep in a system call (not futex) is the signal. None: /proc will not
-                # tell (an unprivileged, non-dumpable child): `after` alone must do.
-                states = [blocked_in_syscall(pid, pid) for pid in list(self.run.children)]
-                if any(state is None or state for state in states):
-                    return
+                # asleep in a system call (not futex) is the signal. Where /proc will not
+                # tell (an unprivileged, non-dumpable child, a sandbox), its call board
+                # saying it is inside a blocking operation must do, with `after`.
+                for pid, board in list(self.run.children.items()):
+                    state = blocked_in_syscall(pid, pid)
+                    if state or (state is None and waiters.in_blocking_call(board)):
+                        return
             elif self.run.asleep_in_call(self.spawner):
                 if self.spawner not in self.run.seen_asleep:
                     # /proc could not tell: give the call time to reach its sleep
@@ -141,7 +150,8 @@ class Run:
         self.calling: dict[int, str] = {}
         # native ids of threads seen asleep (by /proc) inside the call they are in now
         self.seen_asleep: set[int] = set()
-        self.children: set[int] = set()   # pids of running in_child processes
+        # pid -> call board of each running in_child process
+        self.children: dict[int, CallBoard] = {}
 
     # -- the public entry point -------------------------------------------------------
 
@@ -371,8 +381,11 @@ class Run:
 
         scratch.before_fork()   # the child's files land where the parent looks
         try:
+            boards: list[CallBoard] = []
             status, data = run_forked(work, step.within or self.bound * 2,
-                                      on_start=self.children.add,
+                                      on_board=boards.append,
+                                      on_start=lambda pid: self.children.update({
+                                          pid: boards[0]}),
                                       stuck_after=after_bound(STUCK_GRACE))
         finally:
             self.children.clear()

@@ -155,11 +155,7 @@ class Group:
         # Inside a blocking operation (the child's call board says which), and its one
         # thread asleep in a system call other than futex (None: /proc will not tell, as
         # for a non-dumpable child of an unprivileged run: the board alone must do).
-        try:
-            calls = member.board.in_calls()
-        except ValueError:       # the board is closed: the child has been reaped
-            return False
-        if not any(_blocking(c.kind) for c in calls):
+        if not in_blocking_call(member.board):
             return False
         state = blocked_in_syscall(member.pid, member.pid)
         return state is None or state
@@ -224,6 +220,15 @@ class Group:
                 os.kill(member.pid, signal.SIGKILL)
         except (ProcessLookupError, OSError):
             pass
+
+
+def in_blocking_call(board) -> bool:
+    """Whether a forked child's call board shows it inside a blocking operation."""
+    try:
+        calls = board.in_calls()
+    except ValueError:       # the board is closed: the child has been reaped
+        return False
+    return any(_blocking(c.kind) for c in calls)
 
 
 def _blocking(kind: str) -> bool:
