@@ -124,9 +124,9 @@ def pytest_collect_file(file_path: Path, parent):
 def pytest_collection_modifyitems(config, items):
     _refuse_duplicate_ids(items)
     if getattr(config.option, "numprocesses", None):
-        # Spread over workers, the long behaviours go first: xdist hands out the first
-        # quarter round robin, so none is left to run alone at the end (every worker
-        # sorts alike, so they agree on the order). Verdicts do not depend on it.
+        # Spread over workers, the long behaviours go first: xdist hands items out in
+        # order as workers free up, so none is left to run alone at the end (every
+        # worker sorts alike, so they agree on the order). Verdicts do not depend on it.
         items.sort(key=lambda item: -_expected_cost(item))
     wanted = config.getoption("kit_id")
     if wanted is None:

@@ -1,8 +1,9 @@
 """Bounded stress loops: the same steps many times, to make a race show itself.
 
 `repeat: {iterations: N, seconds: S, steps: [...]}` runs its steps up to N times in the
-thorough profile and a fixed share of N in the others (profiles.LOOP_SHARE), stopping early, without a
-failure, once S seconds (scaled alike, never above the spec's S) have gone: the loop is
+thorough profile and a fixed share of N in the others (profiles.LOOP_SHARE), stopping
+early, without a failure, once S seconds (scaled alike, never above the spec's S) have
+gone: the loop is
 there to give a race chances, and the per-behaviour limit must hold whatever the machine.
 Each iteration gets a fresh copy of the names bound before the loop, plus `$iteration`
 (1-based); nothing bound inside comes out, and what it opened is closed at its end. A failure names its iteration ("iteration 4711
