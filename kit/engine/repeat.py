@@ -3,12 +3,12 @@
 `repeat: {iterations: N, seconds: S, steps: [...]}` runs its steps up to N times in the
 thorough profile and a fixed share of N in the others (profiles.LOOP_SHARE), stopping
 early, without a failure, once S seconds (scaled alike, never above the spec's S) have
-gone: the loop is
-there to give a race chances, and the per-behaviour limit must hold whatever the machine.
-Each iteration gets a fresh copy of the names bound before the loop, plus `$iteration`
-(1-based); nothing bound inside comes out, and what it opened is closed at its end. A failure names its iteration ("iteration 4711
-of 10000: ..."), and only the failing iteration's trace is kept (the others conformed).
-Nothing here draws at random: a loop is replayed exactly by its parameters.
+gone: the loop is there to give a race chances, and the per-behaviour limit must hold
+whatever the machine. Each iteration gets a fresh copy of the names bound before the
+loop, plus `$iteration` (1-based); nothing bound inside comes out, and what it opened is
+closed at its end. A failure names its iteration ("iteration 4711 of 10000: ..."), and
+only the failing iteration's trace is kept (the others conformed). Nothing here draws at
+random: a loop is replayed exactly by its parameters.
 """
 
 from __future__ import annotations
