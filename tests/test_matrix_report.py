@@ -117,7 +117,9 @@ def test_a_card_leads_to_the_targets_details(page):
     page.click(f'.rank-card[data-target="{WORST}"]')
     detail = page.locator(f'#target-{WORST}')
     assert detail.is_visible()
-    assert "synthetic gvisor target" in detail.inner_text()
+    text = detail.inner_text()
+    assert "synthetic gvisor target" in text    # how it was run
+    assert "x86_64, glibc" in text                # its ABI and libc (the header lists names only)
 
 
 def test_where_targets_differ_comes_before_the_long_list(page):

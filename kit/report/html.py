@@ -129,7 +129,8 @@ def build_view(reports: list[dict]) -> dict:
     groups = [{"key": key, "label": label, "about": about,
                "targets": [t for t in targets if t["group"] == key]}
               for key, label, about in GROUPS]
-    return {"targets": targets, "groups": [g for g in groups if g["targets"]], "rows": ordered, "families": families, "coverage": coverage,
+    return {"targets": targets, "groups": [g for g in groups if g["targets"]], "rows": ordered,
+            "families": families, "coverage": coverage,
             "statuses": list(STATUSES), "colours": COLOURS, "chart": _chart(targets),
             "chart_height": 28 * len(targets)}
 
