@@ -1,9 +1,12 @@
 """Regenerate docs/report.png: a screenshot of the HTML report with a deviation open.
 
     .venv/bin/python docs/screenshot.py [report/report.html]
+    .venv/bin/python docs/screenshot.py --matrix report-matrix/report.html
 
 Without an argument it builds a small demonstration report (one deliberate deviation)
 in a temporary directory, so the picture always shows what a failure looks like.
+With --matrix it writes docs/report-matrix.png: the first screen (1280x800) of a merged
+matrix page, where the targets that deviate most are.
 """
 
 from __future__ import annotations
@@ -42,7 +45,19 @@ def demo_report(root: Path) -> Path:
     return root / "report" / "report.html"
 
 
+def matrix_shot(html: Path) -> Path:
+    out = HERE / "report-matrix.png"
+    with browser() as chromium:
+        page = chromium.new_page(viewport={"width": 1280, "height": 800})
+        page.goto(html.resolve().as_uri())
+        page.screenshot(path=str(out), full_page=False)
+    return out
+
+
 def main() -> None:
+    if sys.argv[1:2] == ["--matrix"]:
+        print(f"wrote {matrix_shot(Path(sys.argv[2]))}")
+        return
     with tempfile.TemporaryDirectory() as tmp:
         html = Path(sys.argv[1]) if len(sys.argv) > 1 else demo_report(Path(tmp))
         with browser() as chromium:

@@ -160,7 +160,8 @@ def test_a_deviation_opens_with_citation_trace_and_replay(page, report):
 
 def test_matrix_toggle_shows_only_rows_where_targets_differ(page, report):
     page.goto((report / "matrix.html").as_uri())
-    assert page.locator("#matrix thead th").count() == 4  # behaviour, title, two targets
+    # behaviour, title, two targets (under their group label)
+    assert page.locator("#matrix thead tr.targets th").count() == 4
     page.check("#f-differs")
     assert visible_ids(page) == ["demo.read.wrong"]
     page.uncheck("#f-differs")

@@ -34,7 +34,8 @@ from kit.matrix.targets import kernel_override
 from kit.report.atomic import write_atomic
 from kit.report.diff import differences
 from kit.report.html import write_html
-from kit.report.target_text import kernel_text
+from kit.report.markdown import render_matrix_markdown
+from kit.report.ranking import deviation_counts
 
 
 class Progress:
@@ -140,6 +141,11 @@ def write_matrix(out: Path, targets: list[Target], results: list[RunResult]) -> 
     by_name = {t.name: t for t in targets}
     reports = []
     for result in results:
+        # what the merged report groups targets by (real kernels, other implementations,
+        # userlands), known even for a target that did not run
+        target = by_name[result.target]
+        result.metadata.setdefault("kind", target.kind)
+        result.metadata.setdefault("platform", _target_env(target)["KIT_PLATFORM"])
         if result.report:
             try:
                 report = json.loads(read_regular(result.report))
@@ -151,6 +157,7 @@ def write_matrix(out: Path, targets: list[Target], results: list[RunResult]) -> 
                 continue
             report["target"]["name"] = result.target
             report["target"]["how"] = result.metadata.get("how", "")
+            report["target"]["kind"] = result.metadata["kind"]
             report["target"]["description"] = by_name[result.target].spec.get(
                 "description", "").strip()
             reports.append(report)
@@ -160,6 +167,8 @@ def write_matrix(out: Path, targets: list[Target], results: list[RunResult]) -> 
         "targets": [{"name": r.target, "status": r.status, "reason": r.reason,
                      "exit_code": r.exit_code, "duration": round(r.duration, 1),
                      "metadata": r.metadata,
+                     "deviations": next((deviation_counts(rep["behaviours"]) for rep in reports
+                                         if rep["target"]["name"] == r.target), None),
                      "target": next((rep["target"] for rep in reports
                                      if rep["target"]["name"] == r.target), None)}
                     for r in results],
@@ -170,22 +179,3 @@ def write_matrix(out: Path, targets: list[Target], results: list[RunResult]) -> 
     write_html(out / "report.html", reports, skipped=skipped,
                title="Syscall conformance matrix")
     return matrix
-
-
-def render_matrix_markdown(matrix: dict) -> str:
-    lines = ["# Syscall conformance matrix", "", "| target | result | kernel | how |",
-             "|---|---|---|---|"]
-    for t in matrix["targets"]:
-        kernel = kernel_text(t["target"]) if t["target"] else ""
-        lines.append(f"| {t['name']} | {t['status']}{': ' + t['reason'] if t['reason'] else ''}"
-                     f" | {kernel} | {t['metadata'].get('how', '')} |")
-    lines += ["", "## Where targets differ", ""]
-    if not matrix["differences"]:
-        lines.append("No behaviour has different verdicts on the targets that ran.")
-    for d in matrix["differences"]:
-        cells = ", ".join(f"{name}: {status}" + (" (known)" if d["known"].get(name) else "")
-                          for name, status in d["statuses"].items())
-        lines.append(f"- `{d['id']}`: {cells}")
-        for name, why in d["why"].items():
-            lines.append(f"  - {name}: {why}")
-    return "\n".join(lines) + "\n"

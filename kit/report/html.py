@@ -8,11 +8,13 @@ spec as written, step trace, counterexample, replay command).
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import jinja2
 
 from kit.engine.records import StepRecord
+from kit.report.ranking import GROUPS, deviation_counts, rank_reports, target_group
 from kit.report.summary import basis_of, partial_note
 from kit.report.target_text import kernel_text
 from kit.verdict import STATUSES
@@ -78,6 +80,7 @@ def bench_table(bench: dict | None) -> dict | None:
 
 
 def build_view(reports: list[dict]) -> dict:
+    """What the template shows, with the targets (cards, columns) in REPORTS' order."""
     targets = []
     for report in reports:
         s = report["summary"]
@@ -88,6 +91,10 @@ def build_view(reports: list[dict]) -> dict:
                         "partial": partial_note(report),
                         "families": s["families"], "conformance": s["conformance"],
                         "basis": s.get("basis") or {},
+                        "group": target_group(report["target"]),
+                        # for links: a merged `kit run` names its target "linux 6.18.0"
+                        "anchor": re.sub(r"[^A-Za-z0-9._-]", "-", target_name(report)),
+                        "counts": deviation_counts(report["behaviours"]),
                         "kit_version": report.get("kit_version", "")})
     rows: dict[str, dict] = {}
     for col, report in enumerate(reports):
@@ -119,7 +126,11 @@ def build_view(reports: list[dict]) -> dict:
     ordered = sorted(rows.values(), key=lambda r: (r["family"], r["id"]))
     families = sorted({r["family"] for r in ordered})
     coverage = next((r["coverage"] for r in reports if r.get("coverage")), None)
-    return {"targets": targets, "rows": ordered, "families": families, "coverage": coverage,
+    groups = [{"key": key, "label": label, "about": about,
+               "targets": [t for t in targets if t["group"] == key]}
+              for key, label, about in GROUPS]
+    return {"targets": targets, "groups": [g for g in groups if g["targets"]], "rows": ordered,
+            "families": families, "coverage": coverage,
             "statuses": list(STATUSES), "colours": COLOURS, "chart": _chart(targets),
             "chart_height": 28 * len(targets)}
 
@@ -128,6 +139,8 @@ def render_html(reports: list[dict], *, skipped: list[tuple[str, str]] | None = 
                 title: str = "Syscall conformance report") -> str:
     from kit.report.diff import differences
 
+    # one order for the whole page: grouped, the most deviating target first in its group
+    reports = rank_reports(reports)
     view = build_view(reports)
     return _ENV.get_template("report.html.j2").render(
         **view, title=title, json_dumps=json.dumps, skipped=skipped or [],

@@ -1,9 +1,11 @@
-"""report.md: a summary a person reads in a terminal, a pull request or a release note."""
+"""report.md: a summary a person reads in a terminal, a pull request or a release note;
+matrix.md: the same for a matrix of targets, for CI logs and pull requests."""
 
 from __future__ import annotations
 
+from kit.report.ranking import GROUPS, rank, target_group
 from kit.report.summary import basis_of, partial_note
-from kit.report.target_text import judged_as
+from kit.report.target_text import judged_as, kernel_text
 
 
 def _cell(text) -> str:
@@ -132,3 +134,47 @@ def render_markdown(report: dict) -> str:
                                      else "")
         out.append(f"| `{b['id']}` | {status} | {title} | {_cell(cite)} |")
     return "\n".join(out) + "\n"
+
+
+def _matrix_group(entry: dict) -> str:
+    """A matrix.json target's group: from its report's target, or for a target that did not
+    run, from what kit matrix recorded of it (kind, platform)."""
+    return target_group(entry.get("target") or entry.get("metadata") or {})
+
+
+def render_matrix_markdown(matrix: dict) -> str:
+    """matrix.md: the targets grouped as report.html groups them (real kernels, other
+    implementations, userlands), the most deviating first in each group, then the
+    behaviours whose verdicts differ, each target in that same order."""
+    entries = rank(matrix["targets"], _matrix_group,
+                   lambda e: e.get("deviations") if e.get("status") == "ran" else None)
+    lines = ["# Syscall conformance matrix", "",
+             ("Targets by group, the most deviating first in each: deviations not recorded "
+              "as known, then known deviations, then timeouts.")]
+    for key, label, about in GROUPS:
+        members = [e for e in entries if _matrix_group(e) == key]
+        if not members:
+            continue
+        lines += ["", f"## {label}", "", f"{about[0].upper()}{about[1:]}.", "",
+                  ("| target | result | kernel | how | new deviations | known deviations "
+                   "| timeouts |"), "|---|---|---|---|---|---|---|"]
+        for t in members:
+            kernel = kernel_text(t["target"]) if t.get("target") else ""
+            counts = t.get("deviations") or {}
+            figures = " | ".join(str(counts[k]) if k in counts else ""
+                                 for k in ("new", "known", "timeouts"))
+            lines.append(f"| {t['name']} | {t['status']}"
+                         f"{': ' + _cell(t['reason']) if t.get('reason') else ''}"
+                         f" | {kernel} | {_cell(t['metadata'].get('how', ''))} | {figures} |")
+    order = {e["name"]: i for i, e in enumerate(entries)}
+    lines += ["", "## Where targets differ", ""]
+    if not matrix["differences"]:
+        lines.append("No behaviour has different verdicts on the targets that ran.")
+    for d in matrix["differences"]:
+        names = sorted(d["statuses"], key=lambda n: order.get(n, len(order)))
+        cells = ", ".join(f"{name}: {d['statuses'][name]}"
+                          + (" (known)" if d["known"].get(name) else "") for name in names)
+        lines.append(f"- `{d['id']}`: {cells}")
+        for name in sorted(d["why"], key=lambda n: order.get(n, len(order))):
+            lines.append(f"  - {name}: {d['why'][name]}")
+    return "\n".join(lines) + "\n"
