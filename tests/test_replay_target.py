@@ -66,6 +66,70 @@ def test_a_matrix_targets_report_gets_its_own_replay_command_and_a_plain_run_doe
     assert target_replays(add_target_replays(plain)) == {}
 
 
+WRONG = """
+family: demo
+behaviours:
+  - id: demo.read.wrong
+    title: A deliberately wrong expectation
+    cite: {page: eventfd(2), section: "DESCRIPTION, read(2)", quote: "the counter's value is reset to zero"}
+    params:
+      initval: {integers: {min: 1, max: 100}}
+    steps:
+      - eventfd: {initval: $initval, flags: EFD_NONBLOCK}
+        as: efd
+      - read_u64: {fd: $efd}
+        expect: {value: {add: [$initval, 1]}}
+"""
+
+
+def deviating_report(tmp_path: Path) -> dict:
+    (tmp_path / "specs").mkdir()
+    (tmp_path / "specs" / "demo.yaml").write_text(WRONG)
+    out = tmp_path / "report"
+    run_kit(tmp_path, "run", "--specs", str(tmp_path / "specs"), "--report", str(out),
+            "-n", "0")
+    report = json.loads((out / "report.json").read_text())
+    [b] = report["behaviours"]
+    assert b["status"] == "deviates" and b["replay"].startswith("kit replay demo.read.wrong")
+    return report
+
+
+def test_the_merged_matrix_prints_each_targets_replay_command(tmp_path):
+    from kit.matrix.base import RunResult
+    from kit.matrix.runner import write_matrix
+    from kit.matrix.targets import load_targets
+
+    report = deviating_report(tmp_path)
+    params = report["behaviours"][0]["counterexample"]
+    targets_dir = tmp_path / "targets"     # not the checkout's: the command must say so
+    targets_dir.mkdir()
+    for name in ("host", "gvisor"):
+        shutil.copy(REPO / "targets" / f"{name}.yaml", targets_dir)
+    targets = load_targets(targets_dir)
+    results = []
+    for target in targets:
+        target.repo = REPO
+        mine = json.loads(json.dumps(report))
+        if target.name == "host":          # seen only on gVisor
+            mine["behaviours"][0].update(status="conforms", replay="", trace=[],
+                                         counterexample=None)
+        path = tmp_path / target.name / "report.json"
+        path.parent.mkdir()
+        path.write_text(json.dumps(mine))
+        results.append(RunResult(target.name, "ran", report=path, exit_code=1))
+    out = tmp_path / "matrix"
+    out.mkdir()
+    matrix = write_matrix(out, targets, results)
+
+    command = replay_command("demo.read.wrong", params, target="gvisor",
+                             targets_dir=str(targets_dir))
+    assert {t["name"]: t["replay"] for t in matrix["targets"]} == {
+        "gvisor": {"demo.read.wrong": command}, "host": {}}
+    assert json.loads((out / "matrix.json").read_text())["targets"] == matrix["targets"]
+    assert f"  - replay on gvisor: `{command}`" in (out / "matrix.md").read_text()
+    assert report_replays((out / "report.html").read_text()) == [command]
+
+
 # -- refused before anything runs: exit 3 -------------------------------------------------
 
 

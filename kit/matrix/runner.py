@@ -194,4 +194,7 @@ def render_matrix_markdown(matrix: dict) -> str:
         lines.append(f"- `{d['id']}`: {cells}")
         for name, why in d["why"].items():
             lines.append(f"  - {name}: {why}")
+        for t in matrix["targets"]:    # where it deviated: how to see it again there
+            if d["id"] in t.get("replay", {}):
+                lines.append(f"  - replay on {t['name']}: `{t['replay'][d['id']]}`")
     return "\n".join(lines) + "\n"
