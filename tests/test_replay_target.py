@@ -20,7 +20,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from helpers import REPO, run_kit
+from helpers import REPO, run_kit, run_python
 
 from kit.report.target_replay import add_target_replays, target_replays
 from kit.verdict import replay_command
@@ -40,7 +40,8 @@ def write_target(directory: Path, name: str, body: str) -> Path:
 
 
 def replay(*args: str):
-    return run_kit(REPO, "replay", *args)
+    # a target's run (a userland, runsc) takes tens of seconds here, more under load
+    return run_python(["-m", "kit", "replay", *args], cwd=REPO, timeout=1200)
 
 
 # -- the command and the merged data ------------------------------------------------------
@@ -273,3 +274,27 @@ def test_the_replay_command_is_one_a_shell_reads_back_as_written():
     words = shlex.split(command)
     assert words[:5] == [".venv/bin/kit", "replay", "--target", "gvisor", "x.y"]
     assert json.loads(words[-1]) == {"s": "it's \"quoted\""}
+
+
+# -- the i386 userland: a deviation only a 32-bit caller sees --------------------------------
+
+
+@pytest.mark.timeout(1800)
+def test_a_replay_in_the_i386_userland_reproduces_what_only_a_32_bit_caller_sees():
+    from kit.matrix.targets import load_targets
+
+    [target] = load_targets(REPO / "targets", ["debian-i386"])
+    target.repo = REPO
+    reason = target.unavailable()
+    if reason:
+        pytest.skip(reason)
+    # timerfd has no compat_ioctl: TFD_IOC_SET_TICKS fails with ENOTTY for a 32-bit process
+    args = ["timerfd.ioctl.set_ticks.read", "--params", '{"ticks": 5, "value": 0}']
+    here = replay(*args)
+    assert here.ret == 0 and "timerfd.ioctl.set_ticks.read conforms" in here.stdout, \
+        here.output
+    there = replay("--target", "debian-i386", *args)
+    assert there.ret == 0, there.output       # a known deviation: not counted
+    assert "timerfd.ioctl.set_ticks.read deviates" in there.stdout
+    assert "known deviation: Linux: timerfd_fops has no .compat_ioctl" in there.stdout
+    assert "timerfd_set_ticks(" in there.stdout and "ENOTTY" in there.stdout

@@ -85,6 +85,9 @@ def replay_on_target(target: Target, behaviour_id: str, params: str | None,
         result = target.replay(request, behaviour_id, params)
     except Exception as exc:  # noqa: BLE001 - as in `kit matrix`: the target failed
         result = RunResult(target.name, "failed", f"{type(exc).__name__}: {exc}")
+    except BaseException:     # Ctrl-C: the target's own code stopped its process or VM
+        shutil.rmtree(work, ignore_errors=True)
+        raise
     if result.status != "ran" or result.report is None:
         raise ReplayFailed(f"target {target.name} {result.status}: {result.reason} "
                            f"(kept: {work})")
