@@ -3,7 +3,8 @@
     kit run       conformance run on the running kernel; writes the report
     kit list      the behaviours in the spec set
     kit explain   what one behaviour checks, its citation, its last verdict
-    kit replay    re-run one behaviour (optionally with exact parameters), full trace
+    kit replay    re-run one behaviour (optionally with exact parameters, on a matrix target),
+                  full trace
     kit report    re-render the report, diff two runs, merge runs into a matrix page
     kit matrix    the suite on every target in targets/ (host, gVisor, VMs, containers)
     kit bench     wake-up latency and throughput of eventfd, pipes, signals, epoll (C helper)
