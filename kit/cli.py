@@ -213,7 +213,12 @@ def _replay_on_target(ns) -> int:
     --only NAME` exits 3 on the same machine. A target that starts and then fails (a VM
     that does not boot, no report back, its timeout) is 2."""
     from kit.engine.runner import explain
-    from kit.matrix.replay import ReplayFailed, ReplayRefused, load_target, replay_on_target
+    from kit.matrix.replay import (
+        ReplayFailed,
+        ReplayRefused,
+        replay_on_target,
+        runnable_target,
+    )
     from kit.replay import find_behaviour
     from kit.report.target_text import kernel_text
 
@@ -225,7 +230,7 @@ def _replay_on_target(ns) -> int:
                            f"run", EXIT_USAGE)
     repo = default_specs().parent
     try:
-        target = load_target(Path(ns.targets or repo / "targets"), ns.target, repo)
+        target = runnable_target(Path(ns.targets or repo / "targets"), ns.target, repo)
     except ReplayRefused as exc:
         raise CommandError(f"{exc}; nothing was run", EXIT_USAGE) from None
     kit_args = ["--profile", ns.profile, "--seed", str(ns.seed)]

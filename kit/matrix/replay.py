@@ -19,7 +19,7 @@ from pathlib import Path
 
 from kit.matrix.base import RunRequest, RunResult, Target
 from kit.matrix.paths import OutputPathError, output_root, read_regular, target_paths
-from kit.matrix.targets import load_targets
+from kit.matrix.targets import TargetFileError, load_targets
 from kit.report.target_replay import add_target_replays
 
 
@@ -40,11 +40,9 @@ class TargetReplay:
     result: RunResult
 
 
-def load_target(targets_dir: Path, name: str, repo: Path) -> Target:
+def runnable_target(targets_dir: Path, name: str, repo: Path) -> Target:
     """The target named `name`, ready to run here; ReplayRefused with the reason if not
     (the reason `kit matrix` would print when skipping it)."""
-    from kit.matrix.targets import TargetFileError
-
     try:
         [target] = load_targets(targets_dir, [name])
     except TargetFileError as exc:
@@ -67,7 +65,7 @@ def targets_dir_argument(target: Target) -> str | None:
 
 def replay_on_target(target: Target, behaviour_id: str, params: str | None,
                      kit_args: list[str], progress=None) -> TargetReplay:
-    """Run the one behaviour on `target` (already checked by load_target)."""
+    """Run the one behaviour on `target` (from runnable_target)."""
     from kit.matrix.runner import _target_env  # the runner imports this module
 
     work = Path(tempfile.mkdtemp(prefix=f"kit-replay-{target.name}-"))
