@@ -213,12 +213,12 @@ def container_problem(job: dict) -> str | None:
     return None
 
 
-def target_unavailable(name: str) -> str | None:
+def load_target(name: str):
     from kit.matrix.targets import load_targets
 
     [target] = load_targets(ROOT / "targets", [name])
     target.repo = ROOT
-    return target.unavailable()
+    return target
 
 
 def skip_reason(job_id: str, target: str) -> str | None:
@@ -228,11 +228,10 @@ def skip_reason(job_id: str, target: str) -> str | None:
     problem = container_problem(job)
     if problem:
         return problem
-    if target.startswith("debian-") and target != "debian-i386" \
-            and os.environ.get("KIT_VM_TESTS") != "1":
+    if load_target(target).kind == "qemu" and os.environ.get("KIT_VM_TESTS") != "1":
         return ("boots a Debian kernel under QEMU: minutes (TCG) for every run; set "
                 "KIT_VM_TESTS=1 to run it")
-    return target_unavailable(target)
+    return load_target(target).unavailable()
 
 
 # -- the workflow's shape ---------------------------------------------------------------------
