@@ -3,7 +3,8 @@
     kit run       conformance run on the running kernel; writes the report
     kit list      the behaviours in the spec set
     kit explain   what one behaviour checks, its citation, its last verdict
-    kit replay    re-run one behaviour (optionally with exact parameters), full trace
+    kit replay    re-run one behaviour (optionally with exact parameters, on a matrix target),
+                  full trace
     kit report    re-render the report, diff two runs, merge runs into a matrix page
     kit matrix    the suite on every target in targets/ (host, gVisor, VMs, containers)
     kit bench     wake-up latency and throughput of eventfd, pipes, signals, epoll (C helper)
@@ -104,14 +105,18 @@ def _exit_code(pytest_code: int, outcome: dict | None) -> int:
         return EXIT_KIT_ERROR
     if outcome["partial"] and not outcome["stopped_on_failure"]:
         return EXIT_KIT_ERROR   # interrupted, timed out: what did not run may deviate
-    verdicts = outcome["verdicts"]
+    code = _exit_by_verdicts(outcome["verdicts"])
+    if code == EXIT_CONFORMS and pytest_code != 0 and not outcome["stopped_on_failure"]:
+        return EXIT_KIT_ERROR   # something failed that is no verdict of the kit's
+    return code
+
+
+def _exit_by_verdicts(verdicts: list[dict]) -> int:
     if any(v["status"] == "error" for v in verdicts):
         return EXIT_KIT_ERROR
     if any(v["status"] in ("deviates", "timeout") and not v.get("known_deviation")
            for v in verdicts):
         return EXIT_DEVIATES
-    if pytest_code != 0 and not outcome["stopped_on_failure"]:
-        return EXIT_KIT_ERROR   # something failed that is no verdict of the kit's
     return EXIT_CONFORMS
 
 
@@ -174,6 +179,9 @@ def cmd_run(ns) -> int:
 
 
 def cmd_replay(ns) -> int:
+    if ns.targets and not ns.target:
+        raise CommandError("--targets names where target files are: give --target NAME too",
+                           EXIT_USAGE)
     args = [*map(str, ns.specs), *_common_pytest_args(ns), "-v", "-p", "no:cacheprovider",
             "--kit-id", ns.id, "-n", "0"]
     if ns.params is not None:
@@ -186,10 +194,61 @@ def cmd_replay(ns) -> int:
             print(f"kit replay: {exc}", file=sys.stderr)
             return EXIT_USAGE
         args += ["--kit-params", ns.params]
+    if ns.target:
+        return _replay_on_target(ns)
     code, outcome = _pytest(args)
     if code == PYTEST_NO_TESTS:
         print(f"kit replay: no behaviour with id {ns.id!r} (see `kit list`)", file=sys.stderr)
     return _exit_code(code, outcome)
+
+
+def _replay_on_target(ns) -> int:
+    """`kit replay --target NAME ID`: the example run on that target as `kit matrix` runs
+    the suite there; the trace and verdict printed here, the exit code as `kit replay`'s.
+
+    A target this machine cannot run (no runsc, no root, another architecture) exits 3,
+    though it is the machine's lack and not a typo: the README's table gives 3 to every
+    request refused before anything ran (an unusable or busy report directory is the
+    machine's state too), keeps 2 for the kit failing or a run cut short, and `kit matrix
+    --only NAME` exits 3 on the same machine. A target that starts and then fails (a VM
+    that does not boot, no report back, its timeout) is 2."""
+    from kit.engine.runner import explain
+    from kit.matrix.replay import (
+        ReplayFailed,
+        ReplayRefused,
+        replay_on_target,
+        runnable_target,
+    )
+    from kit.replay import find_behaviour
+    from kit.report.target_text import kernel_text
+
+    if ns.specs != [default_specs()]:
+        raise CommandError("--specs cannot be combined with --target: a target runs the "
+                           "checkout's own spec set, as in `kit matrix`", EXIT_USAGE)
+    if find_behaviour(ns.specs, ns.id) is None:
+        raise CommandError(f"no behaviour with id {ns.id!r} (see `kit list`); nothing was "
+                           f"run", EXIT_USAGE)
+    repo = default_specs().parent
+    try:
+        target = runnable_target(Path(ns.targets or repo / "targets"), ns.target, repo)
+    except ReplayRefused as exc:
+        raise CommandError(f"{exc}; nothing was run", EXIT_USAGE) from None
+    kit_args = ["--profile", ns.profile, "--seed", str(ns.seed)]
+    if ns.keyword:
+        kit_args += ["-k", ns.keyword]
+
+    def progress(message: str) -> None:
+        print(f"kit replay: {message}", file=sys.stderr, flush=True)
+
+    try:
+        replayed = replay_on_target(target, ns.id, ns.params, kit_args, progress)
+    except ReplayFailed as exc:
+        raise CommandError(str(exc)) from None
+    how = replayed.result.metadata.get("how", target.kind)
+    print(f"on target {target.name} ({how}; kernel {kernel_text(replayed.target)})")
+    for verdict in replayed.verdicts:
+        print(explain(verdict))
+    return _exit_by_verdicts(replayed.verdicts)
 
 
 def _all_behaviours(specs: list[Path]):
@@ -347,6 +406,10 @@ def cmd_report(ns) -> int:
             else EXIT_CONFORMS
     sources = ns.merge or [Path(ns.report)]
     reports = [_load_report(p) for p in sources]
+    if ns.merge:   # a matrix target's column replays on that target (kit replay --target)
+        from kit.report.target_replay import add_target_replays
+
+        reports = [add_target_replays(r) for r in reports]
     for source, report in zip(sources, reports):
         bench = (source if source.is_dir() else source.parent) / "bench.json"
         if bench.exists() and "bench" not in report:
@@ -598,6 +661,12 @@ def parser() -> argparse.ArgumentParser:
     common(replay)
     replay.add_argument("id")
     replay.add_argument("--params", help="exact parameters as JSON (from the report)")
+    replay.add_argument("--target", metavar="NAME",
+                        help="run it on this matrix target (a name in targets/), the way "
+                             "`kit matrix` runs the suite there: inside runsc, in the "
+                             "userland, in the booted kernel")
+    replay.add_argument("--targets", metavar="DIR",
+                        help="target files, with --target (default: targets/)")
     replay.set_defaults(func=cmd_replay)
 
     report = sub.add_parser(

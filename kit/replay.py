@@ -34,14 +34,21 @@ def replay_problem(behaviour: Behaviour, params: Any) -> str | None:
     return values_problem(behaviour.params, behaviour.assume, params, behaviour.examples)
 
 
+def find_behaviour(roots: list, behaviour_id: str) -> Behaviour | None:
+    """The behaviour with this id in the spec set (None: no such id, or only a spec error)."""
+    for loaded in load_tree(*roots):
+        for behaviour in loaded.behaviours:
+            if behaviour.id == behaviour_id:
+                return behaviour
+    return None
+
+
 def check_replay(roots: list, behaviour_id: str, text: str) -> None:
     """BadParams unless `text` is JSON the behaviour `behaviour_id` can replay. An id not
     found (or found only as a spec error) passes: the run itself reports it."""
     params = parse_params(text)
-    for loaded in load_tree(*roots):
-        for behaviour in loaded.behaviours:
-            if behaviour.id == behaviour_id:
-                problem = replay_problem(behaviour, params)
-                if problem:
-                    raise BadParams(f"{behaviour_id}: {problem}; nothing was run")
-                return
+    behaviour = find_behaviour(roots, behaviour_id)
+    if behaviour is not None:
+        problem = replay_problem(behaviour, params)
+        if problem:
+            raise BadParams(f"{behaviour_id}: {problem}; nothing was run")

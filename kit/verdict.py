@@ -11,8 +11,15 @@ from kit.spec.model import Behaviour
 STATUSES = ("conforms", "deviates", "timeout", "error", "not applicable", "untestable")
 
 
-def replay_command(behaviour_id: str, params: dict | None) -> str:
+def replay_command(behaviour_id: str, params: dict | None, *, target: str | None = None,
+                   targets_dir: str | None = None) -> str:
+    """`kit replay` of one example; with `target`, the command that runs it on that matrix
+    target (from the checkout, as `kit matrix` is run: `.venv/bin/kit`), since a plain
+    replay runs it on whatever machine reads the report."""
     cmd = ["kit", "replay", behaviour_id]
+    if target:
+        where = ["--targets", targets_dir] if targets_dir else []
+        cmd = [".venv/bin/kit", "replay", "--target", target, *where, behaviour_id]
     if params:
         import json
         cmd += ["--params", json.dumps(params, sort_keys=True)]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import subprocess
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from kit.matrix.paths import log_tail
@@ -65,6 +65,19 @@ class Target:
 
     def run(self, request: RunRequest) -> RunResult:
         raise NotImplementedError
+
+    def replay(self, request: RunRequest, behaviour_id: str,
+               params: str | None = None) -> RunResult:
+        """One behaviour (with `params`, one exact example) run inside this target exactly
+        as `kit matrix` runs the suite here: its own prepare and run, so the target's
+        settings (runsc flags, kernel version, userland, booted kernel and its config) and
+        its way of handing report.json back all apply. The plugin's replay options go after
+        `kit run`'s `--`; the report keeps the example's whole trace."""
+        replay = ["--", "--kit-id", behaviour_id]
+        if params is not None:
+            replay += ["--kit-params", params]
+        self.prepare(request.log)
+        return self.run(replace(request, kit_args=[*request.kit_args, *replay]))
 
     def run_command(self, request: RunRequest, cmd: list[str], metadata: dict,
                     **popen) -> RunResult:

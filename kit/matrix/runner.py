@@ -30,12 +30,14 @@ from kit.matrix.paths import (
     read_regular,
     target_paths,
 )
+from kit.matrix.replay import targets_dir_argument
 from kit.matrix.targets import kernel_override
 from kit.report.atomic import write_atomic
 from kit.report.diff import differences
 from kit.report.html import write_html
 from kit.report.markdown import render_matrix_markdown
 from kit.report.ranking import deviation_counts
+from kit.report.target_replay import add_target_replays, target_replays
 
 
 class Progress:
@@ -160,6 +162,7 @@ def write_matrix(out: Path, targets: list[Target], results: list[RunResult]) -> 
             report["target"]["kind"] = result.metadata["kind"]
             report["target"]["description"] = by_name[result.target].spec.get(
                 "description", "").strip()
+            add_target_replays(report, targets_dir_argument(by_name[result.target]))
             reports.append(report)
     skipped = [(r.target, f"{r.status}: {r.reason}") for r in results if r.status != "ran"]
     diffs = differences(reports)
@@ -170,7 +173,10 @@ def write_matrix(out: Path, targets: list[Target], results: list[RunResult]) -> 
                      "deviations": next((deviation_counts(rep["behaviours"]) for rep in reports
                                          if rep["target"]["name"] == r.target), None),
                      "target": next((rep["target"] for rep in reports
-                                     if rep["target"]["name"] == r.target), None)}
+                                     if rep["target"]["name"] == r.target), None),
+                     # behaviour id -> the command replaying its example on this target
+                     "replay": next((target_replays(rep) for rep in reports
+                                     if rep["target"]["name"] == r.target), {})}
                     for r in results],
         "differences": diffs,
     }

@@ -177,4 +177,7 @@ def render_matrix_markdown(matrix: dict) -> str:
         lines.append(f"- `{d['id']}`: {cells}")
         for name in sorted(d["why"], key=lambda n: order.get(n, len(order))):
             lines.append(f"  - {name}: {d['why'][name]}")
+        for t in sorted(matrix["targets"], key=lambda t: order.get(t["name"], len(order))):
+            if d["id"] in t.get("replay", {}):   # where it deviated: how to see it again
+                lines.append(f"  - replay on {t['name']}: `{t['replay'][d['id']]}`")
     return "\n".join(lines) + "\n"
