@@ -283,3 +283,197 @@ def test_a_model_that_queues_standard_signals_is_caught(monkeypatch):
     assert sum(op["op"] == "signal" for op in program) >= 2
     assert "model expects" in verdict.message
     assert run_program(program).status == "deviates"     # the replay still disagrees
+
+
+# -- nested instances, closed descriptors, short waits (model epoll_tree) -----------------
+
+TREE_SPEC = SPEC.replace("model.test.sequences", "model.test.tree").replace(
+    "model: eventfd_epoll", "model: epoll_tree")
+
+
+def _eventfd(number: int, initval: int = 0) -> dict:
+    return {"op": "eventfd", "id": f"e{number}", "initval": initval, "semaphore": False}
+
+
+# epoll(7): an epoll fd "will indicate as being readable" while it has events waiting, and
+# can be added to another instance: an edge-triggered outer item hears of each new event
+# of the inner's items; a cycle is refused (ELOOP), the instance itself too (EINVAL).
+NESTED = [
+    _eventfd(1), {"op": "epoll", "id": "p2"}, {"op": "epoll", "id": "p3"},
+    {"op": "add", "ep": "p2", "file": "e1", "events": ["EPOLLIN"]},
+    {"op": "add", "ep": "p3", "file": "p2", "events": ["EPOLLIN"], "et": True},
+    {"op": "poll", "file": "p2"}, {"op": "wait", "ep": "p3"},
+    {"op": "write", "file": "e1", "value": 1},
+    {"op": "poll", "file": "p2"}, {"op": "wait", "ep": "p3"}, {"op": "wait", "ep": "p3"},
+    {"op": "write", "file": "e1", "value": 1}, {"op": "wait", "ep": "p3"},
+    {"op": "add", "ep": "p2", "file": "p3", "events": ["EPOLLIN"]},
+    {"op": "add", "ep": "p2", "file": "p2", "events": ["EPOLLIN"]},
+    {"op": "wait", "ep": "p2"}, {"op": "read", "file": "e1"},
+    {"op": "poll", "file": "p2"}, {"op": "wait", "ep": "p3"},
+    {"op": "close", "obj": "p2"}, {"op": "wait", "ep": "p3"},
+]
+
+# epoll_wait(2): "Up to maxevents are returned", and "successive epoll_wait() calls will
+# round robin through the set of ready file descriptors".
+ROUND_ROBIN = [
+    _eventfd(1, 1), _eventfd(2, 1), _eventfd(3, 1), {"op": "epoll", "id": "p4"},
+    *[{"op": "add", "ep": "p4", "file": f"e{i}", "events": ["EPOLLIN"]} for i in (1, 2, 3)],
+    {"op": "wait", "ep": "p4", "maxevents": 2}, {"op": "wait", "ep": "p4", "maxevents": 2},
+    {"op": "wait", "ep": "p4", "maxevents": 1}, {"op": "wait", "ep": "p4", "maxevents": 1},
+    {"op": "wait", "ep": "p4", "maxevents": 1}, {"op": "wait", "ep": "p4"},
+]
+
+# epoll(7), Questions and answers: the item of a closed descriptor lives on while a dup
+# keeps the file open (reported with the original data); EPOLL_CTL_DEL through the closed
+# number fails with EBADF, and once the number is reused it names another file (ENOENT).
+CLOSED_NUMBER = [
+    _eventfd(1), {"op": "epoll", "id": "p2"},
+    {"op": "add", "ep": "p2", "file": "e1", "events": ["EPOLLIN"]},
+    {"op": "dup", "obj": "e1", "id": "e3"}, {"op": "close", "obj": "e1"},
+    {"op": "write", "file": "e3", "value": 1}, {"op": "wait", "ep": "p2"},
+    {"op": "del", "ep": "p2", "file": "e1"}, _eventfd(4),
+    {"op": "del", "ep": "p2", "file": "e1"},
+    {"op": "add", "ep": "p2", "file": "e4", "events": ["EPOLLIN"]},
+    {"op": "wait", "ep": "p2", "timeout": 5}, {"op": "close", "obj": "e3"},
+    {"op": "wait", "ep": "p2", "timeout": 5},
+]
+
+
+@pytest.mark.parametrize("program", [NESTED, ROUND_ROBIN, CLOSED_NUMBER],
+                         ids=["nested", "round_robin", "closed_number"])
+def test_tree_programs_agree_with_the_kernel(program):
+    outcome = run_program(program)
+    assert outcome.status == "conforms", outcome.message
+
+
+def test_the_tree_model_agrees_with_the_kernel():
+    loaded = load_text(TREE_SPEC, "model.yaml")
+    verdict = check_behaviour(loaded.behaviours[0], Target.current(), profile="default")
+    assert verdict.status == "conforms", verdict.message
+
+
+def _without_data(data: int):
+    """A kernel whose waits never report the item with this data."""
+    def change(res):
+        if res.ok and data in (res.value or {}):
+            del res.value[data]
+            res.ret -= 1
+        return res
+    return change
+
+
+def _always_lowest(real):
+    """A kernel that, short of room, always reports the lowest-numbered ready items (no
+    round robin): it looks at every ready item and keeps the first ones."""
+    def wait(epfd, maxevents=16, timeout=0, **kw):
+        res = real(epfd, 64, timeout, **kw)
+        if res.ok and res.ret > maxevents:
+            res.value = dict(sorted(res.value.items())[:maxevents])
+            res.ret = maxevents
+        return res
+    return wait
+
+
+def _ctl_answer(errno_from: str, errno_to: str | None):
+    def change(res):
+        if res.errno == errno_from:
+            res.ret, res.errno = (0, None) if errno_to is None else (-1, errno_to)
+        return res
+    return change
+
+
+WRONG_TREE_KERNELS = {
+    "nested instance never reported": (NESTED, "epoll_wait", _without_data(2),
+                                       ["operation 10 wait(ep=p3)",
+                                        "model expects a return of 1"]),
+    "cycle accepted": (NESTED, "epoll_ctl", _ctl_answer("ELOOP", None),
+                       ["operation 14 add(ep=p2, file=p3", "model expects failure with ELOOP"]),
+    "closed number found": (CLOSED_NUMBER, "epoll_ctl", _ctl_answer("EBADF", "ENOENT"),
+                            ["operation 8 del(ep=p2, file=e1)",
+                             "model expects failure with EBADF"]),
+    "item gone with the first close": (CLOSED_NUMBER, "epoll_wait", _without_data(1),
+                                       ["operation 7 wait(ep=p2)",
+                                        "model expects a return of 1"]),
+}
+
+
+@pytest.mark.parametrize("case", WRONG_TREE_KERNELS)
+def test_a_wrong_tree_kernel_answer_deviates(case, monkeypatch):
+    program, name, change, fragments = WRONG_TREE_KERNELS[case]
+    real = getattr(epoll_adapter, name)
+    monkeypatch.setattr(epoll_adapter, name, lambda *a, **kw: change(real(*a, **kw)))
+    outcome = run_program(program)
+    assert outcome.status == "deviates"
+    for fragment in fragments:
+        assert fragment in outcome.message, outcome.message
+
+
+def test_a_kernel_without_round_robin_deviates(monkeypatch):
+    monkeypatch.setattr(epoll_adapter, "epoll_wait", _always_lowest(epoll_adapter.epoll_wait))
+    outcome = run_program(ROUND_ROBIN)
+    assert outcome.status == "deviates"
+    assert outcome.message.startswith("operation 9 wait(ep=p4, maxevents=2): reported [1, 2] "
+                                      "while [3], ready and left out by the previous full "
+                                      "wait, were not"), outcome.message
+
+
+def test_a_wait_that_returns_before_its_timeout_deviates(monkeypatch):
+    real = epoll_adapter.epoll_wait
+    monkeypatch.setattr(epoll_adapter, "epoll_wait",
+                        lambda epfd, maxevents=16, timeout=0, **kw: real(epfd, maxevents, 0))
+    outcome = run_program(CLOSED_NUMBER)
+    assert outcome.status == "deviates"
+    assert "operation 14 wait(ep=p2, timeout=5): returned after" in outcome.message
+    assert "before its timeout of 5 ms, with nothing ready" in outcome.message
+
+
+def test_a_model_without_nesting_is_caught_with_a_short_program(monkeypatch):
+    # A model in which news for an item is never news for the instance: an edge-triggered
+    # outer item then never hears of its inner instance.
+    from kit.model.program import Program
+
+    monkeypatch.setattr(Program, "_news", lambda self, description, kind, certain: [
+        model.event(description, kind, certain) for model in self.epolls.values()])
+    loaded = load_text(TREE_SPEC, "model.yaml")
+    verdict = _search(loaded.behaviours[0])
+    assert verdict.status == "deviates"
+    program = verdict.counterexample["program"]
+    assert program[-1]["op"] == "wait" and len(program) <= 8, program
+    assert verdict.replay.startswith("kit replay model.test.tree --params ")
+    assert run_program(program).status == "deviates"
+    monkeypatch.undo()
+    assert run_program(program).status == "conforms"
+
+
+TREE_SHAPES = [
+    ([_eventfd(1), {"op": "epoll", "id": "p2"}, {"op": "wait", "ep": "p2", "maxevents": 0}],
+     "program operation 3: wait: maxevents must be an integer from 1 to 0x40, got 0"),
+    ([{"op": "epoll", "id": "p1"}, {"op": "wait", "ep": "p1", "timeout": 51}],
+     "program operation 2: wait: timeout must be an integer from 0 to 0x32, got 51"),
+    ([_eventfd(1), {"op": "epoll", "id": "p2"}, {"op": "close", "obj": "e1"},
+      {"op": "read", "file": "e1"}],
+     "program operation 4: read: file 'e1' names no open object; it must name an open "
+     "eventfd or timerfd or signalfd"),
+    ([{"op": "epoll", "id": "p1"}, {"op": "del", "ep": "p1", "file": "e9"}],
+     "program operation 2: del: file 'e9' names no open object; it must name an open "
+     "eventfd or timerfd or signalfd or epoll, or one closed before"),
+    ([_eventfd(1), {"op": "close", "obj": "e1"}, _eventfd(1)],
+     "program operation 3: eventfd: id 'e1' names an object closed before; names are not "
+     "reused"),
+    ([{"op": "epoll", "id": f"p{i}"} for i in range(5)],
+     "program operation 5: epoll: more than 4 epoll instances open at once"),
+]
+
+
+@pytest.mark.parametrize("program, reason", TREE_SHAPES)
+def test_a_tree_program_of_the_wrong_shape_is_refused(program, reason):
+    from kit.model.shape import program_problem
+
+    assert program_problem("epoll_tree", {"program": program}) == reason
+
+
+def test_the_tree_programs_have_the_shape_replay_accepts():
+    from kit.model.shape import program_problem
+
+    for program in (NESTED, ROUND_ROBIN, CLOSED_NUMBER):
+        assert program_problem("epoll_tree", {"program": program}) is None

@@ -28,6 +28,12 @@ MODELS: dict[str, ModelTest] = {
         "the eventfd/epoll programs joined by timerfds (set to expire at once, in an hour, "
         "or never; read, polled, gettime) and signalfds (signals queued to the thread, mask "
         "updates, reads of several records) in the same epoll instances"),
+    "epoll_tree": ModelTest(
+        "kit.model.machine:EpollTreeMachine",
+        "the eventfd/epoll programs with epoll instances inside epoll instances (readiness "
+        "propagating up, LT/ET/ONESHOT outer items, ELOOP on a cycle), EPOLL_CTL_DEL through "
+        "a closed descriptor's number, and waits with room for fewer events than are ready "
+        "(round robin)"),
 }
 
 # The operations a model program is made of (each a method of kit.model.program.Program),

@@ -13,6 +13,7 @@ from __future__ import annotations
 import inspect
 import os
 import signal
+import time
 from contextlib import contextmanager
 from functools import cache
 
@@ -26,7 +27,7 @@ from kit.adapter.target_calls import fd_kind, target_call
 from kit.adapter.watchdog import TargetTimeout, bounded
 from kit.engine.interpreter import DEFAULT_BOUND
 from kit.engine.records import CONFORMS, DEVIATES, TIMEOUT, Outcome, StepRecord
-from kit.model.epoll import ALWAYS, EpollModel
+from kit.model.epoll import ALWAYS, EVENT, EpollModel
 from kit.model.eventfd import EventfdModel, Expected
 from kit.model.signalfd import NAMES, SIGNALS, Pending, SignalfdModel
 from kit.model.timerfd import HOUR_NS, TimerfdModel
@@ -83,8 +84,10 @@ class Program:
         self.fd: dict[str, int] = {}
         self.files: dict[str, EventfdModel | TimerfdModel | SignalfdModel] = {}
         # fd name -> name of its open file description (the creating operation's id; a
-        # dup shares it, and shares the model object)
+        # dup shares it, and shares the model object); an epoll instance's is its name
         self.description: dict[str, str] = {}
+        # name -> the fd number a closed descriptor had (EPOLL_CTL_DEL through it)
+        self.closed: dict[str, int] = {}
         self.epolls: dict[str, EpollModel] = {}
         self.pending = Pending()
         self.saved_mask: set[int] | None = None   # the thread's mask before signals were used
@@ -130,9 +133,28 @@ class Program:
         if self.saved_mask is None:
             self.saved_mask = signal.pthread_sigmask(signal.SIG_BLOCK, SIGNALS.values())
 
-    def readiness(self) -> dict[str, int]:
-        """By description name."""
-        return {self.description[key]: m.readiness() for key, m in self.files.items()}
+    def readiness(self) -> tuple[dict[str, int], dict[str, int]]:
+        """By description name: what each open file and epoll instance shows now, and
+        what an instance may show besides (its EPOLLIN hanging on a MAYBE)."""
+        ready = {self.description[key]: m.readiness() for key, m in self.files.items()}
+        uncertain: dict[str, int] = {}
+
+        def instance(name: str) -> None:
+            # Instances watched by this one first (no cycles: EPOLL_CTL_ADD refuses them).
+            if name in ready:
+                return
+            model = self.epolls[name]
+            for watched in model.watches():
+                if watched in self.epolls:
+                    instance(watched)
+            must, may = model.wait(ready, uncertain)
+            ready[name] = C["EPOLLIN"] if must else 0
+            if may and not must:
+                uncertain[name] = C["EPOLLIN"]
+
+        for name in self.epolls:
+            instance(name)
+        return ready, uncertain
 
     def _target(self, fn, *args, bound: float | None = None, **kw) -> Result:
         """One call on the target for the current operation, under the watchdog and
@@ -174,6 +196,7 @@ class Program:
                 problems.append(f"kernel value {value!r}, model expects {want.value!r}")
         if problems:
             self._fail(record, problems)
+        return record
 
     # -- operations -----------------------------------------------------------------------
 
@@ -182,15 +205,20 @@ class Program:
             op = {("file" if k == "efd" else k): v for k, v in op.items()}
         self.ops.append(op)
         getattr(self, "_" + op["op"])(op)
+        if any(model.ahead for model in self.epolls.values()):
+            ready, uncertain = self.readiness()
+            for model in self.epolls.values():
+                if model.ahead:
+                    model.still_ready(model.wait(ready, uncertain)[0])
 
     def _created(self, op: dict, got: Result, model) -> None:
         if got.ok:
             self.fd[op["id"]] = got.ret
+            self.description[op["id"]] = op["id"]
             if isinstance(model, EpollModel):
                 self.epolls[op["id"]] = model
             else:
                 self.files[op["id"]] = model
-                self.description[op["id"]] = op["id"]
         self._compare(op, got, Expected(got.ret if got.ok else 0), False)
 
     def _eventfd(self, op: dict) -> None:
@@ -313,55 +341,129 @@ class Program:
             "value_at_most_an_hour": v["value_ns"] <= HOUR_NS})
 
     def _event(self, name: str, kind: int, certain: bool = True) -> None:
-        for model in self.epolls.values():
-            model.event(self.description[name], kind, certain)
+        self._news(self.description[name], kind, certain)
+
+    def _news(self, description: str, kind: int, certain: bool) -> None:
+        for name, model in list(self.epolls.items()):
+            heard = model.event(description, kind, certain)
+            if heard:
+                # An item that hears news queues it on the instance, which wakes whoever
+                # watches the instance: news for it (epoll(7): "events waiting").
+                self._news(name, C["EPOLLIN"], heard == EVENT)
 
     def _poll(self, op: dict) -> None:
-        want = self.files[op["file"]].readiness()
-        got = self._target(poll.poll, self.fd[op["file"]], C["POLLIN"] | C["POLLOUT"], 0)
+        name = op["file"]
+        got = self._target(poll.poll, self.fd[name], C["POLLIN"] | C["POLLOUT"], 0)
+        if name in self.files:
+            want = self.files[name].readiness()
+        else:
+            ready, uncertain = self.readiness()
+            want = ready[name]
+            if name in uncertain and got.ok and got.value in (0, uncertain[name]):
+                want = got.value      # an instance whose readiness hangs on a MAYBE
         self._compare(op, got, Expected(1 if want else 0, value=want), True)
 
     def _ctl(self, op: dict) -> None:
         key, model = op["file"], self.epolls[op["ep"]]
+        if key not in self.fd:
+            return self._del_closed(op)
         events = _mask(op.get("events", []))
         edge, oneshot = op.get("et", False), op.get("oneshot", False)
         flags = (C["EPOLLET"] if edge else 0) | (C["EPOLLONESHOT"] if oneshot else 0)
         data = int(key[1:])
-        ready_now = self.files[key].readiness() & (events | ALWAYS)
-        item = (self.fd[key], self.description[key])
-        if op["op"] == "add":
-            want = model.add(item, events, data, edge, oneshot, ready_now)
+        ready, uncertain = self.readiness()
+        description = self.description[key]
+        ready_now = ready[description] & (events | ALWAYS)
+        maybe_now = uncertain.get(description, 0) & (events | ALWAYS)
+        item = (self.fd[key], description)
+        if key == op["ep"]:
+            want = (-1, "EINVAL")      # epoll_ctl(2): "fd is the same as epfd"
+        elif op["op"] == "add" and key in self.epolls and self._reaches(key, op["ep"]):
+            want = (-1, "ELOOP")       # "... would result in a circular loop of epoll instances"
+        elif op["op"] == "add":
+            want = model.add(item, events, data, edge, oneshot, ready_now, maybe_now)
         elif op["op"] == "mod":
-            want = model.mod(item, events, data, edge, oneshot, ready_now)
+            want = model.mod(item, events, data, edge, oneshot, ready_now, maybe_now)
         else:
             want = model.delete(item)
         got = self._target(ep.epoll_ctl, self.fd[op["ep"]], CTL_OPS[op["op"]], self.fd[key], events | flags,
                            data)
+        if want[0] == 0 and op["op"] != "del" and (ready_now or maybe_now):
+            # An item that is ready when added (or modified) is queued on the instance;
+            # whether that wakes those watching the instance is not documented.
+            self._news(op["ep"], C["EPOLLIN"], certain=False)
+        self._compare(op, got, Expected(*want), False)
+
+    def _reaches(self, start: str, goal: str) -> bool:
+        """Whether epoll instance `goal` is `start` or watched from it, through instances."""
+        if start == goal:
+            return True
+        return any(self._reaches(watched, goal) for watched in self.epolls[start].watches()
+                   if watched in self.epolls)
+
+    def _del_closed(self, op: dict) -> None:
+        """EPOLL_CTL_DEL through the number a closed descriptor had: EBADF while no
+        descriptor has that number again, else it acts on whatever file now has it
+        (epoll(7): the key is "the file descriptor number and the open file description")."""
+        number, model = self.closed[op["file"]], self.epolls[op["ep"]]
+        owner = next((name for name, fd in self.fd.items() if fd == number), None)
+        if owner is None:
+            want = (-1, "EBADF")
+        elif owner == op["ep"]:
+            want = (-1, "EINVAL")
+        else:
+            want = model.delete((number, self.description[owner]))
+        got = self._target(ep.epoll_ctl, self.fd[op["ep"]], CTL_OPS["del"], number, 0, 0)
         self._compare(op, got, Expected(*want), False)
 
     _add = _mod = _del = _ctl
 
     def _wait(self, op: dict) -> None:
-        model = self.epolls[op["ep"]]
-        must, may = model.wait(self.readiness())
-        got = self._target(ep.epoll_wait, self.fd[op["ep"]], 64, 0)
+        name, model = op["ep"], self.epolls[op["ep"]]
+        room, timeout = op.get("maxevents", 64), op.get("timeout", 0)
+        must, may = model.wait(*self.readiness())
+        started = time.monotonic()
+        got = self._target(ep.epoll_wait, self.fd[name], room, timeout,
+                           bound=self.bound + timeout / 1000)
+        waited = time.monotonic() - started
         reported = dict(got.value) if got.ok and got.value else {}
         # Of the items the model leaves open, take those the kernel reported as they were.
         allowed = {**must, **{d: r for d, r in may.items() if reported.get(d) == r}}
-        model.settle(set(reported))
-        self._compare(op, got, Expected(len(allowed), value=allowed), True)
+        if len(allowed) > room:
+            # "Up to maxevents are returned": which ones is the kernel's choice, and each
+            # must be allowed; the model fills the rest of the room from what is ready.
+            chosen = {d: r for d, r in reported.items() if allowed.get(d) == r}
+            for d, r in allowed.items():
+                if len(chosen) < room:
+                    chosen.setdefault(d, r)
+            allowed = chosen
+        order = model.round_robin_problem(must, reported)
+        model.settle(set(reported), must, may, full=got.ok and got.ret == room)
+        record = self._compare(op, got, Expected(len(allowed), value=allowed), True)
+        if order:
+            self._fail(record, [order])
+        if not allowed and not may and timeout > 0 and waited < (timeout - 1) / 1000:
+            # Nothing was ready and nothing could happen meanwhile: it must have waited.
+            self._fail(record, [f"returned after {waited * 1000:.1f} ms, before its timeout of "
+                                f"{timeout} ms, with nothing ready"])
+        ready, uncertain = self.readiness()
+        if ready[name] or name in uncertain:
+            # Items left on the ready list (level-triggered ones are queued again): whether
+            # that wakes those watching the instance is not documented.
+            self._news(name, C["EPOLLIN"], certain=False)
 
     def _close(self, op: dict) -> None:
         key = op["obj"]
-        got = self._target(fds.close, self.fd.pop(key))
+        self.closed[key] = self.fd.pop(key)
+        got = self._target(fds.close, self.closed[key])
         if key in self.files:
             del self.files[key]
-            description = self.description.pop(key)
-            if description not in self.description.values():
-                for model in self.epolls.values():
-                    model.forget(description)
         else:
             del self.epolls[key]
+        description = self.description.pop(key)
+        if description not in self.description.values():
+            for model in self.epolls.values():
+                model.forget(description)
         self._compare(op, got, Expected(0), False)
 
 

@@ -18,6 +18,12 @@ MAX_OPERATIONS = 1000
 
 EVENTFD, TIMERFD, SIGNALFD, EPOLL = "eventfd", "timerfd", "signalfd", "epoll"
 FILES = (EVENTFD, TIMERFD, SIGNALFD)
+WATCHABLE = (*FILES, EPOLL)
+# In a kind tuple: a name an earlier operation closed is accepted too (EPOLL_CTL_DEL
+# through a closed descriptor's number).
+CLOSED = "closed"
+# Open at once: chains of instances stay below the nesting limit (epoll.nesting.* check it).
+MAX_EPOLLS = 4
 
 
 def _int(lo: int, hi: int) -> Callable[[Any], str | None]:
@@ -56,11 +62,11 @@ SHAPES: dict[str, dict[str, Any]] = {
     "dup": {"obj": FILES, "id": NEW},
     "write": {"file": (EVENTFD,), "value": _int(0, 0xFFFFFFFFFFFFFFFF)},
     "read": {"file": FILES, "records?": _int(1, 64)},
-    "poll": {"file": FILES},
-    "add": {"ep": (EPOLL,), "file": FILES, "events": _names(("EPOLLIN", "EPOLLOUT")),
+    "poll": {"file": WATCHABLE},
+    "add": {"ep": (EPOLL,), "file": WATCHABLE, "events": _names(("EPOLLIN", "EPOLLOUT")),
             "et?": _bool, "oneshot?": _bool},
-    "del": {"ep": (EPOLL,), "file": FILES},
-    "wait": {"ep": (EPOLL,)},
+    "del": {"ep": (EPOLL,), "file": (*WATCHABLE, CLOSED)},
+    "wait": {"ep": (EPOLL,), "maxevents?": _int(1, 64), "timeout?": _int(0, 50)},
     "close": {"obj": (*FILES, EPOLL)},
     "settime": {"file": (TIMERFD,), "when": _one_of("now", "later", "never"),
                 "periodic?": _bool, "abstime?": _bool},
@@ -73,7 +79,8 @@ SHAPES["mod"] = SHAPES["add"]
 # Operations each model's stateful test generates (kit.model.machine).
 _EVENTFD_EPOLL = {"eventfd", "epoll", "dup", "write", "read", "poll", "add", "mod", "del",
                   "wait", "close"}
-OPERATIONS_OF = {"eventfd_epoll": _EVENTFD_EPOLL, "timerfd_signalfd_epoll": set(SHAPES)}
+OPERATIONS_OF = {"eventfd_epoll": _EVENTFD_EPOLL, "timerfd_signalfd_epoll": set(SHAPES),
+                 "epoll_tree": _EVENTFD_EPOLL}
 
 
 def program_problem(model: str, params: Any) -> str | None:
@@ -87,14 +94,16 @@ def program_problem(model: str, params: Any) -> str | None:
         return f"program has {len(program)} operations, more than {MAX_OPERATIONS}"
     allowed = OPERATIONS_OF.get(model, set(SHAPES))
     open_objects: dict[str, str] = {}     # name -> kind
+    closed: set[str] = set()
     for i, op in enumerate(program):
-        why = _operation_problem(op, allowed, open_objects)
+        why = _operation_problem(op, allowed, open_objects, closed)
         if why:
             return f"program operation {i + 1}: {why}"
     return None
 
 
-def _operation_problem(op: Any, allowed: set[str], open_objects: dict[str, str]) -> str | None:
+def _operation_problem(op: Any, allowed: set[str], open_objects: dict[str, str],
+                       closed: set[str]) -> str | None:
     if not isinstance(op, dict) or not isinstance(op.get("op"), str):
         return f'an operation is an object with "op", got {op!r}'
     name = op["op"]
@@ -121,23 +130,31 @@ def _operation_problem(op: Any, allowed: set[str], open_objects: dict[str, str])
                 return f"{name}: {arg} {value!r} names an object that is already open"
         elif isinstance(check, tuple):
             kind = open_objects.get(value) if isinstance(value, str) else None
+            if kind is None and CLOSED in check and value in closed:
+                continue
             if kind not in check:
                 what = f"{'an' if kind[0] in 'ae' else 'a'} {kind}" if kind else \
                     "no open object"
+                kinds = " or ".join(k for k in check if k != CLOSED)
                 return (f"{name}: {arg} {value!r} names {what}; it must name an open "
-                        f"{' or '.join(check)}")
+                        f"{kinds}{', or one closed before' if CLOSED in check else ''}")
         else:
             why = check(value)
             if why:
                 return f"{name}: {arg} must be {why}, got {value!r}"
-    _track(name, op, open_objects)
+    if name == EPOLL and list(open_objects.values()).count(EPOLL) >= MAX_EPOLLS:
+        return f"epoll: more than {MAX_EPOLLS} epoll instances open at once"
+    if "id" in op and op["id"] in closed:
+        return f"{name}: id {op['id']!r} names an object closed before; names are not reused"
+    _track(name, op, open_objects, closed)
     return None
 
 
-def _track(name: str, op: dict, open_objects: dict[str, str]) -> None:
+def _track(name: str, op: dict, open_objects: dict[str, str], closed: set[str]) -> None:
     if name in (*FILES, EPOLL):
         open_objects[op["id"]] = name
     elif name == "dup":
         open_objects[op["id"]] = open_objects[op["obj"]]
     elif name == "close":
         del open_objects[op["obj"]]
+        closed.add(op["obj"])
