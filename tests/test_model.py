@@ -10,6 +10,8 @@ import signal
 import pytest
 
 import kit.adapter.epoll as epoll_adapter
+import kit.adapter.poll as poll_adapter
+import kit.adapter.sockets as sockets_adapter
 import kit.adapter.signalfd as signalfd_adapter
 import kit.adapter.timerfd as timerfd_adapter
 import kit.model.epoll as epoll_model
@@ -477,3 +479,140 @@ def test_the_tree_programs_have_the_shape_replay_accepts():
 
     for program in (NESTED, ROUND_ROBIN, CLOSED_NUMBER):
         assert program_problem("epoll_tree", {"program": program}) is None
+
+
+# -- pipes and socket pairs: every event bit they produce (model pipes_sockets_epoll) ------
+
+CHANNEL_SPEC = SPEC.replace("model.test.sequences", "model.test.channels").replace(
+    "model: eventfd_epoll", "model: pipes_sockets_epoll")
+
+# pipe(7), poll(2): data makes the read end readable; the write end polls EPOLLERR once
+# the read end is closed, and writes fail with EPIPE; the read end polls EPOLLHUP once the
+# write end is closed, and reads see end of file. Writing the read end is EBADF (write(2)).
+PIPE_ENDS = [
+    {"op": "pipe", "id": "r1", "peer": "w2"}, {"op": "epoll", "id": "p3"},
+    {"op": "add", "ep": "p3", "file": "r1", "events": ["EPOLLIN"], "et": True},
+    {"op": "add", "ep": "p3", "file": "w2", "events": ["EPOLLOUT"], "et": True},
+    {"op": "wait", "ep": "p3"},
+    {"op": "write_bytes", "file": "w2", "size": 3}, {"op": "wait", "ep": "p3"},
+    {"op": "write_bytes", "file": "w2", "size": 1}, {"op": "wait", "ep": "p3"},
+    {"op": "read_bytes", "file": "r1", "size": 64}, {"op": "wait", "ep": "p3"},
+    {"op": "write_bytes", "file": "r1", "size": 1},
+    {"op": "close", "obj": "w2"}, {"op": "wait", "ep": "p3"}, {"op": "poll", "file": "r1"},
+    {"op": "read_bytes", "file": "r1", "size": 4},
+    {"op": "pipe", "id": "r4", "peer": "w5"},
+    {"op": "add", "ep": "p3", "file": "w5", "events": ["EPOLLOUT"], "et": True},
+    {"op": "wait", "ep": "p3"}, {"op": "close", "obj": "r4"}, {"op": "wait", "ep": "p3"},
+    {"op": "poll", "file": "w5"}, {"op": "write_bytes", "file": "w5", "size": 1},
+]
+
+# epoll_ctl(2): EPOLLRDHUP when the peer "shut down writing half of connection", with
+# EPOLLIN (a read sees end of file); EPOLLHUP once both halves are shut down; a socket
+# shut down for writing fails writes with EPIPE (send(2)). An item asking only for
+# EPOLLPRI hears nothing but EPOLLERR and EPOLLHUP; a peer closed with unread data resets
+# the connection (implementation: ECONNRESET once, then end of file).
+SOCKET_ENDS = [
+    {"op": "socketpair", "id": "u1", "peer": "u2"}, {"op": "epoll", "id": "p3"},
+    {"op": "add", "ep": "p3", "file": "u1", "events": ["EPOLLIN", "EPOLLRDHUP"], "et": True},
+    {"op": "add", "ep": "p3", "file": "u2", "events": ["EPOLLOUT"]},
+    {"op": "write_bytes", "file": "u2", "size": 2}, {"op": "wait", "ep": "p3"},
+    {"op": "shutdown", "file": "u2"}, {"op": "wait", "ep": "p3"},
+    {"op": "read_bytes", "file": "u1", "size": 64},
+    {"op": "read_bytes", "file": "u1", "size": 64},
+    {"op": "write_bytes", "file": "u1", "size": 3}, {"op": "read_bytes", "file": "u2", "size": 1},
+    {"op": "shutdown", "file": "u1"}, {"op": "wait", "ep": "p3"}, {"op": "poll", "file": "u2"},
+    {"op": "write_bytes", "file": "u2", "size": 1},
+    {"op": "socketpair", "id": "u4", "peer": "u5"},
+    {"op": "add", "ep": "p3", "file": "u4", "events": ["EPOLLPRI"], "et": True},
+    {"op": "write_bytes", "file": "u4", "size": 3}, {"op": "close", "obj": "u5"},
+    {"op": "wait", "ep": "p3"}, {"op": "poll", "file": "u4"},
+    {"op": "read_bytes", "file": "u4", "size": 4}, {"op": "read_bytes", "file": "u4", "size": 4},
+]
+
+
+@pytest.mark.parametrize("program", [PIPE_ENDS, SOCKET_ENDS], ids=["pipe", "socket"])
+def test_channel_programs_agree_with_the_kernel(program):
+    outcome = run_program(program)
+    assert outcome.status == "conforms", outcome.message
+
+
+def test_the_channel_model_agrees_with_the_kernel():
+    loaded = load_text(CHANNEL_SPEC, "model.yaml")
+    verdict = check_behaviour(loaded.behaviours[0], Target.current(), profile="default")
+    assert verdict.status == "conforms", verdict.message
+
+
+def _without_bit(bit: int):
+    """A kernel whose waits (or polls) never show this event bit."""
+    def change(res):
+        if res.ok and isinstance(res.value, dict):
+            res.value = {d: e & ~bit for d, e in res.value.items()}
+        elif res.ok and isinstance(res.value, int):
+            res.value &= ~bit
+        return res
+    return change
+
+
+def _reads_zero(res):
+    if res.errno == "ECONNRESET":
+        res.ret, res.errno, res.value = 0, None, 0
+    return res
+
+
+WRONG_CHANNEL_KERNELS = {
+    "no EPOLLHUP at the read end": (PIPE_ENDS, epoll_adapter, "epoll_wait",
+                                    _without_bit(0x10),
+                                    ["operation 14 wait(ep=p3)", "kernel value {1: 0}"]),
+    "no POLLERR at the write end": (PIPE_ENDS, poll_adapter, "poll", _without_bit(0x8),
+                                    ["operation 22 poll(file=w5)", "model expects 12"]),
+    "no EPOLLRDHUP after shutdown": (SOCKET_ENDS, epoll_adapter, "epoll_wait",
+                                     _without_bit(0x2000),
+                                     ["operation 8 wait(ep=p3)", "1: 8193"]),
+    "no reset after unread data": (SOCKET_ENDS, sockets_adapter, "read_bytes", _reads_zero,
+                                   ["operation 23 read_bytes(file=u4, size=4)",
+                                    "model expects failure with ECONNRESET"]),
+}
+
+
+@pytest.mark.parametrize("case", WRONG_CHANNEL_KERNELS)
+def test_a_wrong_channel_kernel_answer_deviates(case, monkeypatch):
+    program, module, name, change, fragments = WRONG_CHANNEL_KERNELS[case]
+    real = getattr(module, name)
+    monkeypatch.setattr(module, name, lambda *a, **kw: change(real(*a, **kw)))
+    outcome = run_program(program)
+    assert outcome.status == "deviates"
+    for fragment in fragments:
+        assert fragment in outcome.message, outcome.message
+
+
+def test_a_model_without_hang_up_is_caught_with_a_short_program(monkeypatch):
+    import kit.model.channels as channels
+
+    real = channels.PipeEnd.readiness
+    monkeypatch.setattr(channels.PipeEnd, "readiness",
+                        lambda self: real(self) & ~channels.EPOLLHUP)
+    loaded = load_text(CHANNEL_SPEC, "model.yaml")
+    verdict = _search(loaded.behaviours[0])
+    assert verdict.status == "deviates"
+    program = verdict.counterexample["program"]
+    assert len(program) <= 6, program
+    assert {"op": "close", "obj": program[0]["peer"]} in program     # the write end closed
+    assert run_program(program).status == "deviates"
+    monkeypatch.undo()
+    assert run_program(program).status == "conforms"
+
+
+def test_channel_programs_have_the_shape_replay_accepts():
+    from kit.model.shape import program_problem
+
+    for program in (PIPE_ENDS, SOCKET_ENDS):
+        assert program_problem("pipes_sockets_epoll", {"program": program}) is None
+    assert program_problem("pipes_sockets_epoll", {"program": [
+        {"op": "pipe", "id": "r1", "peer": "w2"}, {"op": "shutdown", "file": "r1"}]}) == (
+        "program operation 2: shutdown: file 'r1' names a pipe; it must name an open socket")
+    assert program_problem("pipes_sockets_epoll", {"program": [
+        {"op": "socketpair", "id": "u1", "peer": "u2"},
+        {"op": "write_bytes", "file": "u1", "size": 17}]}) == (
+        "program operation 2: write_bytes: size must be an integer from 1 to 0x10, got 17")
+    assert "unknown operation 'pipe'" in program_problem("eventfd_epoll", {"program": [
+        {"op": "pipe", "id": "r1", "peer": "w2"}]})

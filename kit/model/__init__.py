@@ -34,13 +34,19 @@ MODELS: dict[str, ModelTest] = {
         "propagating up, LT/ET/ONESHOT outer items, ELOOP on a cycle), EPOLL_CTL_DEL through "
         "a closed descriptor's number, and waits with room for fewer events than are ready "
         "(round robin)"),
+    "pipes_sockets_epoll": ModelTest(
+        "kit.model.machine:PipesSocketsEpollMachine",
+        "pipes and UNIX stream socket pairs in epoll instances: bytes written and read, ends "
+        "closed and duplicated, sockets shut down for writing; EPOLLIN, EPOLLOUT, EPOLLHUP, "
+        "EPOLLERR and EPOLLRDHUP compared with the model"),
 }
 
 # The operations a model program is made of (each a method of kit.model.program.Program),
 # for specs that name one, e.g. a known deviation's `operation`.
 MODEL_OPERATIONS = ("eventfd", "timerfd", "signalfd", "epoll", "write", "read", "poll",
                     "settime", "gettime", "signal", "setmask", "add", "mod", "del", "wait",
-                    "dup", "close")
+                    "dup", "close", "pipe", "socketpair", "write_bytes", "read_bytes",
+                    "shutdown")
 
 
 def load_machine(name: str):

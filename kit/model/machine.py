@@ -7,6 +7,7 @@ from __future__ import annotations
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, precondition, rule
 
+from kit.model.channels import PipeEnd, SocketEnd
 from kit.model.eventfd import EventfdModel
 from kit.model.program import CLOCKS, Program
 from kit.model.signalfd import SIGNALS, SignalfdModel
@@ -291,3 +292,88 @@ class EpollTreeMachine(EventfdEpollMachine):
         # number now.
         closed = data.draw(st.sampled_from(sorted(self.program.closed)), label="closed")
         self.program.apply({"op": "del", "ep": self._draw(data, None, "ep"), "file": closed})
+
+
+# Every event bit an item can ask for; EPOLLERR and EPOLLHUP are always reported.
+ALL_EVENTS = st.lists(st.sampled_from(["EPOLLIN", "EPOLLOUT", "EPOLLRDHUP", "EPOLLPRI"]),
+                      min_size=1, max_size=3, unique=True).map(sorted)
+MAX_CHANNELS = 2          # pipes and socket pairs open at once
+
+
+class PipesSocketsEpollMachine(EventfdEpollMachine):
+    """Programs over pipes and UNIX stream socket pairs in epoll instances: a few bytes
+    written and read, ends closed (EPOLLHUP on a pipe's read end, EPOLLERR on its write
+    end), sockets shut down for writing (EPOLLRDHUP, then EPOLLHUP), dup and close of
+    watched ends."""
+
+    # A pipe and a socket pair, three of the four ends watched by one instance.
+    @initialize(watch=st.lists(st.tuples(ALL_EVENTS, st.booleans(), st.booleans()),
+                               min_size=3, max_size=3))
+    def start(self, watch):
+        read, write = self.pipe()
+        a, _ = self.socketpair()
+        ep = self.epoll()
+        for name, (events, et, oneshot) in zip((read, write, a), watch):
+            self.program.apply({"op": "add", "ep": ep, "file": name, "events": events,
+                                "et": et, "oneshot": oneshot})
+
+    def _channels(self) -> list[str]:
+        return sorted(k for k, m in self.program.files.items()
+                      if isinstance(m, (PipeEnd, SocketEnd)))
+
+    def _pairs_open(self) -> int:
+        return len({id(getattr(m, "pipe", None) or m.pair) for m in self.program.files.values()
+                    if isinstance(m, (PipeEnd, SocketEnd))})
+
+    def pipe(self) -> tuple[str, str]:
+        read, write = self._name("r"), self._name("w")
+        self.program.apply({"op": "pipe", "id": read, "peer": write})
+        return read, write
+
+    def socketpair(self) -> tuple[str, str]:
+        a, b = self._name("u"), self._name("u")
+        self.program.apply({"op": "socketpair", "id": a, "peer": b})
+        return a, b
+
+    @precondition(lambda self: False)     # no eventfds here: the other models have them
+    @rule()
+    def new_eventfd(self):
+        pass
+
+    @precondition(lambda self: self._pairs_open() < MAX_CHANNELS)
+    @rule(kind=st.sampled_from(["pipe", "socketpair"]))
+    def new_channel(self, kind):
+        getattr(self, kind)()
+
+    def _ends(self, reading: bool) -> list[str]:
+        """Ends open for reading (or writing): a pipe's one end, a socket's both. (The
+        wrong end, EBADF, is tests/test_model.py's.)"""
+        return [k for k in self._channels() if getattr(self.program.files[k], "reading",
+                                                        reading) == reading]
+
+    @precondition(lambda self: self._ends(reading=False))
+    @rule(data=st.data(), size=st.integers(1, 16))
+    def write_bytes(self, data, size):
+        self.program.apply({"op": "write_bytes", "size": size, "file": data.draw(
+            st.sampled_from(self._ends(reading=False)), label="end")})
+
+    @precondition(lambda self: self._ends(reading=True))
+    @rule(data=st.data(), size=st.sampled_from([1, 4, 64]))
+    def read(self, data, size):
+        self.program.apply({"op": "read_bytes", "size": size, "file": data.draw(
+            st.sampled_from(self._ends(reading=True)), label="end")})
+
+    @precondition(lambda self: self._open(SocketEnd))
+    @rule(data=st.data())
+    def shutdown(self, data):
+        self.program.apply({"op": "shutdown", "file": self._draw(data, SocketEnd, "socket")})
+
+    @precondition(lambda self: self.program.files and self.program.epolls)
+    @rule(data=st.data(), events=ALL_EVENTS, et=st.booleans(), oneshot=st.booleans())
+    def add(self, data, events, et, oneshot):
+        self._ctl(data, "add", events=events, et=et, oneshot=oneshot)
+
+    @precondition(lambda self: self.program.files and self.program.epolls)
+    @rule(data=st.data(), events=ALL_EVENTS, et=st.booleans(), oneshot=st.booleans())
+    def mod(self, data, events, et, oneshot):
+        self._ctl(data, "mod", events=events, et=et, oneshot=oneshot)

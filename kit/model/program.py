@@ -19,7 +19,7 @@ from functools import cache
 
 from kit.adapter import epoll as ep
 from kit.adapter import eventfd as efd
-from kit.adapter import fds, poll
+from kit.adapter import fds, poll, sockets
 from kit.adapter import signalfd as sfd
 from kit.adapter import timerfd as tfd
 from kit.adapter.libc import Result
@@ -27,6 +27,7 @@ from kit.adapter.target_calls import fd_kind, target_call
 from kit.adapter.watchdog import TargetTimeout, bounded
 from kit.engine.interpreter import DEFAULT_BOUND
 from kit.engine.records import CONFORMS, DEVIATES, TIMEOUT, Outcome, StepRecord
+from kit.model.channels import PipeEnd, SocketEnd, pipe_ends, socket_ends
 from kit.model.epoll import ALWAYS, EVENT, EpollModel
 from kit.model.eventfd import EventfdModel, Expected
 from kit.model.signalfd import NAMES, SIGNALS, Pending, SignalfdModel
@@ -34,7 +35,9 @@ from kit.model.timerfd import HOUR_NS, TimerfdModel
 from kit.registry import CONSTANTS
 
 C = CONSTANTS
-EVENT_BITS = {"EPOLLIN": C["EPOLLIN"], "EPOLLOUT": C["EPOLLOUT"]}
+EVENT_BITS = {name: C[name] for name in ("EPOLLIN", "EPOLLOUT", "EPOLLRDHUP", "EPOLLPRI")}
+# What poll(2) reports for the events the model's polls ask for (POLLIN | POLLOUT).
+POLLED = C["POLLIN"] | C["POLLOUT"] | C["POLLERR"] | C["POLLHUP"]
 CTL_OPS = {"add": C["EPOLL_CTL_ADD"], "mod": C["EPOLL_CTL_MOD"], "del": C["EPOLL_CTL_DEL"]}
 CLOCKS = ("CLOCK_REALTIME", "CLOCK_MONOTONIC", "CLOCK_BOOTTIME")
 # How long an "expire now" timer may take to show its expiration: generous, since a
@@ -82,7 +85,8 @@ class Program:
     def __init__(self):
         self.bound = _call_bound
         self.fd: dict[str, int] = {}
-        self.files: dict[str, EventfdModel | TimerfdModel | SignalfdModel] = {}
+        self.files: dict[str, EventfdModel | TimerfdModel | SignalfdModel | PipeEnd |
+                         SocketEnd] = {}
         # fd name -> name of its open file description (the creating operation's id; a
         # dup shares it, and shares the model object); an epoll instance's is its name
         self.description: dict[str, str] = {}
@@ -239,6 +243,64 @@ class Program:
     def _epoll(self, op: dict) -> None:
         self._created(op, self._target(ep.epoll_create1, 0), EpollModel())
 
+    def _pipe(self, op: dict) -> None:
+        got = self._target(fds.pipe2, C["O_NONBLOCK"])
+        self._pair(op, got, pipe_ends(), ("read", "write"))
+
+    def _socketpair(self, op: dict) -> None:
+        got = self._target(fds.socketpair, C["AF_UNIX"], C["SOCK_STREAM"] | C["SOCK_NONBLOCK"])
+        self._pair(op, got, socket_ends(), ("a", "b"))
+
+    def _pair(self, op: dict, got: Result, ends: tuple, fields: tuple[str, str]) -> None:
+        if got.ok:
+            for name, end, field in zip((op["id"], op["peer"]), ends, fields):
+                self.fd[name] = got.value[field]
+                self.files[name] = end
+                self.description[name] = name
+        self._compare(op, got, Expected(0), False)
+
+    def _channels(self) -> dict:
+        """The readiness of every open pipe and socket end (by end)."""
+        return {m: m.readiness() for m in self.files.values()
+                if isinstance(m, (PipeEnd, SocketEnd))}
+
+    def _channel_news(self, before: dict, wakes: list) -> None:
+        """News after an operation on a pipe or socket: certain for what an end newly
+        shows (a change: what an edge-triggered item hears of), possible wherever Linux
+        wakes an end's waiters though nothing changed (`wakes`: [(end, kinds)])."""
+        after = self._channels()
+        for end, shown in before.items():
+            gained = after.get(end, 0) & ~shown
+            if gained:
+                self._end_news(end, gained, True)
+        for end, kinds in wakes:
+            self._end_news(end, kinds, False)
+
+    def _end_news(self, end, kinds: int, certain: bool) -> None:
+        for description in {self.description[n] for n, m in self.files.items() if m is end}:
+            self._news(description, kinds, certain)
+
+    def _write_bytes(self, op: dict) -> None:
+        model, before = self.files[op["file"]], self._channels()
+        want = model.write(op["size"])
+        got = self._target(sockets.write_bytes, self.fd[op["file"]], op["size"])
+        self._channel_news(before, model.wakes_on_write() if want.errno is None else [])
+        self._compare(op, got, want, False)
+
+    def _read_bytes(self, op: dict) -> None:
+        model, before = self.files[op["file"]], self._channels()
+        want = model.read(op["size"])
+        got = self._target(sockets.read_bytes, self.fd[op["file"]], op["size"])
+        self._channel_news(before, model.wakes_on_read() if want.ret > 0 else [])
+        self._compare(op, got, want, False)
+
+    def _shutdown(self, op: dict) -> None:
+        model, before = self.files[op["file"]], self._channels()
+        want = model.shutdown()
+        got = self._target(sockets.shutdown, self.fd[op["file"]], C["SHUT_WR"])
+        self._channel_news(before, model.wakes_on_shutdown())
+        self._compare(op, got, want, False)
+
     def _dup(self, op: dict) -> None:
         got = self._target(fds.dup, self.fd[op["obj"]])
         if got.ok:
@@ -355,7 +417,7 @@ class Program:
         name = op["file"]
         got = self._target(poll.poll, self.fd[name], C["POLLIN"] | C["POLLOUT"], 0)
         if name in self.files:
-            want = self.files[name].readiness()
+            want = self.files[name].readiness() & POLLED
         else:
             ready, uncertain = self.readiness()
             want = ready[name]
@@ -454,16 +516,17 @@ class Program:
 
     def _close(self, op: dict) -> None:
         key = op["obj"]
+        before = self._channels()
         self.closed[key] = self.fd.pop(key)
         got = self._target(fds.close, self.closed[key])
-        if key in self.files:
-            del self.files[key]
-        else:
-            del self.epolls[key]
+        model = self.files.pop(key, None) or self.epolls.pop(key)
         description = self.description.pop(key)
         if description not in self.description.values():
-            for model in self.epolls.values():
-                model.forget(description)
+            for epoll in self.epolls.values():
+                epoll.forget(description)
+            if isinstance(model, (PipeEnd, SocketEnd)):
+                # The end's open file description is gone: its peer hears of it.
+                self._channel_news(before, model.release())
         self._compare(op, got, Expected(0), False)
 
 

@@ -17,8 +17,10 @@ from kit.model.signalfd import SIGNALS
 MAX_OPERATIONS = 1000
 
 EVENTFD, TIMERFD, SIGNALFD, EPOLL = "eventfd", "timerfd", "signalfd", "epoll"
+PIPE, SOCKET = "pipe", "socket"        # either end of a pipe; either socket of a pair
 FILES = (EVENTFD, TIMERFD, SIGNALFD)
-WATCHABLE = (*FILES, EPOLL)
+CHANNELS = (PIPE, SOCKET)
+WATCHABLE = (*FILES, *CHANNELS, EPOLL)
 # In a kind tuple: a name an earlier operation closed is accepted too (EPOLL_CTL_DEL
 # through a closed descriptor's number).
 CLOSED = "closed"
@@ -59,15 +61,21 @@ SHAPES: dict[str, dict[str, Any]] = {
     "timerfd": {"id": NEW, "clock": _one_of(*CLOCKS)},
     "signalfd": {"id": NEW, "mask": _names(SIGNALS)},
     "epoll": {"id": NEW},
-    "dup": {"obj": FILES, "id": NEW},
+    "pipe": {"id": NEW, "peer": NEW},
+    "socketpair": {"id": NEW, "peer": NEW},
+    "dup": {"obj": (*FILES, *CHANNELS), "id": NEW},
+    "write_bytes": {"file": CHANNELS, "size": _int(1, 16)},
+    "read_bytes": {"file": CHANNELS, "size": _int(1, 64)},
+    "shutdown": {"file": (SOCKET,)},
     "write": {"file": (EVENTFD,), "value": _int(0, 0xFFFFFFFFFFFFFFFF)},
     "read": {"file": FILES, "records?": _int(1, 64)},
     "poll": {"file": WATCHABLE},
-    "add": {"ep": (EPOLL,), "file": WATCHABLE, "events": _names(("EPOLLIN", "EPOLLOUT")),
+    "add": {"ep": (EPOLL,), "file": WATCHABLE,
+            "events": _names(("EPOLLIN", "EPOLLOUT", "EPOLLRDHUP", "EPOLLPRI")),
             "et?": _bool, "oneshot?": _bool},
     "del": {"ep": (EPOLL,), "file": (*WATCHABLE, CLOSED)},
     "wait": {"ep": (EPOLL,), "maxevents?": _int(1, 64), "timeout?": _int(0, 50)},
-    "close": {"obj": (*FILES, EPOLL)},
+    "close": {"obj": WATCHABLE},
     "settime": {"file": (TIMERFD,), "when": _one_of("now", "later", "never"),
                 "periodic?": _bool, "abstime?": _bool},
     "gettime": {"file": (TIMERFD,)},
@@ -79,8 +87,11 @@ SHAPES["mod"] = SHAPES["add"]
 # Operations each model's stateful test generates (kit.model.machine).
 _EVENTFD_EPOLL = {"eventfd", "epoll", "dup", "write", "read", "poll", "add", "mod", "del",
                   "wait", "close"}
-OPERATIONS_OF = {"eventfd_epoll": _EVENTFD_EPOLL, "timerfd_signalfd_epoll": set(SHAPES),
-                 "epoll_tree": _EVENTFD_EPOLL}
+_CHANNELS = {"pipe", "socketpair", "write_bytes", "read_bytes", "shutdown"}
+OPERATIONS_OF = {"eventfd_epoll": _EVENTFD_EPOLL,
+                 "timerfd_signalfd_epoll": set(SHAPES) - _CHANNELS,
+                 "epoll_tree": _EVENTFD_EPOLL,
+                 "pipes_sockets_epoll": _EVENTFD_EPOLL | _CHANNELS}
 
 
 def program_problem(model: str, params: Any) -> str | None:
@@ -144,8 +155,11 @@ def _operation_problem(op: Any, allowed: set[str], open_objects: dict[str, str],
                 return f"{name}: {arg} must be {why}, got {value!r}"
     if name == EPOLL and list(open_objects.values()).count(EPOLL) >= MAX_EPOLLS:
         return f"epoll: more than {MAX_EPOLLS} epoll instances open at once"
-    if "id" in op and op["id"] in closed:
-        return f"{name}: id {op['id']!r} names an object closed before; names are not reused"
+    for arg in ("id", "peer"):
+        if arg in op and op[arg] in closed:
+            return f"{name}: {arg} {op[arg]!r} names an object closed before; names are not reused"
+    if name in ("pipe", "socketpair") and op["id"] == op["peer"]:
+        return f"{name}: id and peer must be two names"
     _track(name, op, open_objects, closed)
     return None
 
@@ -153,6 +167,8 @@ def _operation_problem(op: Any, allowed: set[str], open_objects: dict[str, str],
 def _track(name: str, op: dict, open_objects: dict[str, str], closed: set[str]) -> None:
     if name in (*FILES, EPOLL):
         open_objects[op["id"]] = name
+    elif name in ("pipe", "socketpair"):
+        open_objects[op["id"]] = open_objects[op["peer"]] = PIPE if name == "pipe" else SOCKET
     elif name == "dup":
         open_objects[op["id"]] = open_objects[op["obj"]]
     elif name == "close":
