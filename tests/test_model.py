@@ -616,3 +616,96 @@ def test_channel_programs_have_the_shape_replay_accepts():
         "program operation 2: write_bytes: size must be an integer from 1 to 0x10, got 17")
     assert "unknown operation 'pipe'" in program_problem("eventfd_epoll", {"program": [
         {"op": "pipe", "id": "r1", "peer": "w2"}]})
+
+
+# -- waits that block (model epoll_waiters) -----------------------------------------------
+
+WAITERS_SPEC = SPEC.replace("model.test.sequences", "model.test.waiters").replace(
+    "model: eventfd_epoll", "model: epoll_waiters")
+
+# epoll_wait(2): a call "will block until either: a file descriptor delivers an event; ...
+# or the timeout expires"; a waiter blocked on an instance is woken by a write to a file
+# it watches, directly or through an inner instance, and by "another thread" adding a
+# ready descriptor to it. Each waiter is judged after the operation that follows it.
+WAITERS = [
+    _eventfd(1), {"op": "epoll", "id": "p2"}, {"op": "epoll", "id": "p3"},
+    {"op": "add", "ep": "p2", "file": "e1", "events": ["EPOLLIN"], "et": True},
+    {"op": "add", "ep": "p3", "file": "p2", "events": ["EPOLLIN"], "et": True},
+    {"op": "waiter", "ep": "p2", "timeout": 50}, {"op": "write", "file": "e1", "value": 1},
+    {"op": "waiter", "ep": "p3", "timeout": 50}, {"op": "write", "file": "e1", "value": 1},
+    {"op": "waiter", "ep": "p2", "timeout": 50}, {"op": "wait", "ep": "p3"},
+    _eventfd(4, 1), {"op": "waiter", "ep": "p2", "timeout": 50},
+    {"op": "add", "ep": "p2", "file": "e4", "events": ["EPOLLIN"]},
+    {"op": "waiter", "ep": "p2", "timeout": 50, "maxevents": 1},
+    {"op": "read", "file": "e4"}, {"op": "waiter", "ep": "p2", "timeout": 50},
+    {"op": "read", "file": "e4"}, {"op": "wait", "ep": "p2", "timeout": 5},
+]
+
+
+def test_waiter_programs_agree_with_the_kernel():
+    outcome = run_program(WAITERS)
+    assert outcome.status == "conforms", outcome.message
+    # Judged after operations 7, 9, 14, 18, woken by the first three. (On a machine so
+    # loaded that a waiter's 50 ms pass before the program goes on, a waiter is judged as
+    # a wait that timed out: still conforming, seen here as fewer blocked or woken ones.)
+    blocked = {r.line: r.result["value"] for r in outcome.records
+               if "(blocked; after the next operation)" in r.call}
+    assert set(blocked) <= {6, 8, 13, 17}, blocked
+    woken = {6: {1: 1}, 8: {2: 1}, 13: {4: 1}}
+    assert any(blocked.get(line) == value for line, value in woken.items()), blocked
+
+
+def test_the_waiters_model_agrees_with_the_kernel():
+    loaded = load_text(WAITERS_SPEC, "model.yaml")
+    verdict = check_behaviour(loaded.behaviours[0], Target.current(), profile="default")
+    assert verdict.status == "conforms", verdict.message
+
+
+def test_a_waiter_that_is_never_woken_deviates(monkeypatch):
+    # A kernel whose blocking waits come back empty (a lost wake-up, as the waiter sees it).
+    real = epoll_adapter.epoll_wait
+
+    def lost(epfd, maxevents=16, timeout=0, **kw):
+        res = real(epfd, maxevents, timeout, **kw)
+        if timeout > 0 and res.ok:
+            res.ret, res.value = 0, {}
+        return res
+
+    monkeypatch.setattr(epoll_adapter, "epoll_wait", lost)
+    outcome = run_program(WAITERS)
+    assert outcome.status == "deviates"
+    assert outcome.message == ("operation 6 waiter(ep=p2, timeout=50): returned 0 although [1] "
+                               "became ready: the blocked waiter was not woken")
+
+
+def test_a_waiter_that_does_not_block_deviates(monkeypatch):
+    real = epoll_adapter.epoll_wait
+    monkeypatch.setattr(epoll_adapter, "epoll_wait",
+                        lambda epfd, maxevents=16, timeout=0, **kw: real(epfd, maxevents, 0))
+    outcome = run_program(WAITERS)
+    assert outcome.status == "deviates"
+    assert outcome.message.startswith("operation 6 waiter(ep=p2, timeout=50): returned after ")
+    assert outcome.message.endswith("before its timeout of 50 ms, with nothing ready")
+
+
+def test_a_waiter_left_blocked_by_a_failing_program_is_joined(monkeypatch):
+    # The operation after the waiter disagrees: the waiter thread still ends with the
+    # program (no thread outlives it, whatever failed).
+    import threading
+
+    monkeypatch.setattr(eventfd_model, "COUNTER_MAX", 0)
+    outcome = run_program(WAITERS[:7])
+    assert outcome.status == "deviates"
+    assert outcome.message.startswith("operation 7 write(file=e1, value=1)")
+    assert not [t for t in threading.enumerate() if t.name.startswith("model-waiter")]
+
+
+def test_waiter_programs_have_the_shape_replay_accepts():
+    from kit.model.shape import program_problem
+
+    assert program_problem("epoll_waiters", {"program": WAITERS}) is None
+    assert program_problem("epoll_waiters", {"program": [
+        {"op": "epoll", "id": "p1"}, {"op": "waiter", "ep": "p1", "timeout": 0}]}) == (
+        "program operation 2: waiter: timeout must be an integer from 1 to 0x32, got 0")
+    assert "unknown operation 'waiter'" in program_problem("epoll_tree", {"program": [
+        {"op": "epoll", "id": "p1"}, {"op": "waiter", "ep": "p1", "timeout": 5}]})

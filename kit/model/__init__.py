@@ -39,6 +39,10 @@ MODELS: dict[str, ModelTest] = {
         "pipes and UNIX stream socket pairs in epoll instances: bytes written and read, ends "
         "closed and duplicated, sockets shut down for writing; EPOLLIN, EPOLLOUT, EPOLLHUP, "
         "EPOLLERR and EPOLLRDHUP compared with the model"),
+    "epoll_waiters": ModelTest(
+        "kit.model.machine:EpollWaitersMachine",
+        "the nested-instance programs with waits that block: a thread blocked in epoll_wait, "
+        "woken (or timing out) after the program's next operation, and waits with a timeout"),
 }
 
 # The operations a model program is made of (each a method of kit.model.program.Program),
@@ -46,7 +50,7 @@ MODELS: dict[str, ModelTest] = {
 MODEL_OPERATIONS = ("eventfd", "timerfd", "signalfd", "epoll", "write", "read", "poll",
                     "settime", "gettime", "signal", "setmask", "add", "mod", "del", "wait",
                     "dup", "close", "pipe", "socketpair", "write_bytes", "read_bytes",
-                    "shutdown")
+                    "shutdown", "waiter")
 
 
 def load_machine(name: str):

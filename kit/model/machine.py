@@ -377,3 +377,39 @@ class PipesSocketsEpollMachine(EventfdEpollMachine):
     @rule(data=st.data(), events=ALL_EVENTS, et=st.booleans(), oneshot=st.booleans())
     def mod(self, data, events, et, oneshot):
         self._ctl(data, "mod", events=events, et=et, oneshot=oneshot)
+
+
+class EpollWaitersMachine(EpollTreeMachine):
+    """The nested-instance programs with waits that block: a waiter thread blocked in
+    epoll_wait (woken, or not, by the program's next operation) and waits with a timeout
+    in the program's own thread. Timeouts stay small: a waiter nothing wakes costs its
+    whole timeout."""
+
+    @precondition(lambda self: self.program.epolls)
+    @rule(data=st.data(), timeout=st.sampled_from([5, 20]), room=st.sampled_from([1, 64]),
+          then_write=st.booleans())
+    def waiter(self, data, timeout, room, then_write):
+        ep = self._draw(data, None, "ep")
+        self.program.apply({"op": "waiter", "ep": ep, "timeout": timeout, "maxevents": room})
+        watched = self._watched_eventfds(ep)
+        if then_write and watched:
+            # Half the time the next operation writes an eventfd the instance watches
+            # (directly or through an inner one), which most often wakes the waiter.
+            self.program.apply({"op": "write", "file": data.draw(st.sampled_from(watched),
+                                                                 label="efd"), "value": 1})
+
+    def _watched_eventfds(self, ep: str) -> list[str]:
+        program = self.program
+        seen, todo = set(), [ep]
+        while todo:
+            name = todo.pop()
+            if name not in seen and name in program.epolls:
+                seen.add(name)
+                todo.extend(program.epolls[name].watches())
+        descriptions = set().union(*(program.epolls[n].watches() for n in seen))
+        return sorted(k for k in program.eventfds if program.description[k] in descriptions)
+
+    @precondition(lambda self: self.program.epolls)
+    @rule(data=st.data())
+    def wait_a_while(self, data):
+        self.program.apply({"op": "wait", "ep": self._draw(data, None, "ep"), "timeout": 2})

@@ -13,6 +13,7 @@ from __future__ import annotations
 import inspect
 import os
 import signal
+import threading
 import time
 from contextlib import contextmanager
 from functools import cache
@@ -23,6 +24,7 @@ from kit.adapter import fds, poll, sockets
 from kit.adapter import signalfd as sfd
 from kit.adapter import timerfd as tfd
 from kit.adapter.libc import Result
+from kit.adapter.proc import blocked_in_syscall
 from kit.adapter.target_calls import fd_kind, target_call
 from kit.adapter.watchdog import TargetTimeout, bounded
 from kit.engine.interpreter import DEFAULT_BOUND
@@ -75,6 +77,57 @@ def calls_bounded_by(seconds: float):
         _call_bound = previous
 
 
+class Waiter:
+    """A thread blocked in epoll_wait on an instance (the `waiter` operation), judged once
+    the program's next operation has run."""
+
+    def __init__(self, program: Program, op: dict, fd: int, room: int, timeout: int):
+        self.op, self.line = op, len(program.ops)
+        self.room, self.timeout = room, timeout
+        self.bound = program.bound + timeout / 1000
+        self.call, self.kind = _show(op), _kind(ep.epoll_wait, (fd,))
+        self.fd = fd
+        self.tid: int | None = None
+        self.calling = False
+        self.got: Result | None = None
+        self.fired = False
+        self.waited = 0.0
+        self.returned_at = 0.0               # monotonic: when its call returned
+        self.before: dict[int, int] = {}     # data -> what the item showed when it blocked
+        self.thread = threading.Thread(target=self._run, name=f"model-waiter-{self.line}",
+                                       daemon=True)
+
+    def _run(self) -> None:
+        self.tid = threading.get_native_id()
+        started = time.monotonic()
+        with bounded(self.bound) as guard, target_call(self.line, "model", self.call,
+                                                       self.bound, self.kind):
+            self.calling = True
+            self.got = ep.epoll_wait(self.fd, self.room, self.timeout)
+            self.returned_at = time.monotonic()
+        self.fired, self.waited = guard.fired, self.returned_at - started
+
+    def start_and_block(self, within: float) -> bool:
+        """Start the thread; True once it sleeps in its call, False if it returned first.
+        Bounded: a thread that neither returns nor sleeps within `within` seconds is
+        treated as asleep, and its join (bounded too) then tells."""
+        self.thread.start()
+        deadline = time.monotonic() + within
+        while self.thread.is_alive() and time.monotonic() < deadline:
+            if self.calling and self.tid is not None:
+                # /proc cannot always tell (None): in the call is then the best there is.
+                if blocked_in_syscall(self.tid) is not False:
+                    return True
+            time.sleep(0.0005)
+        return self.thread.is_alive()
+
+    def join(self) -> Result:
+        self.thread.join(self.bound + 1)
+        if self.thread.is_alive() or self.got is None:
+            return Result(ret=-1, errno="EINTR")
+        return self.got
+
+
 def _mask(names: list[str]) -> int:
     return sum(EVENT_BITS[n] for n in names)
 
@@ -97,6 +150,7 @@ class Program:
         self.saved_mask: set[int] | None = None   # the thread's mask before signals were used
         self.ops: list[dict] = []
         self.records: list[StepRecord] = []
+        self.waiter: Waiter | None = None      # blocked, judged after the next operation
 
     @property
     def eventfds(self) -> dict[str, EventfdModel]:
@@ -108,6 +162,11 @@ class Program:
     # -- bookkeeping --------------------------------------------------------------------
 
     def close_all(self) -> None:
+        if self.waiter is not None:
+            # Never outlive the program (its descriptors are about to close): bounded by
+            # its own timeout, and the watchdog behind it.
+            self.waiter.thread.join(self.waiter.bound + 1)
+            self.waiter = None
         for name, fd in self.fd.items():
             # Under the watchdog too, but a close that hangs here is not the program's
             # verdict: the parent's stuck-call check ends it.
@@ -207,8 +266,14 @@ class Program:
     def apply(self, op: dict) -> None:
         if "efd" in op:  # the older spelling of "file"
             op = {("file" if k == "efd" else k): v for k, v in op.items()}
+        waiter = self.waiter
+        if waiter and _disturbs(op, waiter.op["ep"]):
+            self._judge_waiter()        # before: this operation would race with it
+            waiter = None
         self.ops.append(op)
         getattr(self, "_" + op["op"])(op)
+        if waiter is not None:
+            self._judge_waiter(done=time.monotonic())
         if any(model.ahead for model in self.epolls.values()):
             ready, uncertain = self.readiness()
             for model in self.epolls.values():
@@ -487,7 +552,91 @@ class Program:
         started = time.monotonic()
         got = self._target(ep.epoll_wait, self.fd[name], room, timeout,
                            bound=self.bound + timeout / 1000)
-        waited = time.monotonic() - started
+        self._judge_wait(op, got, time.monotonic() - started, must, may)
+
+    def _waiter(self, op: dict) -> None:
+        """epoll_wait in a thread of its own. Something ready now: it returns at once and
+        is judged as a wait. Else it must block ("A call to epoll_wait() will block until
+        either: a file descriptor delivers an event; ... or the timeout expires") and is
+        judged after the next operation, which may wake it."""
+        name, model = op["ep"], self.epolls[op["ep"]]
+        room, timeout = op.get("maxevents", 64), op["timeout"]
+        ready, uncertain = self.readiness()
+        must, may = model.wait(ready, uncertain)
+        waiter = Waiter(self, op, self.fd[name], room, timeout)
+        waiter.before = {item.data: ready[key[1]] & (item.events | ALWAYS)
+                         for key, item in model.interest.items()}
+        if waiter.start_and_block(self.bound) and not must:
+            self.waiter = waiter
+            return
+        got = self._joined(waiter)
+        self._judge_wait(op, got, waiter.waited, must, may)
+
+    def _joined(self, waiter: Waiter) -> Result:
+        got = waiter.join()
+        if waiter.fired or waiter.thread.is_alive():
+            record = StepRecord(line=waiter.line, call=waiter.call, result=got.as_dict(),
+                                expected={}, where="model")
+            record.status = TIMEOUT
+            self.records.append(record)
+            message = (f"operation {waiter.line} {waiter.call}: did not return within "
+                       f"{waiter.bound:g}s")
+            raise ModelTimeout(list(self.ops), Outcome(TIMEOUT, list(self.records), message))
+        return got
+
+    def _judge_waiter(self, done: float = 0.0) -> None:
+        """The blocked waiter after the operation that followed it (which ended at
+        monotonic time `done`). It woke on the first news, perhaps before the operation
+        made everything it makes ready: it must have woken if something is ready now, and
+        reports only what was or is ready. A waiter whose timeout ran out before the
+        operation ended (a loaded machine can hold the program back that long) may have
+        missed it: "not woken" is only a waiter still blocked when the operation ended."""
+        waiter, self.waiter = self.waiter, None
+        got = self._joined(waiter)
+        name = waiter.op["ep"]
+        model = self.epolls.get(name)
+        reported = dict(got.value) if got.ok and got.value else {}
+        record = StepRecord(line=waiter.line, call=waiter.call + " (blocked; after the next "
+                            "operation)", result=got.as_dict(), where="model",
+                            expected={"woken": "if an item is ready now",
+                                      "reports": "items ready before or after"})
+        self.records.append(record)
+        if model is None:            # the instance was closed meanwhile: nothing to judge
+            return
+        ready, uncertain = self.readiness()
+        must, may = model.wait(ready, uncertain)
+        problems = []
+        if not got.ok:
+            problems.append(f"kernel {_result(got)}, model expects a return")
+        elif must and not reported and waiter.returned_at > done:
+            problems.append(f"returned 0 although {sorted(must)} became ready: the blocked "
+                            f"waiter was not woken")
+        elif len(reported) > waiter.room:
+            problems.append(f"{len(reported)} events, more than maxevents {waiter.room}")
+        for data, revents in sorted(reported.items()):
+            shown = must.get(data, 0) | may.get(data, 0) | waiter.before.get(data, 0)
+            if data not in must and data not in may:
+                problems.append(f"reported {data}, which the model does not have ready")
+            elif revents & ~shown or not revents:
+                problems.append(f"reported {data} with events {revents:#x}, where it showed "
+                                f"{shown:#x}")
+        if not reported and not must and not may and got.ok and \
+                waiter.waited < (waiter.timeout - 1) / 1000:
+            problems.append(f"returned after {waiter.waited * 1000:.1f} ms, before its timeout "
+                            f"of {waiter.timeout} ms, with nothing ready")
+        if problems:
+            record.status, record.mismatches = DEVIATES, problems
+            message = f"operation {waiter.line} {waiter.call}: {problems[0]}"
+            raise ModelDisagreement(list(self.ops), Outcome(DEVIATES, list(self.records),
+                                                            message))
+        # What it reported is delivered; the rest stays queued (it may have arrived after
+        # the waiter looked), so no round robin is owed to it either.
+        model.settle(set(reported), must, may, full=True)
+        model.ahead = set()
+
+    def _judge_wait(self, op: dict, got: Result, waited: float, must: dict, may: dict) -> None:
+        name, model = op["ep"], self.epolls[op["ep"]]
+        room, timeout = op.get("maxevents", 64), op.get("timeout", 0)
         reported = dict(got.value) if got.ok and got.value else {}
         # Of the items the model leaves open, take those the kernel reported as they were.
         allowed = {**must, **{d: r for d, r in may.items() if reported.get(d) == r}}
@@ -542,6 +691,13 @@ def _kind(fn, args: tuple) -> str:
     if args and _takes_fd_first(fn):
         return f"{fn.__name__} on {fd_kind(args[0])}"
     return fn.__name__
+
+
+def _disturbs(op: dict, ep_name: str) -> bool:
+    """Whether an operation would race with a waiter blocked on `ep_name` (it is judged
+    before such an operation instead of after it)."""
+    return op["op"] == "waiter" or (op["op"] in ("wait", "close") and
+                                    ep_name in (op.get("ep"), op.get("obj")))
 
 
 def _sigmask(names: list[str]) -> str:

@@ -75,6 +75,7 @@ SHAPES: dict[str, dict[str, Any]] = {
             "et?": _bool, "oneshot?": _bool},
     "del": {"ep": (EPOLL,), "file": (*WATCHABLE, CLOSED)},
     "wait": {"ep": (EPOLL,), "maxevents?": _int(1, 64), "timeout?": _int(0, 50)},
+    "waiter": {"ep": (EPOLL,), "timeout": _int(1, 50), "maxevents?": _int(1, 64)},
     "close": {"obj": WATCHABLE},
     "settime": {"file": (TIMERFD,), "when": _one_of("now", "later", "never"),
                 "periodic?": _bool, "abstime?": _bool},
@@ -89,8 +90,9 @@ _EVENTFD_EPOLL = {"eventfd", "epoll", "dup", "write", "read", "poll", "add", "mo
                   "wait", "close"}
 _CHANNELS = {"pipe", "socketpair", "write_bytes", "read_bytes", "shutdown"}
 OPERATIONS_OF = {"eventfd_epoll": _EVENTFD_EPOLL,
-                 "timerfd_signalfd_epoll": set(SHAPES) - _CHANNELS,
+                 "timerfd_signalfd_epoll": set(SHAPES) - _CHANNELS - {"waiter"},
                  "epoll_tree": _EVENTFD_EPOLL,
+                 "epoll_waiters": _EVENTFD_EPOLL | {"waiter"},
                  "pipes_sockets_epoll": _EVENTFD_EPOLL | _CHANNELS}
 
 
