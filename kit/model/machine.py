@@ -386,7 +386,7 @@ class EpollWaitersMachine(EpollTreeMachine):
     whole timeout."""
 
     @precondition(lambda self: self.program.epolls)
-    @rule(data=st.data(), timeout=st.sampled_from([5, 20]), room=st.sampled_from([1, 64]),
+    @rule(data=st.data(), timeout=st.sampled_from([3, 10]), room=st.sampled_from([1, 64]),
           then_write=st.booleans())
     def waiter(self, data, timeout, room, then_write):
         ep = self._draw(data, None, "ep")
@@ -412,4 +412,4 @@ class EpollWaitersMachine(EpollTreeMachine):
     @precondition(lambda self: self.program.epolls)
     @rule(data=st.data())
     def wait_a_while(self, data):
-        self.program.apply({"op": "wait", "ep": self._draw(data, None, "ep"), "timeout": 2})
+        self.program.apply({"op": "wait", "ep": self._draw(data, None, "ep"), "timeout": 1})
