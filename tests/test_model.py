@@ -17,6 +17,7 @@ import kit.adapter.timerfd as timerfd_adapter
 import kit.model.epoll as epoll_model
 import kit.model.eventfd as eventfd_model
 import kit.model.signalfd as signalfd_model
+from kit.adapter.libc import Result
 from kit.engine.runner import check_behaviour
 from kit.engine.target import Target
 from kit.model.program import run_program
@@ -530,7 +531,22 @@ SOCKET_ENDS = [
 ]
 
 
-@pytest.mark.parametrize("program", [PIPE_ENDS, SOCKET_ENDS], ids=["pipe", "socket"])
+# epoll(7): fork(2) duplicates descriptors too. A child that closes its copy of either end
+# changes nothing for the parent's items (no EPOLLHUP, no EPOLLERR: the parent's
+# descriptors keep both ends open); a byte it writes reaches the parent's read end.
+FORKED = [
+    {"op": "pipe", "id": "r1", "peer": "w2"}, {"op": "epoll", "id": "p3"},
+    {"op": "add", "ep": "p3", "file": "r1", "events": ["EPOLLIN"], "et": True},
+    {"op": "add", "ep": "p3", "file": "w2", "events": ["EPOLLOUT"]},
+    {"op": "fork", "file": "w2", "then": "close"}, {"op": "wait", "ep": "p3"},
+    {"op": "fork", "file": "w2", "then": "write_bytes"}, {"op": "wait", "ep": "p3"},
+    {"op": "fork", "file": "r1", "then": "close"}, {"op": "poll", "file": "w2"},
+    {"op": "read_bytes", "file": "r1", "size": 4},
+]
+
+
+@pytest.mark.parametrize("program", [PIPE_ENDS, SOCKET_ENDS, FORKED],
+                         ids=["pipe", "socket", "fork"])
 def test_channel_programs_agree_with_the_kernel(program):
     outcome = run_program(program)
     assert outcome.status == "conforms", outcome.message
@@ -571,6 +587,11 @@ WRONG_CHANNEL_KERNELS = {
     "no reset after unread data": (SOCKET_ENDS, sockets_adapter, "read_bytes", _reads_zero,
                                    ["operation 23 read_bytes(file=u4, size=4)",
                                     "model expects failure with ECONNRESET"]),
+    # The child inherits the altered adapter: its write "writes nothing".
+    "a forked child's write lost": (FORKED, sockets_adapter, "write_bytes",
+                                    lambda res: Result(ret=0, value=0),
+                                    ["operation 7 fork(file=w2, then=write_bytes)",
+                                     "kernel returned 0, model expects a return of 1"]),
 }
 
 
@@ -605,7 +626,7 @@ def test_a_model_without_hang_up_is_caught_with_a_short_program(monkeypatch):
 def test_channel_programs_have_the_shape_replay_accepts():
     from kit.model.shape import program_problem
 
-    for program in (PIPE_ENDS, SOCKET_ENDS):
+    for program in (PIPE_ENDS, SOCKET_ENDS, FORKED):
         assert program_problem("pipes_sockets_epoll", {"program": program}) is None
     assert program_problem("pipes_sockets_epoll", {"program": [
         {"op": "pipe", "id": "r1", "peer": "w2"}, {"op": "shutdown", "file": "r1"}]}) == (
@@ -709,3 +730,25 @@ def test_waiter_programs_have_the_shape_replay_accepts():
         "program operation 2: waiter: timeout must be an integer from 1 to 0x32, got 0")
     assert "unknown operation 'waiter'" in program_problem("epoll_tree", {"program": [
         {"op": "epoll", "id": "p1"}, {"op": "waiter", "ep": "p1", "timeout": 5}]})
+
+
+@pytest.mark.parametrize("bid, program, reason", [
+    ("model.epoll_tree.random_sequences",
+     [{"op": "epoll", "id": "p1"}, {"op": "wait", "ep": "p1", "maxevents": 0}],
+     "program operation 2: wait: maxevents must be an integer from 1 to 0x40, got 0"),
+    ("model.pipes_sockets_epoll.random_sequences",
+     [{"op": "pipe", "id": "r1", "peer": "w2"}, {"op": "fork", "file": "r1", "then": "exec"}],
+     "program operation 2: fork: then must be one of close, write_bytes, got 'exec'"),
+    ("model.epoll_waiters.random_sequences",
+     [{"op": "epoll", "id": "p1"}, {"op": "waiter", "ep": "p1", "timeout": 500}],
+     "program operation 2: waiter: timeout must be an integer from 1 to 0x32, got 500"),
+])
+def test_kit_replay_refuses_a_new_operation_of_the_wrong_shape(bid, program, reason):
+    """As a user sees it: exit 3, the reason, and nothing run."""
+    from helpers import REPO, run_python
+
+    ran = run_python(["-m", "kit", "replay", bid, "--params", json.dumps({"program": program})],
+                     cwd=REPO)
+    assert ran.ret == 3, ran.output
+    assert reason in ran.stderr
+    assert ran.stdout == ""

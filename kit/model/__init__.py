@@ -37,7 +37,8 @@ MODELS: dict[str, ModelTest] = {
     "pipes_sockets_epoll": ModelTest(
         "kit.model.machine:PipesSocketsEpollMachine",
         "pipes and UNIX stream socket pairs in epoll instances: bytes written and read, ends "
-        "closed and duplicated, sockets shut down for writing; EPOLLIN, EPOLLOUT, EPOLLHUP, "
+        "closed and duplicated (in the program, or in a forked child that closes or writes "
+        "its copy), sockets shut down for writing; EPOLLIN, EPOLLOUT, EPOLLHUP, "
         "EPOLLERR and EPOLLRDHUP compared with the model"),
     "epoll_waiters": ModelTest(
         "kit.model.machine:EpollWaitersMachine",
@@ -50,7 +51,7 @@ MODELS: dict[str, ModelTest] = {
 MODEL_OPERATIONS = ("eventfd", "timerfd", "signalfd", "epoll", "write", "read", "poll",
                     "settime", "gettime", "signal", "setmask", "add", "mod", "del", "wait",
                     "dup", "close", "pipe", "socketpair", "write_bytes", "read_bytes",
-                    "shutdown", "waiter")
+                    "shutdown", "waiter", "fork")
 
 
 def load_machine(name: str):

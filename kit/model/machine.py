@@ -298,6 +298,7 @@ class EpollTreeMachine(EventfdEpollMachine):
 ALL_EVENTS = st.lists(st.sampled_from(["EPOLLIN", "EPOLLOUT", "EPOLLRDHUP", "EPOLLPRI"]),
                       min_size=1, max_size=3, unique=True).map(sorted)
 MAX_CHANNELS = 2          # pipes and socket pairs open at once
+MAX_FORKS = 2             # forked children per program
 
 
 class PipesSocketsEpollMachine(EventfdEpollMachine):
@@ -362,6 +363,19 @@ class PipesSocketsEpollMachine(EventfdEpollMachine):
     def read(self, data, size):
         self.program.apply({"op": "read_bytes", "size": size, "file": data.draw(
             st.sampled_from(self._ends(reading=True)), label="end")})
+
+    # A fork costs milliseconds: two a program show what it does to the model.
+    @precondition(lambda self: self._channels() and
+                  sum(op["op"] == "fork" for op in self.program.ops) < MAX_FORKS)
+    @rule(data=st.data(), then=st.sampled_from(["close", "write_bytes"]))
+    def fork(self, data, then):
+        # A forked child closes its copy of an end, or writes through it.
+        writable = self._ends(reading=False)
+        if not writable:
+            then = "close"
+        self.program.apply({"op": "fork", "then": then, "file": data.draw(
+            st.sampled_from(writable if then == "write_bytes" else self._channels()),
+            label="end")})
 
     @precondition(lambda self: self._open(SocketEnd))
     @rule(data=st.data())

@@ -25,6 +25,7 @@ from kit.adapter import signalfd as sfd
 from kit.adapter import timerfd as tfd
 from kit.adapter.libc import Result
 from kit.adapter.proc import blocked_in_syscall
+from kit.adapter.process import run_forked
 from kit.adapter.target_calls import fd_kind, target_call
 from kit.adapter.watchdog import TargetTimeout, bounded
 from kit.engine.interpreter import DEFAULT_BOUND
@@ -364,6 +365,31 @@ class Program:
         want = model.shutdown()
         got = self._target(sockets.shutdown, self.fd[op["file"]], C["SHUT_WR"])
         self._channel_news(before, model.wakes_on_shutdown())
+        self._compare(op, got, want, False)
+
+    def _fork(self, op: dict) -> None:
+        """fork(2): the child gets a copy of every descriptor, closes its copy of `file` or
+        writes a byte into it, and exits; it is reaped here. A copy closed in the child
+        leaves the parent's open file description, and its epoll items, as they were
+        (epoll(7): a descriptor is duplicated "via dup(2), dup2(2), fcntl(2) F_DUPFD, or
+        fork(2)"); a byte written there is written to the same pipe or socket."""
+        name, then = op["file"], op["then"]
+        model, fd, before = self.files[name], self.fd[name], self._channels()
+        want = Expected(0) if then == "close" else model.write(1)
+
+        def child() -> dict:
+            done = fds.close(fd) if then == "close" else sockets.write_bytes(fd, 1)
+            return {"ret": done.ret, "errno": done.errno}
+
+        status, data = run_forked(child, self.bound)
+        if status != "ok":
+            record = self._record(op, Result(ret=-1, errno="EINTR"), {})
+            record.status = TIMEOUT
+            message = f"operation {len(self.ops)} {_show(op)}: the child {status}: {data}"
+            raise ModelTimeout(list(self.ops), Outcome(TIMEOUT, list(self.records), message))
+        got = Result(ret=data["ret"], errno=data["errno"])
+        if then != "close":
+            self._channel_news(before, model.wakes_on_write() if want.errno is None else [])
         self._compare(op, got, want, False)
 
     def _dup(self, op: dict) -> None:

@@ -67,6 +67,7 @@ SHAPES: dict[str, dict[str, Any]] = {
     "write_bytes": {"file": CHANNELS, "size": _int(1, 16)},
     "read_bytes": {"file": CHANNELS, "size": _int(1, 64)},
     "shutdown": {"file": (SOCKET,)},
+    "fork": {"file": CHANNELS, "then": _one_of("close", "write_bytes")},
     "write": {"file": (EVENTFD,), "value": _int(0, 0xFFFFFFFFFFFFFFFF)},
     "read": {"file": FILES, "records?": _int(1, 64)},
     "poll": {"file": WATCHABLE},
@@ -88,7 +89,7 @@ SHAPES["mod"] = SHAPES["add"]
 # Operations each model's stateful test generates (kit.model.machine).
 _EVENTFD_EPOLL = {"eventfd", "epoll", "dup", "write", "read", "poll", "add", "mod", "del",
                   "wait", "close"}
-_CHANNELS = {"pipe", "socketpair", "write_bytes", "read_bytes", "shutdown"}
+_CHANNELS = {"pipe", "socketpair", "write_bytes", "read_bytes", "shutdown", "fork"}
 OPERATIONS_OF = {"eventfd_epoll": _EVENTFD_EPOLL,
                  "timerfd_signalfd_epoll": set(SHAPES) - _CHANNELS - {"waiter"},
                  "epoll_tree": _EVENTFD_EPOLL,
