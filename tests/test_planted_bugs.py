@@ -34,6 +34,7 @@ SEED = "1"
 
 EXCLUSIVE_WAKES_ONE = "epoll.waiters.exclusive_wakes_one"
 MODEL = "model.eventfd_epoll.random_sequences"
+TREE_MODEL = "model.epoll_tree.random_sequences"
 # The behaviour specs that catch each bug (the runs select nothing else).
 CATCHES = {
     "exclusive_stripped": [EXCLUSIVE_WAKES_ONE],
@@ -80,7 +81,7 @@ def kit_run(out: Path, ids: list[str], preload: Path | None = None) -> Ran:
 @pytest.fixture(scope="module")
 def control(tmp_path_factory) -> dict[str, str]:
     """The statuses of every catching behaviour on this kernel, nothing preloaded."""
-    ids = [i for table in CATCHES.values() for i in table] + [MODEL]
+    ids = [i for table in CATCHES.values() for i in table] + [MODEL, TREE_MODEL]
     ran = kit_run(tmp_path_factory.mktemp("control"), ids)
     assert ran.ret == 0, ran.output
     return ran.statuses()
@@ -207,6 +208,25 @@ def test_a_silent_nested_instance_is_caught_by_the_nesting_specs(planted, contro
         "message"]
     assert "expected a return of 1, but the call returned 0" in verdicts[
         "epoll.nesting.inner_ready_propagates"]["message"]
+
+
+def test_a_silent_nested_instance_is_caught_by_the_tree_model_and_replays(planted, control,
+                                                                          tmp_path):
+    """The nested-instance model finds it too: a short program whose outer instance (or a
+    poll of the inner one) never shows the inner's readiness, replayable with the library
+    preloaded, conforming without it."""
+    library = planted["nested_silent"]
+    ran = kit_run(tmp_path, [TREE_MODEL], library)
+    verdict = assert_caught(ran, control, [TREE_MODEL])[TREE_MODEL]
+    assert "model expects" in verdict["message"]
+    program = verdict["counterexample"]["program"]
+    assert len(program) <= 8, program
+    assert program[-1]["op"] in ("wait", "poll"), program
+    replay = ["-m", "kit", "replay", TREE_MODEL, "--params", json.dumps({"program": program})]
+    again = run_python(replay, cwd=tmp_path, env=dict(_env(), LD_PRELOAD=str(library)))
+    assert again.ret == 1, again.output
+    assert verdict["message"] in again.output
+    assert run_python(replay, cwd=tmp_path).ret == 0
 
 
 # -- 4: EPOLLET stripped on MOD only --------------------------------------------------------

@@ -149,9 +149,9 @@ P1 = {"op": "epoll", "id": "p1"}
     (_program(E1, {"op": "close", "obj": "e1"}, {"op": "read", "file": "e1"}),
      "program operation 3: read: file 'e1' names no open object; it must name an open "
      "eventfd or timerfd or signalfd"),
-    (_program(E1, P1, {"op": "add", "ep": "p1", "file": "e1", "events": ["EPOLLPRI"]}),
+    (_program(E1, P1, {"op": "add", "ep": "p1", "file": "e1", "events": ["EPOLLWAKEUP"]}),
      "program operation 3: add: events must be a list of distinct names from EPOLLIN, "
-     "EPOLLOUT, got ['EPOLLPRI']"),
+     "EPOLLOUT, EPOLLPRI, EPOLLRDHUP, got ['EPOLLWAKEUP']"),
     (_program(*[E1, {"op": "close", "obj": "e1"}] * (MAX_OPERATIONS // 2 + 1)),
      f"program has {MAX_OPERATIONS + 2} operations, more than {MAX_OPERATIONS}"),
 ])
@@ -173,7 +173,8 @@ def test_a_well_formed_program_passes_including_the_older_efd_spelling():
     assert program_problem("timerfd_signalfd_epoll", timers) is None
 
 
-@pytest.mark.parametrize("model", ["eventfd_epoll", "timerfd_signalfd_epoll"])
+@pytest.mark.parametrize("model", ["eventfd_epoll", "timerfd_signalfd_epoll", "epoll_tree",
+                                   "pipes_sockets_epoll"])
 def test_every_program_the_model_tests_generate_passes(model):
     """No drift between the shape check and kit.model: programs the stateful tests run
     (on the real kernel) are accepted, operation by operation."""

@@ -28,13 +28,30 @@ MODELS: dict[str, ModelTest] = {
         "the eventfd/epoll programs joined by timerfds (set to expire at once, in an hour, "
         "or never; read, polled, gettime) and signalfds (signals queued to the thread, mask "
         "updates, reads of several records) in the same epoll instances"),
+    "epoll_tree": ModelTest(
+        "kit.model.machine:EpollTreeMachine",
+        "the eventfd/epoll programs with epoll instances inside epoll instances (readiness "
+        "propagating up, LT/ET/ONESHOT outer items, ELOOP on a cycle), EPOLL_CTL_DEL through "
+        "a closed descriptor's number, and waits with room for fewer events than are ready "
+        "(round robin)"),
+    "pipes_sockets_epoll": ModelTest(
+        "kit.model.machine:PipesSocketsEpollMachine",
+        "pipes and UNIX stream socket pairs in epoll instances: bytes written and read, ends "
+        "closed and duplicated (in the program, or in a forked child that closes or writes "
+        "its copy), sockets shut down for writing; EPOLLIN, EPOLLOUT, EPOLLHUP, "
+        "EPOLLERR and EPOLLRDHUP compared with the model"),
+    "epoll_waiters": ModelTest(
+        "kit.model.machine:EpollWaitersMachine",
+        "the nested-instance programs with waits that block: a thread blocked in epoll_wait, "
+        "woken (or timing out) after the program's next operation, and waits with a timeout"),
 }
 
 # The operations a model program is made of (each a method of kit.model.program.Program),
 # for specs that name one, e.g. a known deviation's `operation`.
 MODEL_OPERATIONS = ("eventfd", "timerfd", "signalfd", "epoll", "write", "read", "poll",
                     "settime", "gettime", "signal", "setmask", "add", "mod", "del", "wait",
-                    "dup", "close")
+                    "dup", "close", "pipe", "socketpair", "write_bytes", "read_bytes",
+                    "shutdown", "waiter", "fork")
 
 
 def load_machine(name: str):

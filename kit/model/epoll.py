@@ -15,6 +15,16 @@ Where the pages are silent on whether something is an event (a signal outside a
 signalfd's mask, a mask update), the model marks it MAYBE: epoll_wait may or may not
 report the item then, and the model follows what the kernel did. It asserts only what is
 documented, and still checks everything else about that wait.
+
+An epoll instance can itself be watched (epoll(7), Questions and answers: "If an epoll file
+descriptor has events waiting, then it will indicate as being readable"): its readiness is
+EPOLLIN while one of its items would be reported, and news for one of its items is news
+for it. Where its own readiness hangs on a MAYBE, it is uncertain too.
+
+A wait with room for fewer events than are ready reports some of them ("Up to maxevents
+are returned", epoll_wait(2)); the others stay ready, and "successive epoll_wait() calls
+will round robin through the set of ready file descriptors" (epoll_wait(2), NOTES): an item
+left out stays ahead of those reported, while it stays ready.
 """
 
 from __future__ import annotations
@@ -43,68 +53,114 @@ Key = tuple[int, str]          # (fd number at EPOLL_CTL_ADD, name of the file d
 @dataclass
 class EpollModel:
     interest: dict[Key, Item] = field(default_factory=dict)
+    # data of the ready items the last full wait left out (see round_robin_problem)
+    ahead: set[int] = field(default_factory=set)
 
     # -- epoll_ctl(2) ------------------------------------------------------------------
 
     def add(self, key: Key, events: int, data: int, edge: bool, oneshot: bool,
-            ready_now: int) -> tuple[int, str | None]:
+            ready_now: int, maybe_now: int = 0) -> tuple[int, str | None]:
         if key in self.interest:
             return -1, "EEXIST"
-        self.interest[key] = Item(events, data, edge, oneshot, pending=EVENT if ready_now else NONE)
+        self.interest[key] = Item(events, data, edge, oneshot,
+                                  pending=_pending(ready_now, maybe_now))
         return 0, None
 
     def mod(self, key: Key, events: int, data: int, edge: bool, oneshot: bool,
-            ready_now: int) -> tuple[int, str | None]:
+            ready_now: int, maybe_now: int = 0) -> tuple[int, str | None]:
         if key not in self.interest:
             return -1, "ENOENT"
         # MOD re-arms a one-shot item and re-evaluates readiness, as ADD does.
-        self.interest[key] = Item(events, data, edge, oneshot, pending=EVENT if ready_now else NONE)
+        self.interest[key] = Item(events, data, edge, oneshot,
+                                  pending=_pending(ready_now, maybe_now))
         return 0, None
 
     def delete(self, key: Key) -> tuple[int, str | None]:
         if key not in self.interest:
             return -1, "ENOENT"
-        del self.interest[key]
+        self.ahead.discard(self.interest.pop(key).data)
         return 0, None
 
     def forget(self, description: str) -> None:
         """The description's last descriptor was closed: its items leave the interest list."""
         for key in [k for k in self.interest if k[1] == description]:
-            del self.interest[key]
+            self.ahead.discard(self.interest.pop(key).data)
+
+    def watches(self) -> set[str]:
+        """The descriptions of the interest list."""
+        return {description for _, description in self.interest}
 
     # -- events on watched files --------------------------------------------------------
 
-    def event(self, description: str, kind: int, certain: bool = True) -> None:
-        """News on a file description, for every item watching it."""
+    def event(self, description: str, kind: int, certain: bool = True) -> int:
+        """News on a file description, for every item watching it; how sure the news is
+        for this instance (NONE: no armed item heard of it), for instances watching it."""
+        heard = NONE
         for (_, watched), item in self.interest.items():
             if watched == description and item.armed and (item.events | ALWAYS) & kind:
-                item.pending = max(item.pending, EVENT if certain else MAYBE)
+                news = EVENT if certain else MAYBE
+                heard, item.pending = max(heard, news), max(item.pending, news)
+        return heard
 
     # -- epoll_wait(2) -----------------------------------------------------------------
 
-    def wait(self, readiness: dict[str, int]) -> tuple[dict[int, int], dict[int, int]]:
-        # readiness: by description name
-        """What one epoll_wait with timeout 0 (and room for every item) reports: the
-        events it must report, and those it may (MAYBE), both as {data: revents}.
-        Call settle() with what was reported."""
+    def wait(self, readiness: dict[str, int], uncertain: dict[str, int] | None = None
+             ) -> tuple[dict[int, int], dict[int, int]]:
+        """What one epoll_wait with room for every item reports at once: the events it
+        must report, and those it may (MAYBE), both as {data: revents}. `readiness` and
+        `uncertain` (what a description may or may not show: a nested instance's EPOLLIN
+        hanging on a MAYBE) are by description name. Call settle() with what was reported."""
         must: dict[int, int] = {}
         may: dict[int, int] = {}
+        uncertain = uncertain or {}
         for key, item in self.interest.items():
-            revents = readiness[key[1]] & (item.events | ALWAYS)
-            if not item.armed or not revents:
+            if not item.armed:
                 continue
-            if not item.edge or item.pending == EVENT:
+            mask = item.events | ALWAYS
+            revents, perhaps = readiness[key[1]] & mask, uncertain.get(key[1], 0) & mask
+            if revents and (not item.edge or item.pending == EVENT):
                 must[item.data] = revents
-            elif item.pending == MAYBE:
-                may[item.data] = revents
+            elif (revents and item.pending == MAYBE) or (
+                    perhaps and (not item.edge or item.pending != NONE)):
+                may[item.data] = revents | perhaps
         return must, may
 
-    def settle(self, reported: set[int]) -> None:
-        """After a wait: every armed item's news has been looked at; a reported one-shot
-        item is disarmed until the next EPOLL_CTL_MOD."""
+    def settle(self, reported: set[int], must: dict[int, int], may: dict[int, int],
+               full: bool) -> None:
+        """After a wait: a reported item's news has been delivered (a one-shot item is
+        disarmed until the next EPOLL_CTL_MOD). A wait that filled its buffer (`full`)
+        leaves the ready items it did not report where they were; any other wait has
+        looked at every item."""
         for item in self.interest.values():
             if not item.armed:
                 continue
-            item.pending = NONE
-            if item.oneshot and item.data in reported:
-                item.armed = False
+            if item.data in reported:
+                item.pending = NONE
+                if item.oneshot:
+                    item.armed = False
+            elif not (full and (item.data in must or item.data in may)):
+                item.pending = NONE
+        self.ahead = {d for d in must if d not in reported} if full else set()
+
+    def still_ready(self, must: dict[int, int]) -> None:
+        """Round robin holds for items that stayed ready: one that was not is queued
+        again like any other when it is next ready."""
+        self.ahead &= set(must)
+
+    def round_robin_problem(self, must: dict[int, int], reported: dict[int, int]) -> str | None:
+        """Items a full wait left out come before those it reported ("successive
+        epoll_wait() calls will round robin through the set of ready file descriptors")."""
+        ahead = self.ahead & set(must)
+        if not ahead:
+            return None
+        left_out = sorted(ahead - set(reported))
+        others = sorted(set(reported) - ahead)
+        if left_out and others:
+            return (f"reported {others} while {left_out}, ready and left out by the previous "
+                    f"full wait, were not: successive waits must round robin through the "
+                    f"ready items")
+        return None
+
+
+def _pending(ready_now: int, maybe_now: int) -> int:
+    return EVENT if ready_now else MAYBE if maybe_now else NONE

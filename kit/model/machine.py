@@ -7,6 +7,7 @@ from __future__ import annotations
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, precondition, rule
 
+from kit.model.channels import PipeEnd, SocketEnd
 from kit.model.eventfd import EventfdModel
 from kit.model.program import CLOCKS, Program
 from kit.model.signalfd import SIGNALS, SignalfdModel
@@ -14,6 +15,8 @@ from kit.model.timerfd import TimerfdModel
 
 MAX_EVENTFDS, MAX_EPOLLS, MAX_TIMERFDS, MAX_SIGNALFDS = 3, 2, 2, 2
 MAX_FDS = 10
+# Three instances nest two levels deep at most: the depth limit is the nesting specs' subject.
+MAX_NESTED_EPOLLS = 3
 # Signals queued at once stay below POSIX's _POSIX_SIGQUEUE_MAX (32): queue limits are not
 # this model's subject, and Linux's RLIMIT_SIGPENDING counts every process of the user.
 MAX_QUEUED = 31
@@ -219,3 +222,208 @@ class TimerfdSignalfdEpollMachine(EventfdEpollMachine):
     def read_signals(self, data, records):
         self.program.apply({"op": "read", "file": self._draw(data, SignalfdModel, "sfd"),
                             "records": records})
+
+
+class EpollTreeMachine(EventfdEpollMachine):
+    """The eventfd/epoll programs, plus epoll instances inside epoll instances (one or two
+    levels, cycles refused with ELOOP), EPOLL_CTL_DEL through the number of a closed
+    descriptor, and waits with room for fewer events than are ready."""
+
+    # Two eventfds in an inner instance, the inner and one of the eventfds in an outer one:
+    # the start of most of what nesting and short waits can get wrong (kit.model.minimise
+    # drops what a counterexample does not need).
+    @initialize(initvals=st.tuples(st.sampled_from([0, 1]), st.sampled_from([0, 1])),
+                inner=st.tuples(EVENTS, st.booleans(), st.booleans()),
+                outer=st.tuples(st.booleans(), st.booleans()))
+    def start(self, initvals, inner, outer):
+        first, second = (self.eventfd(initval, False) for initval in initvals)
+        inner_ep, outer_ep = self.epoll(), self.epoll()
+        events, et, oneshot = inner
+        for watched in (first, second):
+            self.program.apply({"op": "add", "ep": inner_ep, "file": watched,
+                                "events": events, "et": et, "oneshot": oneshot})
+        et, oneshot = outer
+        for watched in (inner_ep, second):
+            self.program.apply({"op": "add", "ep": outer_ep, "file": watched,
+                                "events": ["EPOLLIN"], "et": et, "oneshot": oneshot})
+
+    @precondition(lambda self: self.program.eventfds)
+    @rule(data=st.data())
+    def write_one(self, data):
+        # Readiness is what nesting and short waits are about: most writes should make it.
+        self.write(data, 1)
+
+    @precondition(lambda self: len(self.program.epolls) < MAX_NESTED_EPOLLS)
+    @rule()
+    def new_epoll(self):
+        self.epoll()
+
+    def _two_epolls(self, data) -> tuple[str, str]:
+        # Mostly two different instances; now and then the same (EINVAL).
+        ep = self._draw(data, None, "ep")
+        others = [e for e in self._open(None) if e != ep] or [ep]
+        return ep, data.draw(st.sampled_from(others), label="inner")
+
+    @precondition(lambda self: len(self.program.epolls) >= 1)
+    @rule(data=st.data(), kind=st.sampled_from(["add", "add", "mod", "del"]),
+          events=EVENTS, et=st.booleans(), oneshot=st.booleans())
+    def nest(self, data, kind, events, et, oneshot):
+        ep, inner = self._two_epolls(data)
+        op = {"op": kind, "ep": ep, "file": inner}
+        if kind != "del":
+            op.update(events=events, et=et, oneshot=oneshot)
+        self.program.apply(op)
+
+    @precondition(lambda self: self.program.epolls)
+    @rule(data=st.data())
+    def poll_epoll(self, data):
+        self.program.apply({"op": "poll", "file": self._draw(data, None, "ep")})
+
+    @precondition(lambda self: self.program.epolls)
+    @rule(data=st.data(), room=st.integers(1, 3))
+    def wait_some(self, data, room):
+        self.program.apply({"op": "wait", "ep": self._draw(data, None, "ep"),
+                            "maxevents": room})
+
+    @precondition(lambda self: self.program.epolls and self.program.closed)
+    @rule(data=st.data())
+    def del_closed(self, data):
+        # Through the number the closed descriptor had: EBADF, or whatever file has the
+        # number now.
+        closed = data.draw(st.sampled_from(sorted(self.program.closed)), label="closed")
+        self.program.apply({"op": "del", "ep": self._draw(data, None, "ep"), "file": closed})
+
+
+# Every event bit an item can ask for; EPOLLERR and EPOLLHUP are always reported.
+ALL_EVENTS = st.lists(st.sampled_from(["EPOLLIN", "EPOLLOUT", "EPOLLRDHUP", "EPOLLPRI"]),
+                      min_size=1, max_size=3, unique=True).map(sorted)
+MAX_CHANNELS = 2          # pipes and socket pairs open at once
+MAX_FORKS = 1             # forked children per program
+
+
+class PipesSocketsEpollMachine(EventfdEpollMachine):
+    """Programs over pipes and UNIX stream socket pairs in epoll instances: a few bytes
+    written and read, ends closed (EPOLLHUP on a pipe's read end, EPOLLERR on its write
+    end), sockets shut down for writing (EPOLLRDHUP, then EPOLLHUP), dup and close of
+    watched ends."""
+
+    # A pipe and a socket pair, three of the four ends watched by one instance.
+    @initialize(watch=st.lists(st.tuples(ALL_EVENTS, st.booleans(), st.booleans()),
+                               min_size=3, max_size=3))
+    def start(self, watch):
+        read, write = self.pipe()
+        a, _ = self.socketpair()
+        ep = self.epoll()
+        for name, (events, et, oneshot) in zip((read, write, a), watch):
+            self.program.apply({"op": "add", "ep": ep, "file": name, "events": events,
+                                "et": et, "oneshot": oneshot})
+
+    def _channels(self) -> list[str]:
+        return sorted(k for k, m in self.program.files.items()
+                      if isinstance(m, (PipeEnd, SocketEnd)))
+
+    def _pairs_open(self) -> int:
+        return len({id(getattr(m, "pipe", None) or m.pair) for m in self.program.files.values()
+                    if isinstance(m, (PipeEnd, SocketEnd))})
+
+    def pipe(self) -> tuple[str, str]:
+        read, write = self._name("r"), self._name("w")
+        self.program.apply({"op": "pipe", "id": read, "peer": write})
+        return read, write
+
+    def socketpair(self) -> tuple[str, str]:
+        a, b = self._name("u"), self._name("u")
+        self.program.apply({"op": "socketpair", "id": a, "peer": b})
+        return a, b
+
+    @precondition(lambda self: False)     # no eventfds here: the other models have them
+    @rule()
+    def new_eventfd(self):
+        pass
+
+    @precondition(lambda self: self._pairs_open() < MAX_CHANNELS)
+    @rule(kind=st.sampled_from(["pipe", "socketpair"]))
+    def new_channel(self, kind):
+        getattr(self, kind)()
+
+    def _ends(self, reading: bool) -> list[str]:
+        """Ends open for reading (or writing): a pipe's one end, a socket's both. (The
+        wrong end, EBADF, is tests/test_model.py's.)"""
+        return [k for k in self._channels() if getattr(self.program.files[k], "reading",
+                                                        reading) == reading]
+
+    @precondition(lambda self: self._ends(reading=False))
+    @rule(data=st.data(), size=st.integers(1, 16))
+    def write_bytes(self, data, size):
+        self.program.apply({"op": "write_bytes", "size": size, "file": data.draw(
+            st.sampled_from(self._ends(reading=False)), label="end")})
+
+    @precondition(lambda self: self._ends(reading=True))
+    @rule(data=st.data(), size=st.sampled_from([1, 4, 64]))
+    def read(self, data, size):
+        self.program.apply({"op": "read_bytes", "size": size, "file": data.draw(
+            st.sampled_from(self._ends(reading=True)), label="end")})
+
+    # A fork costs milliseconds (tens on a loaded machine): one a program shows what it does.
+    @precondition(lambda self: self._channels() and
+                  sum(op["op"] == "fork" for op in self.program.ops) < MAX_FORKS)
+    @rule(data=st.data(), then=st.sampled_from(["close", "write_bytes"]))
+    def fork(self, data, then):
+        # A forked child closes its copy of an end, or writes through it.
+        writable = self._ends(reading=False)
+        if not writable:
+            then = "close"
+        self.program.apply({"op": "fork", "then": then, "file": data.draw(
+            st.sampled_from(writable if then == "write_bytes" else self._channels()),
+            label="end")})
+
+    @precondition(lambda self: self._open(SocketEnd))
+    @rule(data=st.data())
+    def shutdown(self, data):
+        self.program.apply({"op": "shutdown", "file": self._draw(data, SocketEnd, "socket")})
+
+    @precondition(lambda self: self.program.files and self.program.epolls)
+    @rule(data=st.data(), events=ALL_EVENTS, et=st.booleans(), oneshot=st.booleans())
+    def add(self, data, events, et, oneshot):
+        self._ctl(data, "add", events=events, et=et, oneshot=oneshot)
+
+    @precondition(lambda self: self.program.files and self.program.epolls)
+    @rule(data=st.data(), events=ALL_EVENTS, et=st.booleans(), oneshot=st.booleans())
+    def mod(self, data, events, et, oneshot):
+        self._ctl(data, "mod", events=events, et=et, oneshot=oneshot)
+
+
+class EpollWaitersMachine(EpollTreeMachine):
+    """The nested-instance programs with waits that block: a waiter thread blocked in
+    epoll_wait (woken, or not, by the program's next operation) and waits with a timeout
+    in the program's own thread. Timeouts stay small: a waiter nothing wakes costs its
+    whole timeout."""
+
+    @precondition(lambda self: self.program.epolls)
+    @rule(data=st.data(), timeout=st.sampled_from([3, 10]), room=st.sampled_from([1, 64]),
+          then_write=st.booleans())
+    def waiter(self, data, timeout, room, then_write):
+        ep = self._draw(data, None, "ep")
+        self.program.apply({"op": "waiter", "ep": ep, "timeout": timeout, "maxevents": room})
+        watched = self._watched_eventfds(ep)
+        if then_write and watched:
+            # Half the time the next operation writes an eventfd the instance watches
+            # (directly or through an inner one), which most often wakes the waiter.
+            self.program.apply({"op": "write", "file": data.draw(st.sampled_from(watched),
+                                                                 label="efd"), "value": 1})
+
+    def _watched_eventfds(self, ep: str) -> list[str]:
+        program = self.program
+        seen, todo = set(), [ep]
+        while todo:
+            name = todo.pop()
+            if name not in seen and name in program.epolls:
+                seen.add(name)
+                todo.extend(program.epolls[name].watches())
+        descriptions = set().union(*(program.epolls[n].watches() for n in seen))
+        return sorted(k for k in program.eventfds if program.description[k] in descriptions)
+
+    @precondition(lambda self: self.program.epolls)
+    @rule(data=st.data())
+    def wait_a_while(self, data):
+        self.program.apply({"op": "wait", "ep": self._draw(data, None, "ep"), "timeout": 1})

@@ -26,20 +26,25 @@ def _disagreement(program: list[dict]) -> ModelDisagreement | None:
 
 def _names(op: dict) -> set[str]:
     """The objects an operation names (its own id included)."""
-    return {v for k, v in op.items() if k in ("id", "file", "efd", "ep", "obj")}
+    return {v for k, v in op.items() if k in ("id", "peer", "file", "efd", "ep", "obj")}
 
 
 def _without(program: list[dict], i: int) -> list[dict]:
     """The program without operation i and whatever names what it made (a dup of a dup,
     transitively)."""
-    gone = {program[i]["id"]} if "id" in program[i] else set()
+    gone = _made(program[i])
     kept = []
     for o in program[i + 1:]:
         if gone & _names(o):
-            gone |= {o["id"]} if "id" in o else set()
+            gone |= _made(o)
         else:
             kept.append(o)
     return program[:i] + kept
+
+
+def _made(op: dict) -> set[str]:
+    """The objects an operation creates (a pipe or socket pair: both ends)."""
+    return {op[k] for k in ("id", "peer") if k in op}
 
 
 def minimise(found: ModelDisagreement) -> ModelDisagreement:
