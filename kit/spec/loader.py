@@ -43,6 +43,7 @@ from kit.spec.schema import (
     CONTROL,
     GROUP_KINDS,
     ITERATION,
+    LOOP_SHARE_NAME,
     ONLY_GROUP_KINDS,
     ORDER_KINDS,
     QUIET,
@@ -417,8 +418,8 @@ class _Checker:
         params = raw.get("params", {})
         bound: set[str] = set()
         for name, spec in params.items():
-            if name in (QUIET, QUIET_MS):
-                raise self.fail(f"${name} is the profile's quiet window, bound in every "
+            if name in (QUIET, QUIET_MS, LOOP_SHARE_NAME):
+                raise self.fail(f"${name} is the profile's own, bound in every "
                                 f"example: name this parameter otherwise", params, name,
                                 f"params.{name}")
             self.expr(spec, bound, params, name, f"params.{name}")
@@ -444,7 +445,7 @@ class _Checker:
         for i, dev in enumerate(raw.get("known_deviations", [])):
             if "kernel" in dev:
                 self.kernel(dev["kernel"], dev, "kernel", f"known_deviations[{i}].kernel")
-        steps = self.steps(raw["steps"], bound | {QUIET, QUIET_MS}, "steps", {}) \
+        steps = self.steps(raw["steps"], bound | {QUIET, QUIET_MS, LOOP_SHARE_NAME}, "steps", {}) \
             if "steps" in raw else []
         known = [self.known_deviation(dev, f"known_deviations[{i}]", steps, set(params))
                  for i, dev in enumerate(raw.get("known_deviations", []))]

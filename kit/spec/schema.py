@@ -28,6 +28,9 @@ WAITER_INDEX, ITERATION = "waiter", "iteration"
 # Bound in every example by the profile (kit.engine.profiles.QUIET): how long a step that
 # must see nothing happen watches, in seconds and in milliseconds.
 QUIET, QUIET_MS = "quiet", "quiet_ms"
+# Bound alike (kit.engine.profiles.LOOP_SHARE): the share of a loop's rounds this profile
+# runs, for an operation that loops by itself (race_loop: {share: $loop_share}).
+LOOP_SHARE_NAME = "loop_share"
 
 EXPR = {
     "description": "an integer, a $reference, a CONSTANT, a list (bitwise OR) or one arithmetic form",
