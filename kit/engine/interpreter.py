@@ -17,7 +17,7 @@ from kit.adapter import libc, pidfd, scratch
 from kit.adapter.proc import blocked_in_syscall, run_queue_wait
 from kit.adapter.process import run_forked
 from kit.adapter.target_calls import after_bound, fd_kind, note_overrun, overran, target_call
-from kit.adapter.watchdog import bounded
+from kit.adapter.watchdog import TargetTimeout, bounded
 from kit.engine import expectations, gates, repeat, waiters
 from kit.engine.expectations import ASLEEP_FALLBACK
 from kit.engine.profiles import quiet_bindings
@@ -78,6 +78,11 @@ def _confined(fn, args: dict, record: StepRecord) -> libc.Result:
     except confinement.Refused as exc:
         _refuse(record, str(exc))
         raise  # unreachable: _refuse raises
+    except TargetTimeout as exc:
+        # An operation that bounds itself (an exec, the race executor) ran out: a timeout
+        # of this step, like a watchdog's, not a crash of the check.
+        record.status = TIMEOUT
+        raise StepFailure(TIMEOUT, f"line {record.line}: {record.call}: {exc}") from None
 
 
 class _Thread:

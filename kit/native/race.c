@@ -14,7 +14,8 @@
  * Nothing is random: a round does the same calls in the same order every time, so a loss
  * is replayed by the same arguments (the interleaving is the scheduler's). Only the
  * descriptors it creates itself are used. Prints one JSON object on stdout:
- *   {"scenario", "planned", "rounds", "lost", "lost_at", "waiter", "seconds", "error", "errno"}
+ *   {"scenario", "planned", "rounds", "lost", "lost_at", "waited_ms", "waiter", "seconds",
+ *    "error", "errno"}
  * and exits 0 (a lost wake-up is a result, not a failure) or 1 when a call failed. */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -39,7 +40,7 @@ static double started;
 
 /* The first loss or failure wins; everyone stops once `stop` is set. */
 static int stop;
-static long lost_at;
+static long lost_at, lost_ms;    /* the round, and the bound of the wait that ran out */
 static char lost_who[48];
 static char error[160];
 static int error_no;
@@ -56,10 +57,11 @@ static int stopped(void) { return __atomic_load_n(&stop, __ATOMIC_ACQUIRE); }
 static void halt(void) { __atomic_store_n(&stop, 1, __ATOMIC_RELEASE); }
 static int out_of_time(void) { return now() - started >= seconds_cap; }
 
-static void lose(long round, const char *who) {
+static void lose(long round, const char *who, long ms) {
     pthread_mutex_lock(&first);
     if (!lost_at && !error[0]) {
         lost_at = round;
+        lost_ms = ms;
         snprintf(lost_who, sizeof lost_who, "%s", who);
     }
     pthread_mutex_unlock(&first);
@@ -98,6 +100,18 @@ static int wait_one(int ep, struct epoll_event *ev, int ms) {
     }
 }
 
+/* The same for a thread that is not the race's subject: in slices, so that it leaves as
+ * soon as another thread has recorded a loss instead of sitting out its own bound. */
+static int wait_one_watching(int ep, struct epoll_event *ev, long ms) {
+    double deadline = now() + ms / 1e3;
+    for (;;) {
+        long left = (long)((deadline - now()) * 1e3);
+        if (left <= 0 || stopped()) return 0;
+        int n = wait_one(ep, ev, left < 100 ? (int)left : 100);
+        if (n != 0) return n;
+    }
+}
+
 static int put(int fd, uint64_t v) { return write(fd, &v, sizeof v) == sizeof v ? 0 : -1; }
 
 static int take(int fd, uint64_t *v) { return read(fd, v, sizeof *v) == sizeof *v ? 0 : -1; }
@@ -120,7 +134,7 @@ static void *ping_partner(void *unused) {
     for (long round = 1;; round++) {
         int n = wait_one(ping_ep, &ev, wait_ms);
         if (n < 0) { fail("epoll_wait (partner)"); return NULL; }
-        if (n == 0) { if (!stopped()) lose(round, "partner"); return NULL; }
+        if (n == 0) { if (!stopped()) lose(round, "partner", wait_ms); return NULL; }
         if (take(ping, &v) < 0) { fail("read ping (partner)"); return NULL; }
         if (v == LAST) return NULL;
         if (put(pong, 1) < 0) { fail("write pong (partner)"); return NULL; }
@@ -148,9 +162,9 @@ static int ping_pong(void) {
     for (long round = 1; round <= planned && !stopped() && !out_of_time(); round++) {
         if (put(ping, 1) < 0) { fail("write ping"); break; }
         /* twice the partner's bound: a loss on its side is recorded (by it) first */
-        int n = wait_one(pong_ep, &ev, 2 * wait_ms);
+        int n = wait_one_watching(pong_ep, &ev, 2 * wait_ms);
         if (n < 0) { fail("epoll_wait (main)"); break; }
-        if (n == 0) { if (!stopped()) lose(round, "main"); break; }
+        if (n == 0) { if (!stopped()) lose(round, "main thread", 2 * wait_ms); break; }
         if (take(pong, &v) < 0) { fail("read pong"); break; }
         rounds_done = round;
     }
@@ -173,7 +187,7 @@ static void *rearm_waiter(void *unused) {
         int n = wait_one(rearm_ep, &ev, wait_ms);
         if (stopped()) return NULL;
         if (n < 0) { fail("epoll_wait (waiter)"); return NULL; }
-        if (n == 0) { lose(round, "waiter"); return NULL; }
+        if (n == 0) { lose(round, "waiter", wait_ms); return NULL; }
         __atomic_store_n(&waited, round, __ATOMIC_RELEASE);
     }
 }
@@ -191,7 +205,7 @@ static int mod_rearm(void) {
         ev.events = EPOLLIN | EPOLLET;
         if (epoll_ctl(rearm_ep, EPOLL_CTL_MOD, rearm_fd, &ev) < 0) { fail("epoll_ctl MOD"); break; }
         if (!await_at_least(&waited, round, 2 * wait_ms)) {
-            if (!stopped()) lose(round, "waiter");
+            if (!stopped()) lose(round, "waiter", 2 * wait_ms);
             break;
         }
         rounds_done = round;
@@ -223,7 +237,7 @@ static void *group_waiter(void *arg) {
         int n = wait_one(group_ep, &ev, wait_ms);
         if (stopped()) return NULL;
         if (n < 0) { fail("epoll_wait (waiter)"); return NULL; }
-        if (n == 0) { lose(round, who); return NULL; }
+        if (n == 0) { lose(round, who, wait_ms); return NULL; }
         if (take(group_fd[ev.data.u64], &v) < 0) {
             /* ET: each eventfd's event goes to one waiter; a second taker finds it empty */
             char what[64];
@@ -262,7 +276,7 @@ static int all_woken(void) {
         for (long i = 0; i < waiters; i++)
             if (put(group_fd[i], 1) < 0) { fail("write"); break; }
         if (!await_at_least(&finished, waiters, 2 * wait_ms)) {
-            if (!stopped()) lose(round, "a waiter");
+            if (!stopped()) lose(round, "last waiter", 2 * wait_ms);
             break;
         }
         rounds_done = round;
@@ -300,7 +314,7 @@ static void *race_unbounded(void *arg) {
     struct epoll_event ev;
     int n = wait_one(race_ep, &ev, wait_ms);
     if (n < 0) fail("epoll_wait (unbounded waiter)");
-    if (n == 0) lose((long)arg, "unbounded waiter");
+    if (n == 0) lose((long)arg, "unbounded waiter", wait_ms);
     return NULL;
 }
 
@@ -345,7 +359,7 @@ static void *zero_waiter(void *arg) {
         if (n == 0) {
             char who[32];
             snprintf(who, sizeof who, "waiter %ld", me);
-            lose(round, who);
+            lose(round, who, 0);
             return NULL;
         }
         zero_done[me] = round;
@@ -415,9 +429,10 @@ int main(int argc, char **argv) {
     json_string(scenario);
     printf(", \"planned\": %ld, \"rounds\": %ld, \"lost\": %d, \"lost_at\": ", planned,
            rounds_done, lost_at ? 1 : 0);
-    if (lost_at) printf("%ld, \"waiter\": ", lost_at), json_string(lost_who);
-    else printf("null, \"waiter\": null");
-    printf(", \"seconds\": %.3f, \"error\": ", elapsed);
+    if (lost_at) printf("%ld, \"waited_ms\": %ld, \"waiter\": ", lost_at, lost_ms),
+                 json_string(lost_who);
+    else printf("null, \"waited_ms\": null, \"waiter\": null");
+    printf(", \"seconds\": %.6f, \"error\": ", elapsed);
     if (error[0]) json_string(error), printf(", \"errno\": %d}\n", error_no);
     else printf("null, \"errno\": 0}\n");
     return error[0] ? 1 : 0;

@@ -4,10 +4,13 @@ run as a subprocess and read back as one flat record.
 A Python round (a fresh waiter thread, the engine's bookkeeping) costs milliseconds; the
 selftest runs 100 000 rounds in C. Here the loop itself is C and only its outcome comes back:
 
-    {scenario, planned, rounds, lost, lost_at, waiter, seconds, rounds_per_s}
+    {scenario, planned, rounds, lost, lost_at, waiter, waited_ms, seconds, rounds_per_s,
+     seconds_cap}
 
-`lost` is 0 or 1: the loop stops at the first wait that ran out (a lost wake-up), naming its
-round (`lost_at`, 1-based) and the thread that was not woken (`waiter`). Rounds scale with
+The loop stops at the first wait that ran out (a lost wake-up). `lost` is 0, or that loss
+in words ("round 50 of 2000: the partner got no event within 2000 ms"), so that the
+ordinary `fields: {lost: 0}` deviates with a message naming the round and the waiter;
+`lost_at` (the round, 1-based), `waiter` and `waited_ms` give the same as data. Rounds scale with
 the profile like a `repeat` loop (the caller passes the share). Every wait in C is bounded
 by `wait_ms`; the process is killed if it outlives its own bound (`Hung`), and it arms its own
 alarm as a last resort. It opens nothing but its own eventfds and epoll instances.
@@ -89,6 +92,13 @@ def bound(p: Plan, wait_ms: int) -> float:
     return p.seconds + 3 * wait_ms / 1000 + STARTUP_GRACE
 
 
+def describe_loss(record: dict) -> str:
+    where = f"round {record['lost_at']} of {record['planned']}"
+    if not record.get("waited_ms"):
+        return f"{where}: {record['waiter']}'s zero-timeout wait found nothing ready"
+    return f"{where}: the {record['waiter']} got no event within {record['waited_ms']} ms"
+
+
 def run(scenario: str, p: Plan, waiters: int, et: bool, wait_ms: int) -> dict:
     """Run one loop; the record above, or {error, errno} when a call in it failed.
     Raises Unavailable (no executor), Hung (killed at its bound), ValueError (arguments)."""
@@ -127,6 +137,8 @@ def run(scenario: str, p: Plan, waiters: int, et: bool, wait_ms: int) -> dict:
                 "rounds": record.get("rounds")}
     record.pop("error", None)
     record.pop("errno", None)
+    if record.get("lost"):
+        record["lost"] = describe_loss(record)
     elapsed = record.get("seconds") or 0
     record["rounds_per_s"] = round(record["rounds"] / elapsed) if elapsed > 0 else None
     record["seconds_cap"] = round(p.seconds, 3)
