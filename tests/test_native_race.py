@@ -153,7 +153,8 @@ def test_the_build_is_cached_by_the_sources_hash(tmp_path):
     source.write_text('#include <stdio.h>\nint main(void) { puts("two"); return 0; }\n')
     second = build.build(source, "hello", cache=tmp_path / "cache")
     assert second != first
-    assert subprocess.run([second], capture_output=True, text=True).stdout == "two\n"
+    assert subprocess.run([second], capture_output=True, text=True,
+                          check=True).stdout == "two\n"
     assert not [p for p in (tmp_path / "cache").iterdir() if p.name.startswith(".")]
 
 
