@@ -67,10 +67,13 @@ def build(source: Path, name: str, flags: tuple[str, ...] = DEFAULT_FLAGS,
         places.append(_fallback_dir())
     for i, base in enumerate(places):
         exe = base / f"{name}-{key}"
-        if i > 0 and not _private(base):
-            continue
-        if exe.exists() and os.access(exe, os.X_OK):
-            return exe
+        try:
+            if i > 0 and not _private(base):
+                continue
+            if exe.exists() and os.access(exe, os.X_OK):
+                return exe
+        except OSError:
+            continue  # not ours to look into (another user's home after a privilege drop)
         try:
             base.mkdir(parents=True, exist_ok=True)
             fd, partial = tempfile.mkstemp(prefix=f".{name}-", dir=base)

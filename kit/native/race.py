@@ -21,6 +21,7 @@ from __future__ import annotations
 import errno as errnos
 import json
 import math
+import os
 import subprocess
 from dataclasses import dataclass
 from functools import cache
@@ -67,9 +68,14 @@ def plan(rounds: int, seconds: float, share: float) -> Plan:
     return Plan(max(1, round(rounds * share)), max(0.1, seconds * share))
 
 
-@cache
 def executor() -> Path:
-    """The built executor (cached on disk by source hash, and here per process)."""
+    """The built executor (cached on disk by source hash, and here per user: a checker that
+    dropped its privileges cannot run the one built in root's home)."""
+    return _executor(os.geteuid())
+
+
+@cache
+def _executor(uid: int) -> Path:   # uid: only the cache key
     try:
         return build(SOURCE, "race", flags=("-O2", "-pthread", "-Wall"),
                      what="the native race executor")
@@ -115,6 +121,8 @@ def run(scenario: str, p: Plan, waiters: int, et: bool, wait_ms: int) -> dict:
     try:
         done = subprocess.run(cmd, capture_output=True, text=True, timeout=limit,
                               check=False, close_fds=True, stdin=subprocess.DEVNULL)
+    except OSError as exc:
+        return {"error": f"cannot run the native race executor: {exc}", "errno": None}
     except subprocess.TimeoutExpired:
         raise Hung(f"the native race executor ({scenario}) did not finish within "
                    f"{limit:g} s and was killed") from None

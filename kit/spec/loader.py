@@ -418,8 +418,12 @@ class _Checker:
         params = raw.get("params", {})
         bound: set[str] = set()
         for name, spec in params.items():
-            if name in (QUIET, QUIET_MS, LOOP_SHARE_NAME):
-                raise self.fail(f"${name} is the profile's own, bound in every "
+            if name == LOOP_SHARE_NAME:
+                raise self.fail(f"${name} is the profile's share of a loop, bound in every "
+                                f"example: name this parameter otherwise", params, name,
+                                f"params.{name}")
+            if name in (QUIET, QUIET_MS):
+                raise self.fail(f"${name} is the profile's quiet window, bound in every "
                                 f"example: name this parameter otherwise", params, name,
                                 f"params.{name}")
             self.expr(spec, bound, params, name, f"params.{name}")
