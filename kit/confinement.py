@@ -79,7 +79,8 @@ reach besides the behaviour's own descriptors:
   (kit/native/race.c, built from the kit's source, never from the spec) with integer
   arguments and one of its fixed scenarios (check_race_loop): it creates its own eventfds,
   epoll instances and threads, opens no path and touches no descriptor of the behaviour.
-  It is bounded (killed after its time cap plus its waits) and at most 64 threads.
+  It is bounded (killed after its time cap plus its waits, and by its own alarm) and runs
+  at most 64 waiter threads.
 - ptrace, other namespaces, /proc writes other than those sysctls and the time namespace's
   offsets, module loading, reboot, kill(2) of another process: no operation does any of
   these.
