@@ -75,6 +75,12 @@ reach besides the behaviour's own descriptors:
 - Other processes (kit.adapter.pidfd). `pidfd_open` and `child_wait` take only the pid of
   a child `spawn_child` forked in this process and not yet reaped (a reaped pid may
   name another process by then); such children are reaped when the example ends.
+- Native loops (kit.adapter.native_race). `race_loop` runs the kit's own race executor
+  (kit/native/race.c, built from the kit's source, never from the spec) with integer
+  arguments and one of its fixed scenarios (check_race_loop): it creates its own eventfds,
+  epoll instances and threads, opens no path and touches no descriptor of the behaviour.
+  It is bounded (killed after its time cap plus its waits, and by its own alarm) and runs
+  at most 64 waiter threads.
 - ptrace, other namespaces, /proc writes other than those sysctls and the time namespace's
   offsets, module loading, reboot, kill(2) of another process: no operation does any of
   these.
@@ -259,9 +265,25 @@ def check_mount_point(path) -> str:
     return name
 
 
+def check_race_loop(args: dict) -> tuple[str, str] | None:
+    """The race executor runs only its own scenarios, with 1 to MAX_WAITERS threads:
+    (argument, reason) for what is refused, or None."""
+    from kit.native.race import MAX_WAITERS, SCENARIOS
+
+    if "scenario" in args and args["scenario"] not in SCENARIOS:
+        return "scenario", (f"unknown scenario {args['scenario']!r}: the race executor runs "
+                            f"only {', '.join(SCENARIOS)}")
+    waiters = args.get("waiters")
+    if isinstance(waiters, int) and not 1 <= waiters <= MAX_WAITERS:
+        return "waiters", f"waiters={waiters}: the race executor runs 1 to {MAX_WAITERS} waiters"
+    return None
+
+
 def refusal(action: str, args: dict) -> tuple[str, str] | None:
     """(argument, reason) if a step with these argument values is refused; arguments not
     given (not known yet, at load time) are not checked."""
+    if action == "race_loop":
+        return check_race_loop(args)
     try:
         if action == "open_path" and "path" in args:
             check_path(args["path"], args.get("flags", os.O_RDONLY))
@@ -277,6 +299,7 @@ def refusal(action: str, args: dict) -> tuple[str, str] | None:
     except Refused as exc:
         if action == "open_path" and "flags" in args and _is_flags_refusal(args):
             return "flags", str(exc)
+
         return {"open_path": "path", "ioctl": "request", "sysctl_set": "sysctl",
                 "sysctl_get": "sysctl", "mount_tmpfs": "path",
                 "make_directory": "path"}.get(action, "cmd"), str(exc)

@@ -60,7 +60,9 @@ def test_a_failing_or_hanging_helper_is_an_error_not_a_crash(tmp_path):
 def test_no_compiler_skips_with_a_reason(tmp_path, monkeypatch):
     import kit.bench.run as bench
 
-    monkeypatch.setattr(bench.shutil, "which", lambda name: None)
+    import kit.native.build
+
+    monkeypatch.setattr(kit.native.build.shutil, "which", lambda name: None)
     rows = bench.run_all(rounds=10)
     assert len(rows) == 16
     assert all(r["error"].startswith("skipped: no C compiler") for r in rows)

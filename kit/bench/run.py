@@ -15,13 +15,11 @@ would blur the figures).
 
 from __future__ import annotations
 
-import hashlib
 import json
-import os
-import shutil
 import subprocess
-import tempfile
 from pathlib import Path
+
+from kit.native.build import BuildError, build
 
 MECHANISMS = ("eventfd", "eventfd-sem", "pipe", "signal")
 VIAS = ("direct", "epoll")
@@ -32,10 +30,6 @@ DEFAULT_ROUNDS = 10_000
 SOURCE = Path(__file__).with_name("notify.c")
 
 
-class BuildError(Exception):
-    """The helper could not be built: the reason every row is skipped with."""
-
-
 def combinations():
     for mechanism in MECHANISMS:
         for via in VIAS:
@@ -43,43 +37,10 @@ def combinations():
                 yield mechanism, via, mode
 
 
-def cache_dir() -> Path:
-    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    return Path(base) / "kit" / "bench"
-
-
 def build_helper(cache: Path | None = None) -> Path:
-    """The compiled helper, built once per version of notify.c (kept in the cache)."""
-    compiler = shutil.which("cc") or shutil.which("gcc")
-    if not compiler:
-        raise BuildError("no C compiler (cc/gcc) on PATH: the benchmark needs one, "
-                         "Python timing would blur the figures")
-    source = SOURCE.read_bytes()
-    key = hashlib.sha256(source + compiler.encode()).hexdigest()[:16]
-    for base in (cache or cache_dir(), Path(tempfile.gettempdir()) / f"kit-bench-{os.getuid()}"):
-        exe = base / f"notify-{key}"
-        if exe.exists() and os.access(exe, os.X_OK):
-            return exe
-        try:
-            base.mkdir(parents=True, exist_ok=True)
-            # Built under a private name, then renamed: parallel runs never see half a file.
-            fd, partial = tempfile.mkstemp(prefix=".notify-", dir=base)
-            os.close(fd)
-        except OSError:
-            continue  # the cache is not writable: try the next place
-        try:
-            subprocess.run([compiler, "-O2", "-pthread", "-o", partial, str(SOURCE)],
-                           check=True, capture_output=True, text=True, timeout=120)
-            os.replace(partial, exe)
-            return exe
-        except subprocess.CalledProcessError as exc:
-            raise BuildError(f"cc failed: {exc.stderr.strip()[:300]}") from None
-        except subprocess.TimeoutExpired:
-            raise BuildError("cc timed out") from None
-        finally:
-            if os.path.exists(partial):
-                os.unlink(partial)
-    raise BuildError(f"no writable place for the helper ({cache or cache_dir()})")
+    """The compiled helper, built once per version of notify.c (kit.native.build caches it)."""
+    return build(SOURCE, "notify", cache=cache,
+                 what="the benchmark's helper (Python timing would blur the figures)")
 
 
 def _row(mechanism: str, via: str, mode: str, **figures) -> dict:

@@ -24,10 +24,9 @@ from kit.adapter.target_calls import (
     overran,
     target_call,
 )
-from kit.adapter.watchdog import bounded
-from kit.engine import expectations, gates, repeat, waiters
+from kit.adapter.watchdog import TargetTimeout, bounded
+from kit.engine import expectations, gates, profiles, repeat, waiters
 from kit.engine.expectations import ASLEEP_FALLBACK
-from kit.engine.profiles import quiet_bindings
 from kit.engine.records import (  # noqa: F401 - the run's records, re-exported for callers
     CONFORMS,
     DEVIATES,
@@ -85,6 +84,11 @@ def _confined(fn, args: dict, record: StepRecord) -> libc.Result:
     except confinement.Refused as exc:
         _refuse(record, str(exc))
         raise  # unreachable: _refuse raises
+    except TargetTimeout as exc:
+        # An operation that bounds itself (an exec, the race executor) ran out: a timeout
+        # of this step, like a watchdog's, not a crash of the check.
+        record.status = TIMEOUT
+        raise StepFailure(TIMEOUT, f"line {record.line}: {record.call}: {exc}") from None
 
 
 class _Thread:
@@ -160,7 +164,7 @@ class Run:
         status, message = CONFORMS, ""
         with scratch.example():
             try:
-                env = {**quiet_bindings(self.profile), **self.params}
+                env = {**profiles.bindings(self.profile), **self.params}
                 self.execute(self.behaviour.steps, env, records)
             except StepFailure as exc:
                 status, message = exc.status, exc.message

@@ -22,7 +22,9 @@ LOOP_SHARE = {"quick": 0.02, "default": 0.1, "thorough": 1.0}
 QUIET = {"quick": 0.1, "default": 0.3, "thorough": 1.0}
 
 
-def quiet_bindings(profile: str) -> dict:
-    """The names every example gets: $quiet (seconds) and $quiet_ms."""
+def bindings(profile: str) -> dict:
+    """The names every example gets: $quiet (seconds), $quiet_ms and $loop_share (for a
+    loop an operation runs by itself, such as race_loop)."""
     seconds = QUIET.get(profile, QUIET["quick"])
-    return {"quiet": seconds, "quiet_ms": round(seconds * 1000)}
+    return {"quiet": seconds, "quiet_ms": round(seconds * 1000),
+            "loop_share": LOOP_SHARE.get(profile, LOOP_SHARE["quick"])}

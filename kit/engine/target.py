@@ -19,6 +19,7 @@ from kit.engine.patch_level import (
     read_signature,
     resolve,
 )
+from kit.native import race as native_race
 from kit.spec import changes
 from kit.spec.model import Change
 
@@ -157,6 +158,10 @@ def not_applicable_reason(behaviour, target: Target) -> str | None:
     for symbol in applies.without_kernel_config:
         if target.config.enabled(symbol):
             return f"kernel built with {symbol} (from {target.config.source})"
+    if _uses(behaviour.steps, NATIVE_OPERATIONS):
+        reason = native_race.unavailable_reason()
+        if reason:
+            return reason
     if behaviour.machine_wide and not target.allow_machine_wide:
         return (f"not run: changes machine-wide state ({', '.join(behaviour.machine_wide)}); "
                 f"run with --allow-machine-wide where the machine is the kit's own")
@@ -169,3 +174,12 @@ def not_applicable_reason(behaviour, target: Target) -> str | None:
         if cap in CAPABILITIES and target.has_capability(cap):
             return f"must run without {cap}, which this process has"
     return None
+
+
+# Operations run by a native helper the kit builds with cc (kit.native): without one the
+# behaviour cannot run here, which says nothing about the kernel.
+NATIVE_OPERATIONS = frozenset({"race_loop"})
+
+
+def _uses(steps, names: frozenset) -> bool:
+    return any(step.action in names or _uses(step.substeps, names) for step in steps)

@@ -45,8 +45,7 @@ from kit.spec.schema import (
     ITERATION,
     ONLY_GROUP_KINDS,
     ORDER_KINDS,
-    QUIET,
-    QUIET_MS,
+    PROFILE_NAMES,
     WAITER_INDEX,
     build_schema,
 )
@@ -417,9 +416,9 @@ class _Checker:
         params = raw.get("params", {})
         bound: set[str] = set()
         for name, spec in params.items():
-            if name in (QUIET, QUIET_MS):
-                raise self.fail(f"${name} is the profile's quiet window, bound in every "
-                                f"example: name this parameter otherwise", params, name,
+            if name in PROFILE_NAMES:
+                raise self.fail(f"${name} is {PROFILE_NAMES[name]}, bound in every example: "
+                                f"name this parameter otherwise", params, name,
                                 f"params.{name}")
             self.expr(spec, bound, params, name, f"params.{name}")
             bound.add(name)
@@ -444,7 +443,7 @@ class _Checker:
         for i, dev in enumerate(raw.get("known_deviations", [])):
             if "kernel" in dev:
                 self.kernel(dev["kernel"], dev, "kernel", f"known_deviations[{i}].kernel")
-        steps = self.steps(raw["steps"], bound | {QUIET, QUIET_MS}, "steps", {}) \
+        steps = self.steps(raw["steps"], bound | set(PROFILE_NAMES), "steps", {}) \
             if "steps" in raw else []
         known = [self.known_deviation(dev, f"known_deviations[{i}]", steps, set(params))
                  for i, dev in enumerate(raw.get("known_deviations", []))]

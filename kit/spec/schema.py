@@ -25,9 +25,13 @@ STEP_KEYS = ("as", "expect", "differs", "within", "note")
 GROUP_KINDS = ("exactly", "at_least", "at_most", "none", "all", "which", "order")
 ONLY_GROUP_KINDS = ("exactly", "none", "all", "which", "order")
 WAITER_INDEX, ITERATION = "waiter", "iteration"
-# Bound in every example by the profile (kit.engine.profiles.QUIET): how long a step that
-# must see nothing happen watches, in seconds and in milliseconds.
-QUIET, QUIET_MS = "quiet", "quiet_ms"
+# Bound in every example by the profile (kit.engine.profiles), so no parameter may take
+# them: how long a step that must see nothing happen watches (seconds, milliseconds), and
+# the share of a loop's rounds the profile runs, for an operation that loops by itself
+# (race_loop: {share: $loop_share}).
+QUIET, QUIET_MS, LOOP_SHARE_NAME = "quiet", "quiet_ms", "loop_share"
+PROFILE_NAMES = {QUIET: "the profile's quiet window", QUIET_MS: "the profile's quiet window",
+                 LOOP_SHARE_NAME: "the profile's share of a loop"}
 
 EXPR = {
     "description": "an integer, a $reference, a CONSTANT, a list (bitwise OR) or one arithmetic form",
