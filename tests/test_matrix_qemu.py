@@ -366,10 +366,11 @@ def test_without_modules_dep_the_modinfo_of_each_module_is_read(tmp_path):
 @pytest.mark.parametrize("kernel", REAL, ids=lambda k: k.package)
 def test_module_order_of_a_real_debian_package(kernel):
     tree = kernels.ModuleTree.scan(Path(kernel.directory) / "tree/lib/modules" / kernel.release)
-    order = tree.order(kernels.GUEST_MODULES)
-    assert order == kernel.modules
-    assert order.index("9pnet") < order.index("9pnet_virtio") < len(order)
-    assert order[-1] == "9p"
+    order = tree.order(kernels.GUEST_MODULES + kernels.DISK_MODULES)
+    assert order == kernel.modules and kernel.disk
+    assert order.index("9pnet") < order.index("9pnet_virtio") < order.index("9p")
+    # the Python image's disk and file system, after their own dependencies
+    assert order[-1] == "ext4" and order.index("crc32c_generic") < order.index("ext4")
     config = kernels.parse_config(
         (Path(kernel.directory) / "tree/boot" / f"config-{kernel.release}").read_text())
     for module, option in (("9p", "CONFIG_9P_FS"), ("virtio_pci", "CONFIG_VIRTIO_PCI"),
@@ -544,8 +545,9 @@ def test_the_qemu_command_line():
     cmd = q.qemu_command("qemu-system-x86_64", accel="tcg", kernel=Path("/k/vmlinux"),
                          initrd=Path("/r/i.cpio"), out_dir=Path("/o"), memory_mb=2048)
     joined = " ".join(cmd)
-    assert cmd[cmd.index("-accel") + 1] == "tcg" and cmd[cmd.index("-cpu") + 1] == "max"
+    assert cmd[cmd.index("-accel") + 1] == "tcg" and cmd[cmd.index("-cpu") + 1] == "qemu64"
     assert cmd[cmd.index("-smp") + 1] == "1" and cmd[cmd.index("-m") + 1] == "2048"
+    assert "-drive" not in cmd                   # no Python image: no disk at all
     assert "-no-reboot" in cmd and "-kernel /k/vmlinux" in joined
     append = cmd[cmd.index("-append") + 1]
     assert "console=ttyS0" in append and "panic=-1" in append
@@ -555,6 +557,14 @@ def test_the_qemu_command_line():
     kvm = q.qemu_command("q", accel="kvm", kernel=Path("k"), initrd=Path("i"),
                          out_dir=Path("/o"))
     assert kvm[kvm.index("-cpu") + 1] == "host"
+    # two vCPUs under TCG: one host thread each; the Python image as a read-only disk
+    two = q.qemu_command("q", accel="tcg", kernel=Path("k"), initrd=Path("i"),
+                         out_dir=Path("/o"), cpus=2, image=Path("/c/py,1.img"))
+    assert two[two.index("-accel") + 1] == "tcg,thread=multi" and "-smp 2" in " ".join(two)
+    assert two[two.index("-drive") + 1] == ("file=/c/py,,1.img,if=none,id=kitpython,"
+                                            "format=raw,readonly=on")
+    assert two[two.index("-device", two.index("-drive")) + 1] == (
+        "virtio-blk-pci,drive=kitpython")
 
 
 def test_the_plan_tries_kvm_then_tcg_and_pvh_then_bzimage(monkeypatch):
@@ -725,11 +735,14 @@ def test_the_guest_is_given_the_packages_kernel_config(fake_target, tmp_path, mo
     scripts = []
     real_write = guest.write_run_initramfs
     monkeypatch.setattr(guest, "write_run_initramfs", lambda path, base, out_dir, repo,
-                        command, env, token: scripts.append(env) or real_write(
-                            path, base, out_dir, repo, command, env, token))
+                        command, env, token, **kw: scripts.append(env) or real_write(
+                            path, base, out_dir, repo, command, env, token, **kw))
     assert target.run(req).status == "ran"
     assert scripts == [{"KIT_TARGET_NAME": "fake", "KIT_PLATFORM": "linux",
-                        "KIT_KERNEL_CONFIG": str(copy)}]
+                        "KIT_KERNEL_CONFIG": str(copy),
+                        "XDG_CACHE_HOME": str(req.out_dir / q.GUEST_CACHE),
+                        "PYTEST_PLUGINS": "kit.matrix.guest_phases",
+                        "KIT_GUEST_CONSOLE": "/dev/console"}]
     # a cache the guest sees (~/.cache/kit, the default) is named as it is
     monkeypatch.setattr(guest, "seen_by_guest", lambda path, repo: True)
     assert q.guest_kernel_config(target.kernel, req) == {"KIT_KERNEL_CONFIG": str(config)}
@@ -741,8 +754,8 @@ def test_the_guest_runs_the_machine_wide_behaviours(fake_target, tmp_path, monke
     commands = []
     real_write = guest.write_run_initramfs
     monkeypatch.setattr(guest, "write_run_initramfs", lambda path, base, out_dir, repo,
-                        command, env, token: commands.append(command) or real_write(
-                            path, base, out_dir, repo, command, env, token))
+                        command, env, token, **kw: commands.append(command) or real_write(
+                            path, base, out_dir, repo, command, env, token, **kw))
     req = request(tmp_path)
     req.out_dir.mkdir(parents=True)
     assert target.run(req).status == "ran"
@@ -812,8 +825,9 @@ def test_a_relative_output_directory_reaches_the_guest_absolute(fake_target, tmp
     seen = []
     real_write = guest.write_run_initramfs
     monkeypatch.setattr(guest, "write_run_initramfs", lambda path, base, out_dir, repo,
-                        command, env, token: seen.append((out_dir, command)) or real_write(
-                            path, base, out_dir, repo, command, env, token))
+                        command, env, token, **kw: seen.append((out_dir, command)) or
+                        real_write(
+                            path, base, out_dir, repo, command, env, token, **kw))
     req = RunRequest(repo=REPO, out_dir=Path("report-matrix/fake"), kit_args=[],
                      timeout=60, log=Path("fake.log"))
     result = fake_target("ok").run(req)

@@ -37,11 +37,13 @@ import secrets
 import shutil
 import struct
 import subprocess
+import sys
 import tempfile
 import threading
 import time
 from pathlib import Path
 
+from kit.matrix import guest_phases, phases, qemu_image
 from kit.matrix import qemu_initramfs as guest
 from kit.matrix import qemu_kernel as kernels
 from kit.matrix.apt import ARCHIVE, AptError, PrivateApt
@@ -57,6 +59,11 @@ BOOT_METHODS = {"pvh": "vmlinux PVH", "bzimage": "bzImage"}
 # not taken, a KVM that cannot run this guest): give up on that way of booting
 FIRST_OUTPUT_TIMEOUT = {"kvm": 30.0, "tcg": 90.0}
 BOOT_TIMEOUT = {"kvm": 120.0, "tcg": 600.0}    # until /init runs; `boot_timeout` overrides
+# Emulated, the plain x86-64 model costs less than `max` (measured in a guest here: 30 forks
+# of a 60 MB process that touch its pages 16-21 s against 26-29 s, the whole test 44 against
+# 57 CPU seconds): fewer features to emulate (glibc and the kernel pick AVX2 and
+# `rep movsb` copies for `max`, which TCG runs slowly). The specs need no CPU feature.
+TCG_CPU = "qemu64"
 
 
 # -- host capabilities ------------------------------------------------------------------------
@@ -137,12 +144,19 @@ def _opt(path: Path) -> str:
 
 
 def qemu_command(qemu: str, *, accel: str, kernel: Path, initrd: Path, out_dir: Path,
-                 memory_mb: int = 2048, cmdline: str = "", root: Path = Path("/")) -> list[str]:
-    """One vCPU, no display, no network, no disk: the host root (read-only) and out_dir
-    (writable) as two virtio-9p shares, the serial console on stdout."""
+                 memory_mb: int = 2048, cmdline: str = "", root: Path = Path("/"),
+                 cpus: int = 1, image: Path | None = None) -> list[str]:
+    """`cpus` vCPUs (under TCG one host thread each), no display, no network: the host root
+    (read-only) and out_dir (writable) as two virtio-9p shares, the Python image (if any)
+    as a read-only virtio disk, the serial console on stdout."""
+    if accel == "tcg" and cpus > 1:
+        accel = "tcg,thread=multi"
+    disk = ["-drive", f"file={_opt(image)},if=none,id=kitpython,format=raw,readonly=on",
+            "-device", "virtio-blk-pci,drive=kitpython"] if image else []
     return [
-        qemu, "-machine", "pc", "-accel", accel, "-cpu", "host" if accel == "kvm" else "max",
-        "-smp", "1", "-m", str(memory_mb),
+        qemu, "-machine", "pc", "-accel", accel,
+        "-cpu", "host" if accel == "kvm" else TCG_CPU,
+        "-smp", str(cpus), "-m", str(memory_mb),
         "-nodefaults", "-no-user-config", "-display", "none", "-monitor", "none",
         "-serial", "stdio", "-no-reboot",
         "-kernel", str(kernel), "-initrd", str(initrd), "-append", kernel_cmdline(cmdline),
@@ -151,6 +165,7 @@ def qemu_command(qemu: str, *, accel: str, kernel: Path, initrd: Path, out_dir: 
         "-device", f"virtio-9p-pci,fsdev={guest.ROOT_TAG},mount_tag={guest.ROOT_TAG}",
         "-fsdev", f"local,id={guest.OUT_TAG},path={_opt(out_dir)},security_model=none",
         "-device", f"virtio-9p-pci,fsdev={guest.OUT_TAG},mount_tag={guest.OUT_TAG}",
+        *disk,
     ]
 
 
@@ -232,6 +247,50 @@ def guest_kernel_config(kernel: kernels.PreparedKernel, request: RunRequest) -> 
     return {"KIT_KERNEL_CONFIG": str(config)}
 
 
+# -- the checkout, byte-compiled on the host ----------------------------------------------------
+
+
+def byte_compile(python: str, repo: Path, log=None) -> None:
+    """The kit's .pyc files written beside it, as its first import on the host would: the
+    guest (which reads the checkout over 9p and cannot write there) then compiles nothing."""
+    try:
+        proc = subprocess.run([python, "-m", "compileall", "-q", str(repo / "kit")],
+                              capture_output=True, text=True, timeout=300, check=False)
+    except (OSError, subprocess.SubprocessError) as exc:
+        kernels._say(log, f"the kit is not byte-compiled: {exc}")
+        return
+    if proc.returncode != 0:
+        kernels._say(log, f"the kit is not byte-compiled: {proc.stdout.strip()[-200:]}")
+
+
+# -- the man pages' sentences, split on the host -----------------------------------------------
+
+
+GUEST_CACHE = ".kit-cache"      # on the writable share: XDG_CACHE_HOME of the guest's run
+
+
+def guest_page_cache(python: str, request: RunRequest, log=None) -> dict:
+    """XDG_CACHE_HOME for the guest's `kit run`, holding the host's cache of the man pages'
+    sentences: the report's coverage section needs them, and rendering and splitting the
+    pages in the guest took minutes under TCG (a second here). The guest sees the same page
+    files (the host's root) and the same kit, so the cache's keys match there."""
+    from kit.coverage.pages import _cache_dir
+
+    try:    # fills the host's cache (once; then it is a second's look-up)
+        subprocess.run([python, "-m", "kit", "coverage", "--json"], cwd=request.repo,
+                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=600,
+                       check=False)
+    except (OSError, subprocess.SubprocessError) as exc:
+        kernels._say(log, f"the man pages' sentences are left to the guest: {exc}")
+        return {}
+    pages = sorted(_cache_dir().glob("*.json"))
+    target = request.out_dir / GUEST_CACHE / "kit" / "coverage"
+    target.mkdir(parents=True, exist_ok=True)
+    for page in pages:
+        shutil.copy2(page, target / page.name)
+    return {"XDG_CACHE_HOME": str(request.out_dir / GUEST_CACHE)} if pages else {}
+
+
 # -- the target -------------------------------------------------------------------------------
 
 
@@ -245,11 +304,25 @@ class QemuTarget(Target):
     def __init__(self, name: str, spec: dict):
         super().__init__(name, spec)
         self.kernel: kernels.PreparedKernel | None = None
+        self.prepare_seconds = 0.0       # resolving, fetching, unpacking, building (host)
+        self.image: qemu_image.GuestImage | None = None
+        self.image_note = ""             # why there is no image (the guest reads 9p)
 
     # settings
     @property
     def qemu(self) -> str | None:
         return shutil.which(self.spec.get("qemu", QEMU))
+
+    @property
+    def python(self) -> str:
+        """The interpreter the guest's `kit run` uses (as host.kit_command picks it)."""
+        venv = Path(self.repo) / ".venv" / "bin" / "python"
+        return str(venv) if venv.exists() else sys.executable
+
+    def cpus(self, share: int) -> int:
+        """vCPUs: the target's `cpus`, else its share of the host's cores."""
+        setting = self.spec.get("cpus", "auto")
+        return max(1, share if setting == "auto" else int(setting))
 
     @property
     def accel_setting(self) -> str:
@@ -343,6 +416,13 @@ class QemuTarget(Target):
     def prepare(self, log: Path) -> None:
         if self.kernel is not None:
             return
+        began = time.monotonic()
+        try:
+            self._prepare(log)
+        finally:
+            self.prepare_seconds += time.monotonic() - began
+
+    def _prepare(self, log: Path) -> None:
         with open(log, "a") as out:
             package, version = self.resolve(out)
             kernels._say(out, f"kernel package {package} {version}")
@@ -351,8 +431,29 @@ class QemuTarget(Target):
                 extra_modules=list(self.spec.get("modules", [])),
                 apt_options=self.apt_options(out))
             kernels._say(out, f"prepared in {self.kernel.directory}")
+            wanted = self.spec.get("python_image", "auto")
+            if wanted is False or wanted == "auto" and not self.kvm_first():
+                self.image_note = (f"python_image: {str(wanted).lower()}"
+                                   + (" (KVM only)" if wanted == "auto" else ""))
+            elif not self.kernel.disk:
+                self.image_note = ("the kernel package has no "
+                                   + ", ".join(kernels.DISK_MODULES) + " to mount it")
+            elif not (shutil.which("mke2fs") or Path("/sbin/mke2fs").exists()):
+                self.image_note = "no mke2fs (Debian package: e2fsprogs)"
+            else:
+                self.image = qemu_image.ensure_image(self.python, out)
+                kernels._say(out, f"guest image {self.image.path} ("
+                             f"{'built' if self.image.built else 'cached'}, "
+                             f"{self.image.files} files)")
+            if self.image_note:
+                kernels._say(out, f"no guest image, Python is read over 9p: "
+                                  f"{self.image_note}")
+            byte_compile(self.python, Path(self.repo), out)
 
     # -- how to boot
+
+    def kvm_first(self) -> bool:
+        return self.accel_setting != "tcg" and kvm_unusable() is None
 
     def plan(self) -> tuple[list[tuple[str, str]], str]:
         """The (accel, method) attempts in order, and a note on the accelerator choice."""
@@ -391,20 +492,30 @@ class QemuTarget(Target):
         deadline = start + request.timeout
         if self.kernel is None:
             self.prepare(request.log)
+        start -= self.prepare_seconds      # the run's duration counts its preparation
         kernel = self.kernel
         request.out_dir.mkdir(parents=True, exist_ok=True)
         attempts, note = self.plan()
         meta = {"kernel_package": kernel.package, "kernel_version": kernel.version,
                 "kernel_release": kernel.release, "qemu": qemu_version(self.qemu),
-                "memory_mb": int(self.spec.get("memory_mb", 2048)), "cpus": 1,
-                "modules": kernel.modules, "failed_attempts": []}
+                "memory_mb": int(self.spec.get("memory_mb", 2048)),
+                "cpus": self.cpus(request.cpus), "modules": kernel.modules,
+                "failed_attempts": [],
+                "python_image": str(self.image.path) if self.image else self.image_note}
         if note:
             meta["accel_note"] = note
         meta["how"] = f"qemu, {kernel.package} {kernel.version}"
-        command = kit_command(request, str(request.out_dir), str(self.spec.get("jobs", "1")))
+        # one vCPU: no xdist (a worker would import and collect everything a second time)
+        jobs = str(self.spec.get("jobs", meta["cpus"] if meta["cpus"] > 1 else 0))
+        meta["jobs"] = jobs
+        command = kit_command(request, str(request.out_dir), jobs)
         # the guest is the kit's own machine: its sysctls may change (each is restored)
         command.append("--allow-machine-wide")
         env = dict(request.env, **guest_kernel_config(kernel, request))
+        env.update(guest_page_cache(self.python, request))
+        # the guest's `kit run` marks its phases on the console (guest_phases.py)
+        env.update(PYTEST_PLUGINS=guest_phases.__name__,
+                   **{guest_phases.CONSOLE_ENV: "/dev/console"})
         token = secrets.token_hex(16)
         token_file = request.out_dir / guest.SHARE_TOKEN
         write_atomic(token_file, token)
@@ -413,6 +524,7 @@ class QemuTarget(Target):
                                   deadline, meta)
         finally:
             token_file.unlink(missing_ok=True)
+            shutil.rmtree(request.out_dir / GUEST_CACHE, ignore_errors=True)
 
     def _attempts(self, request: RunRequest, kernel, attempts, command, env, token: str,
                   start: float, deadline: float, meta: dict) -> RunResult:
@@ -421,7 +533,8 @@ class QemuTarget(Target):
                 open(request.log, "a") as log:
             initrd = Path(tmp) / "initramfs.cpio"
             guest.write_run_initramfs(initrd, Path(kernel.initramfs), request.out_dir,
-                                      request.repo, command, env, token)
+                                      request.repo, command, env, token,
+                                      image=self.image is not None)
             for i, (accel, method) in enumerate(attempts):
                 last = i == len(attempts) - 1
                 exit_file.unlink(missing_ok=True)
@@ -452,7 +565,8 @@ class QemuTarget(Target):
         cmd = qemu_command(self.qemu, accel=accel, kernel=image, initrd=initrd,
                            out_dir=request.out_dir,
                            memory_mb=int(self.spec.get("memory_mb", 2048)),
-                           cmdline=str(self.spec.get("cmdline", "")))
+                           cmdline=str(self.spec.get("cmdline", "")), cpus=meta["cpus"],
+                           image=self.image.path if self.image else None)
         log.write("[kit qemu] " + " ".join(cmd) + "\n")
         log.flush()
         first_timeout = FIRST_OUTPUT_TIMEOUT[accel]
@@ -483,12 +597,13 @@ class QemuTarget(Target):
             if proc.poll() is None:
                 proc.kill()
                 proc.wait()
+            outcome["exited"] = time.monotonic()
             console.join()
             proc.stdout.close()
         if console.mark("up") is None and not outcome["timed_out"]:
             raise BootFailed(f"qemu exited ({outcome.get('returncode')}) before /init ran: "
                              + " | ".join(console.last_lines(4)))
-        outcome["t0"] = t0
+        outcome["t0"] = outcome["launched"] = t0
         return outcome
 
     def _result(self, outcome: dict, request: RunRequest, start: float,
@@ -504,6 +619,14 @@ class QemuTarget(Target):
         meta["how"] = (f"qemu {meta['accel']} ({meta['boot']}), {meta['kernel_package']} "
                        f"{meta['kernel_version']}")
         duration = time.monotonic() - start
+        uptimes = {key: _uptime(console, key) for key in console.marks}
+        up = console.mark("up")
+        exited, ended_host = outcome.get("exited"), console.mark("kit exit")
+        meta["phases"] = phases.split(
+            {k: v for k, v in uptimes.items() if v is not None},
+            prepare=outcome["launched"] - start,
+            boot=up - t0 if up is not None else None,
+            shutdown=exited - ended_host if exited and ended_host else None)
         if outcome["timed_out"]:
             where = "in `kit run`" if began is not None else "while booting"
             return RunResult(self.name, "timeout", f"no result within {request.timeout:.0f}s "

@@ -424,6 +424,7 @@ class PreparedKernel:
     modules_source: str                # "modules.dep" or "modinfo"
     config: dict = field(default_factory=dict)   # the few options that matter here
     initramfs_id: str = ""             # what the initramfs was built from (see initramfs_id)
+    disk: bool = False                 # the initramfs can mount the Python image
 
     @classmethod
     def load(cls, directory: Path) -> PreparedKernel | None:
@@ -469,6 +470,10 @@ def cached_kernels(pattern: str) -> list[PreparedKernel]:
 # Modules the guest needs for 9p over virtio-pci; their dependencies (netfs, fscache,
 # 9pnet, virtio, virtio_ring, virtio_pci_*_dev ...) come from the package's own metadata.
 GUEST_MODULES = ["virtio_pci", "9pnet_virtio", "9p"]
+# ... and to mount the Python image (qemu_image.py), an ext4 file system on a virtio disk
+# (ext4 asks for crc32c when mounting, which an initramfs without modprobe cannot load on
+# demand). A kernel without them reads Python over 9p.
+DISK_MODULES = ["virtio_blk", "crc32c_generic", "ext4"]
 CONFIG_KEYS = ["CONFIG_PVH", "CONFIG_VIRTIO", "CONFIG_VIRTIO_PCI", "CONFIG_NET_9P",
                "CONFIG_NET_9P_VIRTIO", "CONFIG_9P_FS", "CONFIG_NETFS_SUPPORT",
                "CONFIG_FSCACHE", "CONFIG_DEVTMPFS", "CONFIG_SERIAL_8250_CONSOLE",
@@ -501,7 +506,7 @@ def initramfs_id(busybox: Path, extra_modules: list[str]) -> str:
 
     digest = hashlib.sha256(init_script().encode())
     digest.update(Path(busybox).read_bytes())
-    digest.update(" ".join(sorted(extra_modules)).encode())
+    digest.update(" ".join(GUEST_MODULES + DISK_MODULES + sorted(extra_modules)).encode())
     return digest.hexdigest()[:16]
 
 
@@ -572,6 +577,11 @@ def prepare_kernel(package: str, version: str, busybox: Path, log=None,
 
         modules = ModuleTree.scan(tree / "lib" / "modules" / release)
         order = modules.order(GUEST_MODULES + extra_modules)
+        try:
+            order, disk = modules.order(GUEST_MODULES + extra_modules + DISK_MODULES), True
+        except KernelError as exc:
+            disk = False
+            _say(log, f"no Python image for this kernel: {exc}")
         _say(log, f"guest modules ({modules.source}): {' '.join(order) or 'all built in'}")
         initramfs = directory / "initramfs.cpio"
         build_base_initramfs(initramfs, busybox, [(m, read_module(modules.paths[m]))
@@ -581,6 +591,7 @@ def prepare_kernel(package: str, version: str, busybox: Path, log=None,
             vmlinuz=str(vmlinuz), vmlinux=str(vmlinux_path) if vmlinux_path.exists() else None,
             vmlinux_note=note, initramfs=str(initramfs), modules=order,
             modules_source=modules.source,
-            config={k: config[k] for k in CONFIG_KEYS if k in config}, initramfs_id=wanted_id)
+            config={k: config[k] for k in CONFIG_KEYS if k in config}, initramfs_id=wanted_id,
+            disk=disk)
         kernel.save()
         return kernel
