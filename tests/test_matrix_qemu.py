@@ -655,6 +655,13 @@ if check.returncode != 0:
     sys.exit(0)
 if mode == "hang":
     time.sleep(120)
+if mode == "badimage":
+    print("[    0.55] EXT4-fs (vda): VFS: Can't find ext4 filesystem", flush=True)
+    print("KIT-INIT: FAILED: mounting the kit's Python image (/dev/vda)", flush=True)
+    sys.exit(0)
+print("KIT-INIT: imported 0.60", flush=True)       # what guest_phases.py prints
+print("KIT-INIT: collected 0.65 3", flush=True)
+print("KIT-INIT: tested 0.85", flush=True)
 if mode != "noreport":
     open(os.path.join(out, "report.json"), "w").write(json.dumps({{"target": {{}}}}))
 else:
@@ -709,6 +716,13 @@ def test_a_run_returns_the_guests_exit_code_and_report(fake_target, tmp_path):
     assert meta["kernel_package"] == "linux-image-6.1.0-1-amd64-unsigned"
     assert meta["kernel_version"] == "6.1.1-1" and meta["guest_uptime_at_kit_start"] == 0.5
     assert meta["boot_seconds"] >= 0 and meta["run_seconds"] >= 0 and meta["qemu"]
+    # the time split: the host's own timings, the guest's from the uptimes in its marks
+    phases = meta["phases"]
+    assert list(phases) == ["prepare", "boot", "setup", "python", "collect", "suite",
+                            "report", "shutdown"]
+    assert (phases["setup"], phases["python"], phases["collect"], phases["suite"],
+            phases["report"]) == (0.1, 0.1, 0.1, 0.2, 0.1)
+    assert meta["cpus"] == 1 and meta["jobs"] == "0"      # one vCPU: no xdist worker
     log = (tmp_path / "fake.log").read_text()
     assert "KIT-INIT: kit exit 1" in log and "-accel tcg" in log
 
@@ -869,6 +883,25 @@ def test_the_run_script_checks_the_share_before_running_the_kit(tmp_path):
 def test_the_guest_is_never_given_a_relative_output_directory():
     with pytest.raises(ValueError, match="absolute"):
         guest.run_conf(Path("report-matrix/debian-6.1"))
+
+
+def test_a_python_image_the_guest_cannot_mount_is_a_kit_failure(fake_target, tmp_path):
+    result = fake_target("badimage").run(request(tmp_path))
+    assert result.status == "failed" and result.exit_code is None
+    assert result.reason.startswith("mounting the kit's Python image (/dev/vda); no exit "
+                                    "code from the guest"), result.reason
+    assert "Can't find ext4 filesystem" in result.reason
+
+
+def test_a_guest_of_two_cpus_runs_two_workers(fake_target, tmp_path):
+    req = request(tmp_path)
+    req.cpus = 2
+    result = fake_target("ok").run(req)
+    assert result.metadata["cpus"] == 2 and result.metadata["jobs"] == "2"
+    assert "-smp 2" in (tmp_path / "fake.log").read_text()
+    # a target's own `cpus` and `jobs` win
+    result = fake_target("ok", cpus=1, jobs=3).run(req)
+    assert result.metadata["cpus"] == 1 and result.metadata["jobs"] == "3"
 
 
 def test_a_run_past_its_timeout_is_killed(fake_target, tmp_path):

@@ -31,7 +31,7 @@ def mark(config, phase: str, *extra) -> None:
         return
     line = " ".join([MARK, phase, _uptime(), *map(str, extra)]) + "\n"
     try:
-        fd = os.open(console, os.O_WRONLY | os.O_NOCTTY | os.O_CLOEXEC)
+        fd = os.open(console, os.O_WRONLY | os.O_APPEND | os.O_NOCTTY | os.O_CLOEXEC)
     except OSError:
         return
     try:

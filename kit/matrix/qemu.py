@@ -276,13 +276,15 @@ def guest_page_cache(python: str, request: RunRequest, log=None) -> dict:
     files (the host's root) and the same kit, so the cache's keys match there."""
     from kit.coverage.pages import _cache_dir
 
-    try:    # fills the host's cache (once; then it is a second's look-up)
-        subprocess.run([python, "-m", "kit", "coverage", "--json"], cwd=request.repo,
-                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=600,
-                       check=False)
-    except (OSError, subprocess.SubprocessError) as exc:
-        kernels._say(log, f"the man pages' sentences are left to the guest: {exc}")
-        return {}
+    if not any(_cache_dir().glob("*.json")):
+        try:    # fills the host's cache, as any `kit run` or `kit coverage` here does
+            subprocess.run([python, "-m", "kit", "coverage", "--json"], cwd=request.repo,
+                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=600,
+                           check=False)
+        except (OSError, subprocess.SubprocessError) as exc:
+            kernels._say(log, f"the man pages' sentences are left to the guest: {exc}")
+            return {}
+    # a stale page (another man-pages, another splitter) is split again in the guest
     pages = sorted(_cache_dir().glob("*.json"))
     target = request.out_dir / GUEST_CACHE / "kit" / "coverage"
     target.mkdir(parents=True, exist_ok=True)

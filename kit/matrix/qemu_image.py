@@ -128,7 +128,7 @@ def images_dir() -> Path:
 
 def check_image(image: Path, record: Path) -> str | None:
     """Why a cached image cannot be used (None: it can): missing, another size than when it
-    was built, or a file system e2fsck finds damaged."""
+    was built, no superblock, or a file system e2fsck finds damaged."""
     try:
         meta = json.loads(record.read_text())
         size = image.stat().st_size
@@ -136,6 +136,14 @@ def check_image(image: Path, record: Path) -> str | None:
         return f"not built ({exc.__class__.__name__})"
     if size != meta.get("size"):
         return f"{image.name} is {size} bytes, {meta.get('size')} when built"
+    try:
+        with open(image, "rb") as f:      # the primary superblock, which the guest reads
+            f.seek(1024 + 56)             # (e2fsck quietly falls back to a backup)
+            magic = f.read(2)
+    except OSError as exc:
+        return f"{image.name} cannot be read: {exc.strerror}"
+    if magic != b"\x53\xef":
+        return f"{image.name} is damaged: no ext4 superblock"
     fsck = shutil.which("e2fsck") or "/sbin/e2fsck"
     try:
         proc = subprocess.run([fsck, "-fn", str(image)], capture_output=True, text=True,
