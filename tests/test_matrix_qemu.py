@@ -723,6 +723,7 @@ def test_a_run_returns_the_guests_exit_code_and_report(fake_target, tmp_path):
     assert (phases["setup"], phases["python"], phases["collect"], phases["suite"],
             phases["report"]) == (0.1, 0.1, 0.1, 0.2, 0.1)
     assert meta["cpus"] == 1 and meta["jobs"] == "0"      # one vCPU: no xdist worker
+    assert meta["qemu_cpu_seconds"] >= 0                  # read from /proc while it ran
     log = (tmp_path / "fake.log").read_text()
     assert "KIT-INIT: kit exit 1" in log and "-accel tcg" in log
 

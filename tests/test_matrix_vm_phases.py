@@ -53,6 +53,9 @@ def test_the_summary_line_carries_the_split():
     result = RunResult("debian-6.12", "ran", duration=190.0,
                        metadata={"phases": {"boot": 25.0, "python": 40.0, "suite": 125.0}})
     assert outcome_line(result) == "ran (3m10s: boot 25s, python 40s, suite 2m05s)"
+    result.metadata["qemu_cpu_seconds"] = 290.4
+    assert outcome_line(result) == ("ran (3m10s: boot 25s, python 40s, suite 2m05s; "
+                                    "4m50s of CPU)")
     # a target without phases (the host, a container) keeps its plain duration
     assert outcome_line(RunResult("host", "ran", duration=35.2)) == "ran (35s)"
     failed = RunResult("debian-6.1", "failed", "the VM did not boot", duration=91)

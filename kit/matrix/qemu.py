@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import collections
 import fcntl
+import io
 import json
 import os
 import platform
@@ -42,6 +43,9 @@ import tempfile
 import threading
 import time
 from pathlib import Path
+
+from elftools.common.exceptions import ELFError
+from elftools.elf.elffile import ELFFile
 
 from kit.matrix import guest_phases, phases, qemu_image
 from kit.matrix import qemu_initramfs as guest
@@ -72,13 +76,10 @@ TCG_CPU = "qemu64"
 def is_static_elf_bytes(head: bytes) -> bool:
     """An ELF64 executable with no PT_INTERP: runs in an initramfs without a libc."""
     try:
-        if head[:4] != b"\x7fELF" or head[4] != 2:
-            return False
-        phoff, = struct.unpack_from("<Q", head, 0x20)
-        phentsize, phnum = struct.unpack_from("<HH", head, 0x36)
-        return all(struct.unpack_from("<I", head, phoff + i * phentsize)[0] != 3
-                   for i in range(phnum))
-    except (struct.error, IndexError):
+        elf = ELFFile(io.BytesIO(head))
+        return elf.elfclass == 64 and not any(seg["p_type"] == "PT_INTERP"
+                                              for seg in elf.iter_segments())
+    except (ELFError, struct.error, ValueError):
         return False
 
 
@@ -167,6 +168,16 @@ def qemu_command(qemu: str, *, accel: str, kernel: Path, initrd: Path, out_dir: 
         "-device", f"virtio-9p-pci,fsdev={guest.OUT_TAG},mount_tag={guest.OUT_TAG}",
         *disk,
     ]
+
+
+def cpu_seconds(pid: int) -> float | None:
+    """User and system CPU time of a running process (all its threads), from /proc."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    except (OSError, IndexError, ValueError):
+        return None
 
 
 # -- following the serial console -------------------------------------------------------------
@@ -580,6 +591,9 @@ class QemuTarget(Target):
         outcome = {"console": console, "timed_out": False}
         try:
             while True:
+                used = cpu_seconds(proc.pid)     # the last reading before it exits
+                if used is not None:
+                    outcome["cpu"] = used
                 try:
                     outcome["returncode"] = proc.wait(timeout=0.25)
                     break
@@ -624,6 +638,10 @@ class QemuTarget(Target):
         uptimes = {key: _uptime(console, key) for key in console.marks}
         up = console.mark("up")
         exited, ended_host = outcome.get("exited"), console.mark("kit exit")
+        if outcome.get("cpu") is not None:
+            # what the VM cost the host, whatever else ran: wall times on a shared,
+            # loaded machine say more about the others than about the VM
+            meta["qemu_cpu_seconds"] = round(outcome["cpu"], 1)
         meta["phases"] = phases.split(
             {k: v for k, v in uptimes.items() if v is not None},
             prepare=outcome["launched"] - start,

@@ -21,6 +21,7 @@ import fcntl
 import functools
 import gzip
 import hashlib
+import io
 import json
 import lzma
 import os
@@ -34,6 +35,9 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from debian.debian_support import version_compare
+from elftools.common.exceptions import ELFError
+from elftools.elf.elffile import ELFFile
+from elftools.elf.enums import ENUM_NOTE_N_TYPE
 
 # -- the cache --------------------------------------------------------------------------------
 
@@ -231,30 +235,27 @@ def extract_vmlinux(image: bytes) -> tuple[bytes, str]:
 XEN_ELFNOTE_PHYS32_ENTRY = 18
 
 
-def _elf64(data: bytes) -> None:
+def _elf(data: bytes) -> ELFFile:
     if data[:4] != b"\x7fELF" or data[4] != 2 or data[5] != 1:
         raise KernelError("not a little-endian ELF64 file")
+    try:
+        return ELFFile(io.BytesIO(data))
+    except ELFError as exc:
+        raise KernelError(f"not a readable ELF file: {exc}") from None
 
 
 def elf_notes(data: bytes):
-    """(name, type, desc) of every note in the PT_NOTE segments of an ELF64 file."""
-    _elf64(data)
-    phoff, = struct.unpack_from("<Q", data, 0x20)
-    phentsize, phnum = struct.unpack_from("<HH", data, 0x36)
-    for i in range(phnum):
-        p_type, _, p_offset, _, _, p_filesz = struct.unpack_from(
-            "<IIQQQQ", data, phoff + i * phentsize)
-        if p_type != 4:  # PT_NOTE
-            continue
-        pos, end = p_offset, p_offset + p_filesz
-        while pos + 12 <= end:
-            namesz, descsz, ntype = struct.unpack_from("<III", data, pos)
-            pos += 12
-            name = data[pos:pos + namesz].rstrip(b"\0").decode("ascii", "replace")
-            pos += (namesz + 3) & ~3
-            desc = data[pos:pos + descsz]
-            pos += (descsz + 3) & ~3
-            yield name, ntype, desc
+    """(name, type, desc) of every note in the PT_NOTE segments of an ELF64 file. The type
+    is the number in the file (pyelftools names some numbers by their GNU meaning, whoever
+    the note's owner is: a Xen note 5 is not NT_GNU_PROPERTY_TYPE_0)."""
+    for segment in _elf(data).iter_segments("PT_NOTE"):
+        for note in segment.iter_notes():
+            ntype = note["n_type"]
+            if not isinstance(ntype, int):
+                ntype = ENUM_NOTE_N_TYPE.get(ntype, ntype)
+            desc = note["n_descdata"]
+            yield note["n_name"], ntype, desc.encode("latin-1") if isinstance(desc, str) \
+                else desc
 
 
 def has_pvh_note(vmlinux: bytes) -> bool:
@@ -262,24 +263,17 @@ def has_pvh_note(vmlinux: bytes) -> bool:
     try:
         return any(name == "Xen" and ntype == XEN_ELFNOTE_PHYS32_ENTRY
                    for name, ntype, _ in elf_notes(vmlinux))
-    except (KernelError, struct.error):
+    except (KernelError, ELFError, struct.error):
         return False
 
 
 def elf_section(data: bytes, wanted: str) -> bytes | None:
     """The contents of one section of an ELF64 relocatable (a kernel module)."""
-    _elf64(data)
-    shoff, = struct.unpack_from("<Q", data, 0x28)
-    shentsize, shnum, shstrndx = struct.unpack_from("<HHH", data, 0x3A)
-    headers = [struct.unpack_from("<IIQQQQ", data, shoff + i * shentsize)
-               for i in range(shnum)]
-    strtab_off, strtab_size = headers[shstrndx][4], headers[shstrndx][5]
-    strtab = data[strtab_off:strtab_off + strtab_size]
-    for sh_name, _, _, _, offset, size in headers:
-        name = strtab[sh_name:strtab.index(b"\0", sh_name)].decode("ascii", "replace")
-        if name == wanted:
-            return data[offset:offset + size]
-    return None
+    try:
+        section = _elf(data).get_section_by_name(wanted)
+        return section.data() if section is not None else None
+    except (ELFError, struct.error) as exc:
+        raise KernelError(f"cannot read section {wanted}: {exc}") from None
 
 
 # -- modules ----------------------------------------------------------------------------------

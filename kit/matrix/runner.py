@@ -100,10 +100,13 @@ def _one(target: Target, request: RunRequest, progress: Progress) -> RunResult:
 
 
 def outcome_line(result: RunResult) -> str:
-    """`ran (3m10s: boot 25s, python 40s, suite 2m05s)`: the time split where the target
-    measured one (the VM targets), else the whole duration."""
+    """`ran (3m10s: boot 25s, python 40s, suite 2m05s; 4m50s of CPU)`: the time split
+    where the target measured one (the VM targets), else the whole duration."""
     summary = result.status if not result.reason else f"{result.status}: {result.reason}"
     split = phase_summary(result.metadata.get("phases") or {})
+    if split and result.metadata.get("qemu_cpu_seconds") is not None:
+        # on a loaded host the wall clock says little: what the VM itself cost
+        split += f"; {seconds_text(result.metadata['qemu_cpu_seconds'])} of CPU"
     took = seconds_text(result.duration)
     return f"{summary} ({took}: {split})" if split else f"{summary} ({took})"
 
