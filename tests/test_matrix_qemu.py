@@ -592,6 +592,10 @@ def test_unavailable_names_the_missing_piece(monkeypatch, tmp_path):
         assert "busybox-static" in dynamic.unavailable()
     assert "package" in q.QemuTarget("t", {}).unavailable()
     assert "accel" in q.QemuTarget("t", {"package": "p", "accel": "xen"}).unavailable()
+    assert "cpus must be auto or a number" in q.QemuTarget(
+        "t", {"package": "p", "cpus": "two"}).unavailable()
+    assert "python_image must be" in q.QemuTarget(
+        "t", {"package": "p", "python_image": "yes"}).unavailable()
 
 
 def test_static_elf_detection(tmp_path):

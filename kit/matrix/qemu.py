@@ -8,9 +8,12 @@ from vmlinuz directly (PVH entry), or the bzImage if that fails, with a busybox 
 over 9p, mounts a writable 9p share on the run's out_dir, chroots and runs `kit run` there,
 with KIT_KERNEL_CONFIG naming the package's boot/config-* (for `applies: kernel_config`).
 
-One vCPU per VM and `memory_mb` (default 2048) of memory, so two VMs fit side by side on a
-two-core machine. KVM is used when /dev/kvm works and the target allows it (`accel: auto` or
-`kvm`); otherwise, or when a KVM boot fails, TCG (software emulation).
+As many vCPUs as the runner's share of the host's cores (RunRequest.cpus: one each when two
+VMs run side by side on two cores), multi-threaded under TCG, with `kit run -n` to match (no
+xdist at one vCPU), and `memory_mb` (default 2048) of memory. KVM is used when /dev/kvm works
+and the target allows it (`accel: auto` or `kvm`); otherwise, or when a KVM boot fails, TCG
+(software emulation) with the plain qemu64 CPU model. The time of each phase (phases.py) and
+qemu's CPU seconds go into the result's metadata; docs/matrix.md has the measurements.
 
     name: debian-6.1
     kind: qemu
@@ -21,7 +24,9 @@ two-core machine. KVM is used when /dev/kvm works and the target allows it (`acc
     # optional: suite (a Debian suite other than the machine's own, such as bullseye:
     #           apt then reads a private configuration for it, see apt.py), with archive
     #           (a mirror's URL) and security (false: no <suite>-security updates),
-    #           boot (auto | pvh | bzimage), boot_timeout, cmdline, jobs, modules,
+    #           boot (auto | pvh | bzimage), boot_timeout, cmdline, modules,
+    #           cpus (auto | N), jobs (kit run -n; default: 0 at one vCPU, else N),
+    #           python_image (auto: under KVM only | true | false; see qemu_image.py),
     #           qemu (binary), busybox (path to a static busybox)
 """
 
@@ -350,6 +355,13 @@ class QemuTarget(Target):
             return "the target file names no kernel `package`"
         if self.accel_setting not in ("auto", "kvm", "tcg"):
             return f"accel must be auto, kvm or tcg, not {self.accel_setting!r}"
+        cpus = self.spec.get("cpus", "auto")
+        if cpus != "auto" and not (isinstance(cpus, int) and not isinstance(cpus, bool)
+                                   and cpus >= 1):
+            return f"cpus must be auto or a number of vCPUs (1 or more), not {cpus!r}"
+        if self.spec.get("python_image", "auto") not in ("auto", True, False):
+            return (f"python_image must be auto, true or false, not "
+                    f"{self.spec['python_image']!r}")
         if self.qemu is None:
             return (f"{self.spec.get('qemu', QEMU)} is not installed "
                     f"(Debian package: qemu-system-x86)")
