@@ -810,6 +810,8 @@ def test_a_failed_kvm_boot_falls_back_to_tcg_and_is_remembered(fake_target, tmp_
         "kvm/pvh", "kvm/bzimage"]
     attempts, note = target.plan()
     assert attempts == [("tcg", "pvh"), ("tcg", "bzimage")] and "failed before" in note
+    # the Python image is for KVM guests: not for one that will boot under TCG anyway
+    assert not target.kvm_first()
 
 
 def test_a_guest_that_never_reaches_init_fails_with_the_console_tail(fake_target, tmp_path):

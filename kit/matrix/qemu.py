@@ -478,7 +478,10 @@ class QemuTarget(Target):
     # -- how to boot
 
     def kvm_first(self) -> bool:
-        return self.accel_setting != "tcg" and kvm_unusable() is None
+        """The first boot will be a KVM one (not merely /dev/kvm opening: a host where KVM
+        boots failed before boots TCG at once, see plan())."""
+        attempts, _ = self.plan()
+        return bool(attempts) and attempts[0][0] == "kvm"
 
     def plan(self) -> tuple[list[tuple[str, str]], str]:
         """The (accel, method) attempts in order, and a note on the accelerator choice."""
