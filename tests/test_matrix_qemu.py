@@ -366,10 +366,11 @@ def test_without_modules_dep_the_modinfo_of_each_module_is_read(tmp_path):
 @pytest.mark.parametrize("kernel", REAL, ids=lambda k: k.package)
 def test_module_order_of_a_real_debian_package(kernel):
     tree = kernels.ModuleTree.scan(Path(kernel.directory) / "tree/lib/modules" / kernel.release)
-    order = tree.order(kernels.GUEST_MODULES)
-    assert order == kernel.modules
-    assert order.index("9pnet") < order.index("9pnet_virtio") < len(order)
-    assert order[-1] == "9p"
+    order = tree.order(kernels.GUEST_MODULES + kernels.DISK_MODULES)
+    assert order == kernel.modules and kernel.disk
+    assert order.index("9pnet") < order.index("9pnet_virtio") < order.index("9p")
+    # the Python image's disk and file system, after their own dependencies
+    assert order[-1] == "ext4" and order.index("crc32c_generic") < order.index("ext4")
     config = kernels.parse_config(
         (Path(kernel.directory) / "tree/boot" / f"config-{kernel.release}").read_text())
     for module, option in (("9p", "CONFIG_9P_FS"), ("virtio_pci", "CONFIG_VIRTIO_PCI"),
@@ -544,8 +545,9 @@ def test_the_qemu_command_line():
     cmd = q.qemu_command("qemu-system-x86_64", accel="tcg", kernel=Path("/k/vmlinux"),
                          initrd=Path("/r/i.cpio"), out_dir=Path("/o"), memory_mb=2048)
     joined = " ".join(cmd)
-    assert cmd[cmd.index("-accel") + 1] == "tcg" and cmd[cmd.index("-cpu") + 1] == "max"
+    assert cmd[cmd.index("-accel") + 1] == "tcg" and cmd[cmd.index("-cpu") + 1] == "qemu64"
     assert cmd[cmd.index("-smp") + 1] == "1" and cmd[cmd.index("-m") + 1] == "2048"
+    assert "-drive" not in cmd                   # no Python image: no disk at all
     assert "-no-reboot" in cmd and "-kernel /k/vmlinux" in joined
     append = cmd[cmd.index("-append") + 1]
     assert "console=ttyS0" in append and "panic=-1" in append
@@ -555,6 +557,14 @@ def test_the_qemu_command_line():
     kvm = q.qemu_command("q", accel="kvm", kernel=Path("k"), initrd=Path("i"),
                          out_dir=Path("/o"))
     assert kvm[kvm.index("-cpu") + 1] == "host"
+    # two vCPUs under TCG: one host thread each; the Python image as a read-only disk
+    two = q.qemu_command("q", accel="tcg", kernel=Path("k"), initrd=Path("i"),
+                         out_dir=Path("/o"), cpus=2, image=Path("/c/py,1.img"))
+    assert two[two.index("-accel") + 1] == "tcg,thread=multi" and "-smp 2" in " ".join(two)
+    assert two[two.index("-drive") + 1] == ("file=/c/py,,1.img,if=none,id=kitpython,"
+                                            "format=raw,readonly=on")
+    assert two[two.index("-device", two.index("-drive")) + 1] == (
+        "virtio-blk-pci,drive=kitpython")
 
 
 def test_the_plan_tries_kvm_then_tcg_and_pvh_then_bzimage(monkeypatch):
@@ -582,6 +592,10 @@ def test_unavailable_names_the_missing_piece(monkeypatch, tmp_path):
         assert "busybox-static" in dynamic.unavailable()
     assert "package" in q.QemuTarget("t", {}).unavailable()
     assert "accel" in q.QemuTarget("t", {"package": "p", "accel": "xen"}).unavailable()
+    assert "cpus must be auto or a number" in q.QemuTarget(
+        "t", {"package": "p", "cpus": "two"}).unavailable()
+    assert "python_image must be" in q.QemuTarget(
+        "t", {"package": "p", "python_image": "yes"}).unavailable()
 
 
 def test_static_elf_detection(tmp_path):
@@ -645,6 +659,13 @@ if check.returncode != 0:
     sys.exit(0)
 if mode == "hang":
     time.sleep(120)
+if mode == "badimage":
+    print("[    0.55] EXT4-fs (vda): VFS: Can't find ext4 filesystem", flush=True)
+    print("KIT-INIT: FAILED: mounting the kit's Python image (/dev/vda)", flush=True)
+    sys.exit(0)
+print("KIT-INIT: imported 0.60", flush=True)       # what guest_phases.py prints
+print("KIT-INIT: collected 0.65 3", flush=True)
+print("KIT-INIT: tested 0.85", flush=True)
 if mode != "noreport":
     open(os.path.join(out, "report.json"), "w").write(json.dumps({{"target": {{}}}}))
 else:
@@ -699,6 +720,14 @@ def test_a_run_returns_the_guests_exit_code_and_report(fake_target, tmp_path):
     assert meta["kernel_package"] == "linux-image-6.1.0-1-amd64-unsigned"
     assert meta["kernel_version"] == "6.1.1-1" and meta["guest_uptime_at_kit_start"] == 0.5
     assert meta["boot_seconds"] >= 0 and meta["run_seconds"] >= 0 and meta["qemu"]
+    # the time split: the host's own timings, the guest's from the uptimes in its marks
+    phases = meta["phases"]
+    assert list(phases) == ["prepare", "boot", "setup", "python", "collect", "suite",
+                            "report", "shutdown"]
+    assert (phases["setup"], phases["python"], phases["collect"], phases["suite"],
+            phases["report"]) == (0.1, 0.1, 0.1, 0.2, 0.1)
+    assert meta["cpus"] == 1 and meta["jobs"] == "0"      # one vCPU: no xdist worker
+    assert meta["qemu_cpu_seconds"] >= 0                  # read from /proc while it ran
     log = (tmp_path / "fake.log").read_text()
     assert "KIT-INIT: kit exit 1" in log and "-accel tcg" in log
 
@@ -725,11 +754,14 @@ def test_the_guest_is_given_the_packages_kernel_config(fake_target, tmp_path, mo
     scripts = []
     real_write = guest.write_run_initramfs
     monkeypatch.setattr(guest, "write_run_initramfs", lambda path, base, out_dir, repo,
-                        command, env, token: scripts.append(env) or real_write(
-                            path, base, out_dir, repo, command, env, token))
+                        command, env, token, **kw: scripts.append(env) or real_write(
+                            path, base, out_dir, repo, command, env, token, **kw))
     assert target.run(req).status == "ran"
     assert scripts == [{"KIT_TARGET_NAME": "fake", "KIT_PLATFORM": "linux",
-                        "KIT_KERNEL_CONFIG": str(copy)}]
+                        "KIT_KERNEL_CONFIG": str(copy),
+                        "XDG_CACHE_HOME": str(req.out_dir / q.GUEST_CACHE),
+                        "PYTEST_PLUGINS": "kit.matrix.guest_phases",
+                        "KIT_GUEST_CONSOLE": "/dev/console"}]
     # a cache the guest sees (~/.cache/kit, the default) is named as it is
     monkeypatch.setattr(guest, "seen_by_guest", lambda path, repo: True)
     assert q.guest_kernel_config(target.kernel, req) == {"KIT_KERNEL_CONFIG": str(config)}
@@ -741,8 +773,8 @@ def test_the_guest_runs_the_machine_wide_behaviours(fake_target, tmp_path, monke
     commands = []
     real_write = guest.write_run_initramfs
     monkeypatch.setattr(guest, "write_run_initramfs", lambda path, base, out_dir, repo,
-                        command, env, token: commands.append(command) or real_write(
-                            path, base, out_dir, repo, command, env, token))
+                        command, env, token, **kw: commands.append(command) or real_write(
+                            path, base, out_dir, repo, command, env, token, **kw))
     req = request(tmp_path)
     req.out_dir.mkdir(parents=True)
     assert target.run(req).status == "ran"
@@ -778,6 +810,8 @@ def test_a_failed_kvm_boot_falls_back_to_tcg_and_is_remembered(fake_target, tmp_
         "kvm/pvh", "kvm/bzimage"]
     attempts, note = target.plan()
     assert attempts == [("tcg", "pvh"), ("tcg", "bzimage")] and "failed before" in note
+    # the Python image is for KVM guests: not for one that will boot under TCG anyway
+    assert not target.kvm_first()
 
 
 def test_a_guest_that_never_reaches_init_fails_with_the_console_tail(fake_target, tmp_path):
@@ -812,8 +846,9 @@ def test_a_relative_output_directory_reaches_the_guest_absolute(fake_target, tmp
     seen = []
     real_write = guest.write_run_initramfs
     monkeypatch.setattr(guest, "write_run_initramfs", lambda path, base, out_dir, repo,
-                        command, env, token: seen.append((out_dir, command)) or real_write(
-                            path, base, out_dir, repo, command, env, token))
+                        command, env, token, **kw: seen.append((out_dir, command)) or
+                        real_write(
+                            path, base, out_dir, repo, command, env, token, **kw))
     req = RunRequest(repo=REPO, out_dir=Path("report-matrix/fake"), kit_args=[],
                      timeout=60, log=Path("fake.log"))
     result = fake_target("ok").run(req)
@@ -855,6 +890,25 @@ def test_the_run_script_checks_the_share_before_running_the_kit(tmp_path):
 def test_the_guest_is_never_given_a_relative_output_directory():
     with pytest.raises(ValueError, match="absolute"):
         guest.run_conf(Path("report-matrix/debian-6.1"))
+
+
+def test_a_python_image_the_guest_cannot_mount_is_a_kit_failure(fake_target, tmp_path):
+    result = fake_target("badimage").run(request(tmp_path))
+    assert result.status == "failed" and result.exit_code is None
+    assert result.reason.startswith("mounting the kit's Python image (/dev/vda); no exit "
+                                    "code from the guest"), result.reason
+    assert "Can't find ext4 filesystem" in result.reason
+
+
+def test_a_guest_of_two_cpus_runs_two_workers(fake_target, tmp_path):
+    req = request(tmp_path)
+    req.cpus = 2
+    result = fake_target("ok").run(req)
+    assert result.metadata["cpus"] == 2 and result.metadata["jobs"] == "2"
+    assert "-smp 2" in (tmp_path / "fake.log").read_text()
+    # a target's own `cpus` and `jobs` win
+    result = fake_target("ok", cpus=1, jobs=3).run(req)
+    assert result.metadata["cpus"] == 1 and result.metadata["jobs"] == "3"
 
 
 def test_a_run_past_its_timeout_is_killed(fake_target, tmp_path):

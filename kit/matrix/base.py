@@ -22,6 +22,9 @@ class RunRequest:
     # Set in the environment of `kit run` on the target: KIT_TARGET_NAME and KIT_PLATFORM
     # name the column in the merged report and select platform-specific known deviations.
     env: dict = field(default_factory=dict)
+    # the host CPUs this run may keep busy: the cores shared among the targets running at
+    # once (a VM target sizes its guest by it)
+    cpus: int = 1
 
     def __post_init__(self):
         # these paths cross into subprocesses, containers and guests, which do not share

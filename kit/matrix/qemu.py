@@ -8,9 +8,12 @@ from vmlinuz directly (PVH entry), or the bzImage if that fails, with a busybox 
 over 9p, mounts a writable 9p share on the run's out_dir, chroots and runs `kit run` there,
 with KIT_KERNEL_CONFIG naming the package's boot/config-* (for `applies: kernel_config`).
 
-One vCPU per VM and `memory_mb` (default 2048) of memory, so two VMs fit side by side on a
-two-core machine. KVM is used when /dev/kvm works and the target allows it (`accel: auto` or
-`kvm`); otherwise, or when a KVM boot fails, TCG (software emulation).
+As many vCPUs as the runner's share of the host's cores (RunRequest.cpus: one each when two
+VMs run side by side on two cores), multi-threaded under TCG, with `kit run -n` to match (no
+xdist at one vCPU), and `memory_mb` (default 2048) of memory. KVM is used when /dev/kvm works
+and the target allows it (`accel: auto` or `kvm`); otherwise, or when a KVM boot fails, TCG
+(software emulation) with the plain qemu64 CPU model. The time of each phase (phases.py) and
+qemu's CPU seconds go into the result's metadata; docs/matrix.md has the measurements.
 
     name: debian-6.1
     kind: qemu
@@ -21,7 +24,9 @@ two-core machine. KVM is used when /dev/kvm works and the target allows it (`acc
     # optional: suite (a Debian suite other than the machine's own, such as bullseye:
     #           apt then reads a private configuration for it, see apt.py), with archive
     #           (a mirror's URL) and security (false: no <suite>-security updates),
-    #           boot (auto | pvh | bzimage), boot_timeout, cmdline, jobs, modules,
+    #           boot (auto | pvh | bzimage), boot_timeout, cmdline, modules,
+    #           cpus (auto | N), jobs (kit run -n; default: 0 at one vCPU, else N),
+    #           python_image (auto: under KVM only | true | false; see qemu_image.py),
     #           qemu (binary), busybox (path to a static busybox)
 """
 
@@ -29,6 +34,7 @@ from __future__ import annotations
 
 import collections
 import fcntl
+import io
 import json
 import os
 import platform
@@ -37,11 +43,16 @@ import secrets
 import shutil
 import struct
 import subprocess
+import sys
 import tempfile
 import threading
 import time
 from pathlib import Path
 
+from elftools.common.exceptions import ELFError
+from elftools.elf.elffile import ELFFile
+
+from kit.matrix import guest_phases, phases, qemu_image
 from kit.matrix import qemu_initramfs as guest
 from kit.matrix import qemu_kernel as kernels
 from kit.matrix.apt import ARCHIVE, AptError, PrivateApt
@@ -57,6 +68,11 @@ BOOT_METHODS = {"pvh": "vmlinux PVH", "bzimage": "bzImage"}
 # not taken, a KVM that cannot run this guest): give up on that way of booting
 FIRST_OUTPUT_TIMEOUT = {"kvm": 30.0, "tcg": 90.0}
 BOOT_TIMEOUT = {"kvm": 120.0, "tcg": 600.0}    # until /init runs; `boot_timeout` overrides
+# Emulated, the plain x86-64 model costs less than `max` (measured in a guest here: 30 forks
+# of a 60 MB process that touch its pages 16-21 s against 26-29 s, the whole test 44 against
+# 57 CPU seconds): fewer features to emulate (glibc and the kernel pick AVX2 and
+# `rep movsb` copies for `max`, which TCG runs slowly). The specs need no CPU feature.
+TCG_CPU = "qemu64"
 
 
 # -- host capabilities ------------------------------------------------------------------------
@@ -65,13 +81,10 @@ BOOT_TIMEOUT = {"kvm": 120.0, "tcg": 600.0}    # until /init runs; `boot_timeout
 def is_static_elf_bytes(head: bytes) -> bool:
     """An ELF64 executable with no PT_INTERP: runs in an initramfs without a libc."""
     try:
-        if head[:4] != b"\x7fELF" or head[4] != 2:
-            return False
-        phoff, = struct.unpack_from("<Q", head, 0x20)
-        phentsize, phnum = struct.unpack_from("<HH", head, 0x36)
-        return all(struct.unpack_from("<I", head, phoff + i * phentsize)[0] != 3
-                   for i in range(phnum))
-    except (struct.error, IndexError):
+        elf = ELFFile(io.BytesIO(head))
+        return elf.elfclass == 64 and not any(seg["p_type"] == "PT_INTERP"
+                                              for seg in elf.iter_segments())
+    except (ELFError, struct.error, ValueError):
         return False
 
 
@@ -137,12 +150,19 @@ def _opt(path: Path) -> str:
 
 
 def qemu_command(qemu: str, *, accel: str, kernel: Path, initrd: Path, out_dir: Path,
-                 memory_mb: int = 2048, cmdline: str = "", root: Path = Path("/")) -> list[str]:
-    """One vCPU, no display, no network, no disk: the host root (read-only) and out_dir
-    (writable) as two virtio-9p shares, the serial console on stdout."""
+                 memory_mb: int = 2048, cmdline: str = "", root: Path = Path("/"),
+                 cpus: int = 1, image: Path | None = None) -> list[str]:
+    """`cpus` vCPUs (under TCG one host thread each), no display, no network: the host root
+    (read-only) and out_dir (writable) as two virtio-9p shares, the Python image (if any)
+    as a read-only virtio disk, the serial console on stdout."""
+    if accel == "tcg" and cpus > 1:
+        accel = "tcg,thread=multi"
+    disk = ["-drive", f"file={_opt(image)},if=none,id=kitpython,format=raw,readonly=on",
+            "-device", "virtio-blk-pci,drive=kitpython"] if image else []
     return [
-        qemu, "-machine", "pc", "-accel", accel, "-cpu", "host" if accel == "kvm" else "max",
-        "-smp", "1", "-m", str(memory_mb),
+        qemu, "-machine", "pc", "-accel", accel,
+        "-cpu", "host" if accel == "kvm" else TCG_CPU,
+        "-smp", str(cpus), "-m", str(memory_mb),
         "-nodefaults", "-no-user-config", "-display", "none", "-monitor", "none",
         "-serial", "stdio", "-no-reboot",
         "-kernel", str(kernel), "-initrd", str(initrd), "-append", kernel_cmdline(cmdline),
@@ -151,7 +171,18 @@ def qemu_command(qemu: str, *, accel: str, kernel: Path, initrd: Path, out_dir: 
         "-device", f"virtio-9p-pci,fsdev={guest.ROOT_TAG},mount_tag={guest.ROOT_TAG}",
         "-fsdev", f"local,id={guest.OUT_TAG},path={_opt(out_dir)},security_model=none",
         "-device", f"virtio-9p-pci,fsdev={guest.OUT_TAG},mount_tag={guest.OUT_TAG}",
+        *disk,
     ]
+
+
+def cpu_seconds(pid: int) -> float | None:
+    """User and system CPU time of a running process (all its threads), from /proc."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    except (OSError, IndexError, ValueError):
+        return None
 
 
 # -- following the serial console -------------------------------------------------------------
@@ -232,6 +263,52 @@ def guest_kernel_config(kernel: kernels.PreparedKernel, request: RunRequest) -> 
     return {"KIT_KERNEL_CONFIG": str(config)}
 
 
+# -- the checkout, byte-compiled on the host ----------------------------------------------------
+
+
+def byte_compile(python: str, repo: Path, log=None) -> None:
+    """The kit's .pyc files written beside it, as its first import on the host would: the
+    guest (which reads the checkout over 9p and cannot write there) then compiles nothing."""
+    try:
+        proc = subprocess.run([python, "-m", "compileall", "-q", str(repo / "kit")],
+                              capture_output=True, text=True, timeout=300, check=False)
+    except (OSError, subprocess.SubprocessError) as exc:
+        kernels._say(log, f"the kit is not byte-compiled: {exc}")
+        return
+    if proc.returncode != 0:
+        kernels._say(log, f"the kit is not byte-compiled: {proc.stdout.strip()[-200:]}")
+
+
+# -- the man pages' sentences, split on the host -----------------------------------------------
+
+
+GUEST_CACHE = ".kit-cache"      # on the writable share: XDG_CACHE_HOME of the guest's run
+
+
+def guest_page_cache(python: str, request: RunRequest, log=None) -> dict:
+    """XDG_CACHE_HOME for the guest's `kit run`, holding the host's cache of the man pages'
+    sentences: the report's coverage section needs them, and rendering and splitting the
+    pages in the guest took minutes under TCG (a second here). The guest sees the same page
+    files (the host's root) and the same kit, so the cache's keys match there."""
+    from kit.coverage.pages import _cache_dir
+
+    if not any(_cache_dir().glob("*.json")):
+        try:    # fills the host's cache, as any `kit run` or `kit coverage` here does
+            subprocess.run([python, "-m", "kit", "coverage", "--json"], cwd=request.repo,
+                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=600,
+                           check=False)
+        except (OSError, subprocess.SubprocessError) as exc:
+            kernels._say(log, f"the man pages' sentences are left to the guest: {exc}")
+            return {}
+    # a stale page (another man-pages, another splitter) is split again in the guest
+    pages = sorted(_cache_dir().glob("*.json"))
+    target = request.out_dir / GUEST_CACHE / "kit" / "coverage"
+    target.mkdir(parents=True, exist_ok=True)
+    for page in pages:
+        shutil.copy2(page, target / page.name)
+    return {"XDG_CACHE_HOME": str(request.out_dir / GUEST_CACHE)} if pages else {}
+
+
 # -- the target -------------------------------------------------------------------------------
 
 
@@ -245,11 +322,25 @@ class QemuTarget(Target):
     def __init__(self, name: str, spec: dict):
         super().__init__(name, spec)
         self.kernel: kernels.PreparedKernel | None = None
+        self.prepare_seconds = 0.0       # resolving, fetching, unpacking, building (host)
+        self.image: qemu_image.GuestImage | None = None
+        self.image_note = ""             # why there is no image (the guest reads 9p)
 
     # settings
     @property
     def qemu(self) -> str | None:
         return shutil.which(self.spec.get("qemu", QEMU))
+
+    @property
+    def python(self) -> str:
+        """The interpreter the guest's `kit run` uses (as host.kit_command picks it)."""
+        venv = Path(self.repo) / ".venv" / "bin" / "python"
+        return str(venv) if venv.exists() else sys.executable
+
+    def cpus(self, share: int) -> int:
+        """vCPUs: the target's `cpus`, else its share of the host's cores."""
+        setting = self.spec.get("cpus", "auto")
+        return max(1, share if setting == "auto" else int(setting))
 
     @property
     def accel_setting(self) -> str:
@@ -264,6 +355,13 @@ class QemuTarget(Target):
             return "the target file names no kernel `package`"
         if self.accel_setting not in ("auto", "kvm", "tcg"):
             return f"accel must be auto, kvm or tcg, not {self.accel_setting!r}"
+        cpus = self.spec.get("cpus", "auto")
+        if cpus != "auto" and not (isinstance(cpus, int) and not isinstance(cpus, bool)
+                                   and cpus >= 1):
+            return f"cpus must be auto or a number of vCPUs (1 or more), not {cpus!r}"
+        if self.spec.get("python_image", "auto") not in ("auto", True, False):
+            return (f"python_image must be auto, true or false, not "
+                    f"{self.spec['python_image']!r}")
         if self.qemu is None:
             return (f"{self.spec.get('qemu', QEMU)} is not installed "
                     f"(Debian package: qemu-system-x86)")
@@ -343,6 +441,13 @@ class QemuTarget(Target):
     def prepare(self, log: Path) -> None:
         if self.kernel is not None:
             return
+        began = time.monotonic()
+        try:
+            self._prepare(log)
+        finally:
+            self.prepare_seconds += time.monotonic() - began
+
+    def _prepare(self, log: Path) -> None:
         with open(log, "a") as out:
             package, version = self.resolve(out)
             kernels._say(out, f"kernel package {package} {version}")
@@ -351,8 +456,32 @@ class QemuTarget(Target):
                 extra_modules=list(self.spec.get("modules", [])),
                 apt_options=self.apt_options(out))
             kernels._say(out, f"prepared in {self.kernel.directory}")
+            wanted = self.spec.get("python_image", "auto")
+            if wanted is False or wanted == "auto" and not self.kvm_first():
+                self.image_note = (f"python_image: {str(wanted).lower()}"
+                                   + (" (KVM only)" if wanted == "auto" else ""))
+            elif not self.kernel.disk:
+                self.image_note = ("the kernel package has no "
+                                   + ", ".join(kernels.DISK_MODULES) + " to mount it")
+            elif not (shutil.which("mke2fs") or Path("/sbin/mke2fs").exists()):
+                self.image_note = "no mke2fs (Debian package: e2fsprogs)"
+            else:
+                self.image = qemu_image.ensure_image(self.python, out)
+                kernels._say(out, f"guest image {self.image.path} ("
+                             f"{'built' if self.image.built else 'cached'}, "
+                             f"{self.image.files} files)")
+            if self.image_note:
+                kernels._say(out, f"no guest image, Python is read over 9p: "
+                                  f"{self.image_note}")
+            byte_compile(self.python, Path(self.repo), out)
 
     # -- how to boot
+
+    def kvm_first(self) -> bool:
+        """The first boot will be a KVM one (not merely /dev/kvm opening: a host where KVM
+        boots failed before boots TCG at once, see plan())."""
+        attempts, _ = self.plan()
+        return bool(attempts) and attempts[0][0] == "kvm"
 
     def plan(self) -> tuple[list[tuple[str, str]], str]:
         """The (accel, method) attempts in order, and a note on the accelerator choice."""
@@ -391,20 +520,30 @@ class QemuTarget(Target):
         deadline = start + request.timeout
         if self.kernel is None:
             self.prepare(request.log)
+        start -= self.prepare_seconds      # the run's duration counts its preparation
         kernel = self.kernel
         request.out_dir.mkdir(parents=True, exist_ok=True)
         attempts, note = self.plan()
         meta = {"kernel_package": kernel.package, "kernel_version": kernel.version,
                 "kernel_release": kernel.release, "qemu": qemu_version(self.qemu),
-                "memory_mb": int(self.spec.get("memory_mb", 2048)), "cpus": 1,
-                "modules": kernel.modules, "failed_attempts": []}
+                "memory_mb": int(self.spec.get("memory_mb", 2048)),
+                "cpus": self.cpus(request.cpus), "modules": kernel.modules,
+                "failed_attempts": [],
+                "python_image": str(self.image.path) if self.image else self.image_note}
         if note:
             meta["accel_note"] = note
         meta["how"] = f"qemu, {kernel.package} {kernel.version}"
-        command = kit_command(request, str(request.out_dir), str(self.spec.get("jobs", "1")))
+        # one vCPU: no xdist (a worker would import and collect everything a second time)
+        jobs = str(self.spec.get("jobs", meta["cpus"] if meta["cpus"] > 1 else 0))
+        meta["jobs"] = jobs
+        command = kit_command(request, str(request.out_dir), jobs)
         # the guest is the kit's own machine: its sysctls may change (each is restored)
         command.append("--allow-machine-wide")
         env = dict(request.env, **guest_kernel_config(kernel, request))
+        env.update(guest_page_cache(self.python, request))
+        # the guest's `kit run` marks its phases on the console (guest_phases.py)
+        env.update(PYTEST_PLUGINS=guest_phases.__name__,
+                   **{guest_phases.CONSOLE_ENV: "/dev/console"})
         token = secrets.token_hex(16)
         token_file = request.out_dir / guest.SHARE_TOKEN
         write_atomic(token_file, token)
@@ -413,6 +552,7 @@ class QemuTarget(Target):
                                   deadline, meta)
         finally:
             token_file.unlink(missing_ok=True)
+            shutil.rmtree(request.out_dir / GUEST_CACHE, ignore_errors=True)
 
     def _attempts(self, request: RunRequest, kernel, attempts, command, env, token: str,
                   start: float, deadline: float, meta: dict) -> RunResult:
@@ -421,7 +561,8 @@ class QemuTarget(Target):
                 open(request.log, "a") as log:
             initrd = Path(tmp) / "initramfs.cpio"
             guest.write_run_initramfs(initrd, Path(kernel.initramfs), request.out_dir,
-                                      request.repo, command, env, token)
+                                      request.repo, command, env, token,
+                                      image=self.image is not None)
             for i, (accel, method) in enumerate(attempts):
                 last = i == len(attempts) - 1
                 exit_file.unlink(missing_ok=True)
@@ -452,7 +593,8 @@ class QemuTarget(Target):
         cmd = qemu_command(self.qemu, accel=accel, kernel=image, initrd=initrd,
                            out_dir=request.out_dir,
                            memory_mb=int(self.spec.get("memory_mb", 2048)),
-                           cmdline=str(self.spec.get("cmdline", "")))
+                           cmdline=str(self.spec.get("cmdline", "")), cpus=meta["cpus"],
+                           image=self.image.path if self.image else None)
         log.write("[kit qemu] " + " ".join(cmd) + "\n")
         log.flush()
         first_timeout = FIRST_OUTPUT_TIMEOUT[accel]
@@ -464,6 +606,9 @@ class QemuTarget(Target):
         outcome = {"console": console, "timed_out": False}
         try:
             while True:
+                used = cpu_seconds(proc.pid)     # the last reading before it exits
+                if used is not None:
+                    outcome["cpu"] = used
                 try:
                     outcome["returncode"] = proc.wait(timeout=0.25)
                     break
@@ -483,12 +628,13 @@ class QemuTarget(Target):
             if proc.poll() is None:
                 proc.kill()
                 proc.wait()
+            outcome["exited"] = time.monotonic()
             console.join()
             proc.stdout.close()
         if console.mark("up") is None and not outcome["timed_out"]:
             raise BootFailed(f"qemu exited ({outcome.get('returncode')}) before /init ran: "
                              + " | ".join(console.last_lines(4)))
-        outcome["t0"] = t0
+        outcome["t0"] = outcome["launched"] = t0
         return outcome
 
     def _result(self, outcome: dict, request: RunRequest, start: float,
@@ -504,6 +650,18 @@ class QemuTarget(Target):
         meta["how"] = (f"qemu {meta['accel']} ({meta['boot']}), {meta['kernel_package']} "
                        f"{meta['kernel_version']}")
         duration = time.monotonic() - start
+        uptimes = {key: _uptime(console, key) for key in console.marks}
+        up = console.mark("up")
+        exited, ended_host = outcome.get("exited"), console.mark("kit exit")
+        if outcome.get("cpu") is not None:
+            # what the VM cost the host, whatever else ran: wall times on a shared,
+            # loaded machine say more about the others than about the VM
+            meta["qemu_cpu_seconds"] = round(outcome["cpu"], 1)
+        meta["phases"] = phases.split(
+            {k: v for k, v in uptimes.items() if v is not None},
+            prepare=outcome["launched"] - start,
+            boot=up - t0 if up is not None else None,
+            shutdown=exited - ended_host if exited and ended_host else None)
         if outcome["timed_out"]:
             where = "in `kit run`" if began is not None else "while booting"
             return RunResult(self.name, "timeout", f"no result within {request.timeout:.0f}s "

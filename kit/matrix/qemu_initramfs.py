@@ -24,6 +24,7 @@ ROOT_TAG, OUT_TAG = "kitroot", "kitout"
 EXIT_FILE = ".guest-exit-code"
 SHARE_TOKEN = ".kit-share-token"    # the host writes it, the guest checks it before running
 MSIZE = 262144
+IMAGE_BINDS = "binds"     # in the Python image: the host paths it covers, one a line
 RUN_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
 
@@ -139,6 +140,16 @@ if [ -n "$KIT_KEEP" ]; then
     mkdir -p "$R$KIT_KEEP" && mount --bind /keep "$R$KIT_KEEP" || die "restoring $KIT_KEEP"
 fi
 [ -d $R/run ] && mount -t tmpfs -o mode=755 tmpfs $R/run
+# the Python environment from the local image (qemu_image.py), over the same host paths
+if [ -n "$KIT_IMAGE" ]; then
+    n=0
+    while [ ! -b /dev/vda ] && [ $n -lt 100 ]; do sleep 0.1; n=$((n + 1)); done
+    mkdir -p /image
+    mount -t ext4 -o ro /dev/vda /image || die "mounting the kit's Python image (/dev/vda)"
+    while IFS= read -r p; do
+        mount --bind "/image/root$p" "$R$p" || die "bind-mounting $p from the Python image"
+    done < /image/{IMAGE_BINDS}
+fi
 mkdir -p "$R$KIT_OUT" 2>/dev/null
 mount -t 9p -o "trans=virtio,version=9p2000.L,msize=$KIT_MSIZE" "$KIT_OUT_TAG" "$R$KIT_OUT" \\
     || die "mounting the writable share on $KIT_OUT"
@@ -158,7 +169,7 @@ def build_base_initramfs(path: Path, busybox: Path, modules: list[tuple[str, byt
     """Write the per-kernel part: busybox, the modules (uncompressed, in insmod order)."""
     archive = Cpio()
     for d in ("bin", "dev", "etc", "proc", "sys", "tmp", "mnt", "mnt/root", "keep", "lib",
-              "lib/modules", "kit"):
+              "lib/modules", "kit", "image"):
         archive.dir(d)
     archive.chardev("dev/console", 5, 1)
     archive.chardev("dev/null", 1, 3, 0o666)
@@ -176,13 +187,14 @@ def build_base_initramfs(path: Path, busybox: Path, modules: list[tuple[str, byt
 # -- the per-run part -----------------------------------------------------------------------
 
 
-def run_conf(out_dir: Path, keep: Path | None = None) -> str:
-    """/kit/run.conf: sourced by /init."""
+def run_conf(out_dir: Path, keep: Path | None = None, image: bool = False) -> str:
+    """/kit/run.conf: sourced by /init. `image`: a Python image is attached (/dev/vda)."""
     if not Path(out_dir).is_absolute():
         # /init mounts the share at this path below the chrooted root: a relative one
         # lands nowhere the guest's `kit run` writes
         raise ValueError(f"the guest's output directory must be absolute, not {out_dir}")
     values = {"KIT_OUT": str(out_dir), "KIT_KEEP": str(keep) if keep else "",
+              "KIT_IMAGE": "1" if image else "",
               "KIT_ROOT_TAG": ROOT_TAG, "KIT_OUT_TAG": OUT_TAG, "KIT_MSIZE": str(MSIZE)}
     return "".join(f"{k}={shlex.quote(v)}\n" for k, v in values.items())
 
@@ -237,19 +249,20 @@ def seen_by_guest(path: Path, repo: Path) -> bool:
 
 
 def run_archive(out_dir: Path, repo: Path, command: list[str], env: dict,
-                token: str = "") -> bytes:
+                token: str = "", image: bool = False) -> bytes:
     archive = Cpio()
     archive.dir("kit")
-    archive.file("kit/run.conf", run_conf(out_dir, keep_path(repo)).encode())
+    archive.file("kit/run.conf", run_conf(out_dir, keep_path(repo), image).encode())
     archive.file("kit/run.sh", run_script(repo, command, env, out_dir, token).encode(),
                  0o755)
     return archive.bytes()
 
 
 def write_run_initramfs(path: Path, base: Path, out_dir: Path, repo: Path,
-                        command: list[str], env: dict, token: str = "") -> None:
+                        command: list[str], env: dict, token: str = "",
+                        image: bool = False) -> None:
     """base initramfs + this run's archive, concatenated, as qemu's -initrd. `token` is
     what the host wrote into out_dir/SHARE_TOKEN, for the guest to find (share_check)."""
     with open(path, "wb") as out:
         out.write(Path(base).read_bytes())
-        out.write(run_archive(out_dir, repo, command, env, token))
+        out.write(run_archive(out_dir, repo, command, env, token, image))

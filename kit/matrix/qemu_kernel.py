@@ -21,6 +21,7 @@ import fcntl
 import functools
 import gzip
 import hashlib
+import io
 import json
 import lzma
 import os
@@ -34,6 +35,9 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from debian.debian_support import version_compare
+from elftools.common.exceptions import ELFError
+from elftools.elf.elffile import ELFFile
+from elftools.elf.enums import ENUM_NOTE_N_TYPE
 
 # -- the cache --------------------------------------------------------------------------------
 
@@ -231,30 +235,27 @@ def extract_vmlinux(image: bytes) -> tuple[bytes, str]:
 XEN_ELFNOTE_PHYS32_ENTRY = 18
 
 
-def _elf64(data: bytes) -> None:
+def _elf(data: bytes) -> ELFFile:
     if data[:4] != b"\x7fELF" or data[4] != 2 or data[5] != 1:
         raise KernelError("not a little-endian ELF64 file")
+    try:
+        return ELFFile(io.BytesIO(data))
+    except ELFError as exc:
+        raise KernelError(f"not a readable ELF file: {exc}") from None
 
 
 def elf_notes(data: bytes):
-    """(name, type, desc) of every note in the PT_NOTE segments of an ELF64 file."""
-    _elf64(data)
-    phoff, = struct.unpack_from("<Q", data, 0x20)
-    phentsize, phnum = struct.unpack_from("<HH", data, 0x36)
-    for i in range(phnum):
-        p_type, _, p_offset, _, _, p_filesz = struct.unpack_from(
-            "<IIQQQQ", data, phoff + i * phentsize)
-        if p_type != 4:  # PT_NOTE
-            continue
-        pos, end = p_offset, p_offset + p_filesz
-        while pos + 12 <= end:
-            namesz, descsz, ntype = struct.unpack_from("<III", data, pos)
-            pos += 12
-            name = data[pos:pos + namesz].rstrip(b"\0").decode("ascii", "replace")
-            pos += (namesz + 3) & ~3
-            desc = data[pos:pos + descsz]
-            pos += (descsz + 3) & ~3
-            yield name, ntype, desc
+    """(name, type, desc) of every note in the PT_NOTE segments of an ELF64 file. The type
+    is the number in the file (pyelftools names some numbers by their GNU meaning, whoever
+    the note's owner is: a Xen note 5 is not NT_GNU_PROPERTY_TYPE_0)."""
+    for segment in _elf(data).iter_segments("PT_NOTE"):
+        for note in segment.iter_notes():
+            ntype = note["n_type"]
+            if not isinstance(ntype, int):
+                ntype = ENUM_NOTE_N_TYPE.get(ntype, ntype)
+            desc = note["n_descdata"]
+            yield note["n_name"], ntype, desc.encode("latin-1") if isinstance(desc, str) \
+                else desc
 
 
 def has_pvh_note(vmlinux: bytes) -> bool:
@@ -262,24 +263,17 @@ def has_pvh_note(vmlinux: bytes) -> bool:
     try:
         return any(name == "Xen" and ntype == XEN_ELFNOTE_PHYS32_ENTRY
                    for name, ntype, _ in elf_notes(vmlinux))
-    except (KernelError, struct.error):
+    except (KernelError, ELFError, struct.error):
         return False
 
 
 def elf_section(data: bytes, wanted: str) -> bytes | None:
     """The contents of one section of an ELF64 relocatable (a kernel module)."""
-    _elf64(data)
-    shoff, = struct.unpack_from("<Q", data, 0x28)
-    shentsize, shnum, shstrndx = struct.unpack_from("<HHH", data, 0x3A)
-    headers = [struct.unpack_from("<IIQQQQ", data, shoff + i * shentsize)
-               for i in range(shnum)]
-    strtab_off, strtab_size = headers[shstrndx][4], headers[shstrndx][5]
-    strtab = data[strtab_off:strtab_off + strtab_size]
-    for sh_name, _, _, _, offset, size in headers:
-        name = strtab[sh_name:strtab.index(b"\0", sh_name)].decode("ascii", "replace")
-        if name == wanted:
-            return data[offset:offset + size]
-    return None
+    try:
+        section = _elf(data).get_section_by_name(wanted)
+        return section.data() if section is not None else None
+    except (ELFError, struct.error) as exc:
+        raise KernelError(f"cannot read section {wanted}: {exc}") from None
 
 
 # -- modules ----------------------------------------------------------------------------------
@@ -424,6 +418,7 @@ class PreparedKernel:
     modules_source: str                # "modules.dep" or "modinfo"
     config: dict = field(default_factory=dict)   # the few options that matter here
     initramfs_id: str = ""             # what the initramfs was built from (see initramfs_id)
+    disk: bool = False                 # the initramfs can mount the Python image
 
     @classmethod
     def load(cls, directory: Path) -> PreparedKernel | None:
@@ -469,6 +464,10 @@ def cached_kernels(pattern: str) -> list[PreparedKernel]:
 # Modules the guest needs for 9p over virtio-pci; their dependencies (netfs, fscache,
 # 9pnet, virtio, virtio_ring, virtio_pci_*_dev ...) come from the package's own metadata.
 GUEST_MODULES = ["virtio_pci", "9pnet_virtio", "9p"]
+# ... and to mount the Python image (qemu_image.py), an ext4 file system on a virtio disk
+# (ext4 asks for crc32c when mounting, which an initramfs without modprobe cannot load on
+# demand). A kernel without them reads Python over 9p.
+DISK_MODULES = ["virtio_blk", "crc32c_generic", "ext4"]
 CONFIG_KEYS = ["CONFIG_PVH", "CONFIG_VIRTIO", "CONFIG_VIRTIO_PCI", "CONFIG_NET_9P",
                "CONFIG_NET_9P_VIRTIO", "CONFIG_9P_FS", "CONFIG_NETFS_SUPPORT",
                "CONFIG_FSCACHE", "CONFIG_DEVTMPFS", "CONFIG_SERIAL_8250_CONSOLE",
@@ -501,7 +500,7 @@ def initramfs_id(busybox: Path, extra_modules: list[str]) -> str:
 
     digest = hashlib.sha256(init_script().encode())
     digest.update(Path(busybox).read_bytes())
-    digest.update(" ".join(sorted(extra_modules)).encode())
+    digest.update(" ".join(GUEST_MODULES + DISK_MODULES + sorted(extra_modules)).encode())
     return digest.hexdigest()[:16]
 
 
@@ -572,6 +571,11 @@ def prepare_kernel(package: str, version: str, busybox: Path, log=None,
 
         modules = ModuleTree.scan(tree / "lib" / "modules" / release)
         order = modules.order(GUEST_MODULES + extra_modules)
+        try:
+            order, disk = modules.order(GUEST_MODULES + extra_modules + DISK_MODULES), True
+        except KernelError as exc:
+            disk = False
+            _say(log, f"no Python image for this kernel: {exc}")
         _say(log, f"guest modules ({modules.source}): {' '.join(order) or 'all built in'}")
         initramfs = directory / "initramfs.cpio"
         build_base_initramfs(initramfs, busybox, [(m, read_module(modules.paths[m]))
@@ -581,6 +585,7 @@ def prepare_kernel(package: str, version: str, busybox: Path, log=None,
             vmlinuz=str(vmlinuz), vmlinux=str(vmlinux_path) if vmlinux_path.exists() else None,
             vmlinux_note=note, initramfs=str(initramfs), modules=order,
             modules_source=modules.source,
-            config={k: config[k] for k in CONFIG_KEYS if k in config}, initramfs_id=wanted_id)
+            config={k: config[k] for k in CONFIG_KEYS if k in config}, initramfs_id=wanted_id,
+            disk=disk)
         kernel.save()
         return kernel

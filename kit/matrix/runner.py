@@ -30,6 +30,8 @@ from kit.matrix.paths import (
     read_regular,
     target_paths,
 )
+from kit.matrix.phases import seconds_text
+from kit.matrix.phases import summary as phase_summary
 from kit.matrix.replay import targets_dir_argument
 from kit.matrix.targets import kernel_override
 from kit.report.atomic import write_atomic
@@ -96,9 +98,20 @@ def _one(target: Target, request: RunRequest, progress: Progress) -> RunResult:
         result = target.run(request)
     except Exception as exc:  # noqa: BLE001 - one broken target must not sink the matrix
         result = RunResult(target.name, "failed", f"{type(exc).__name__}: {exc}")
-    summary = result.status if not result.reason else f"{result.status}: {result.reason}"
-    progress.end(target.name, f"{summary} ({result.duration:.0f}s)")
+    progress.end(target.name, outcome_line(result))
     return result
+
+
+def outcome_line(result: RunResult) -> str:
+    """`ran (3m10s: boot 25s, python 40s, suite 2m05s; 4m50s of CPU)`: the time split
+    where the target measured one (the VM targets), else the whole duration."""
+    summary = result.status if not result.reason else f"{result.status}: {result.reason}"
+    split = phase_summary(result.metadata.get("phases") or {})
+    if split and result.metadata.get("qemu_cpu_seconds") is not None:
+        # on a loaded host the wall clock says little: what the VM itself cost
+        split += f"; {seconds_text(result.metadata['qemu_cpu_seconds'])} of CPU"
+    took = seconds_text(result.duration)
+    return f"{summary} ({took}: {split})" if split else f"{summary} ({took})"
 
 
 def run_matrix(targets: list[Target], *, repo: Path, out: Path, kit_args: list[str],
@@ -128,6 +141,8 @@ def run_matrix(targets: list[Target], *, repo: Path, out: Path, kit_args: list[s
             repo=repo, out_dir=out_dir, kit_args=kit_args,
             timeout=float(target.spec.get("timeout", 1800)), log=log, env=_target_env(target))
     jobs = jobs or max(1, min(len(runnable), os.cpu_count() or 1))
+    for request in requests.values():
+        request.cpus = max(1, (os.cpu_count() or 1) // jobs)
     progress.say(f"running {len(runnable)} target(s), {jobs} at a time; "
                  f"{len(targets) - len(runnable)} skipped")
     try:
