@@ -75,8 +75,6 @@ WATCH_EVERY = 0.1       # seconds between looks at the child's target calls
 
 _PR_SET_PDEATHSIG = 1
 _FORKING = threading.Lock()     # see run_forked
-_PRCTL = {"x86_64": 157, "aarch64": 167}   # syscall numbers (made raw: a preloaded
-                                           # library under test must not intercept it)
 
 
 @dataclass
@@ -129,11 +127,12 @@ def _die_with_parent(parent: int) -> None:
     SIGKILL or os._exit, where no finally block runs)."""
     import ctypes
 
-    from kit.adapter.arch import ARCH
+    from kit.adapter.arch import syscall_number
     from kit.adapter.libc import own_libc
 
     libc = own_libc()
-    number = _PRCTL.get(ARCH)
+    # raw where the table has it: a preloaded library under test must not intercept it
+    number = syscall_number("prctl")
     if number is not None:
         libc.syscall(ctypes.c_long(number), ctypes.c_long(_PR_SET_PDEATHSIG),
                      ctypes.c_long(signal.SIGKILL))

@@ -52,9 +52,8 @@ def installed() -> bool:
 
 _CLOCK_MONOTONIC = 1   # include/uapi/linux/time.h
 _SIGEV_THREAD_ID = 4   # include/uapi/asm-generic/siginfo.h
-# timer_create, timer_settime, timer_delete (arch/x86/entry/syscalls/syscall_64.tbl,
-# include/uapi/asm-generic/unistd.h)
-_TIMER_SYSCALLS = {"x86_64": (222, 223, 226), "aarch64": (107, 110, 111)}
+# timer_create, timer_settime and timer_delete come from kit.adapter.arch's tables
+_TIMER_SYSCALLS = ("timer_create", "timer_settime", "timer_delete")
 
 
 class _SigEvent(ctypes.Structure):
@@ -82,9 +81,10 @@ class _Timers:
     """Raw timer syscalls through the C library's own syscall(2), out of an interposer's reach."""
 
     def __init__(self):
-        from kit.adapter.arch import ARCH
+        from kit.adapter.arch import syscall_number
 
-        self.numbers = _TIMER_SYSCALLS.get(ARCH)
+        numbers = tuple(syscall_number(name) for name in _TIMER_SYSCALLS)
+        self.numbers = None if None in numbers else numbers
         self.usable = self.numbers is not None
         if self.usable:
             from kit.adapter.libc import own_libc
