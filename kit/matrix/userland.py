@@ -38,6 +38,7 @@ and a targets/*.yaml file.
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import hashlib
 import json
 import os
@@ -283,9 +284,14 @@ class UserlandTarget(Target):
              timeout=1800, env=_clean_env())
 
     def _install_kit(self, directory: Path, out) -> None:
+        (directory / "wheels").mkdir(exist_ok=True)
         with tempfile.TemporaryDirectory(dir=directory / "wheels") as tmp:
-            _run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "-w", tmp,
-                  str(self.repo_root())], out, timeout=900)
+            # setuptools builds in the checkout (build/, *.egg-info): one build at a time,
+            # whichever userland target or `kit matrix` asks
+            with open(directory.parent / ".kit-wheel.lock", "a") as lock:
+                fcntl.flock(lock, fcntl.LOCK_EX)
+                _run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "-w", tmp,
+                      str(self.repo_root())], out, timeout=900)
             built = next(Path(tmp).glob("*.whl")).name
             self._pip(directory, ["install", "-q", "--no-index", "--no-deps",
                                   "--force-reinstall", f"/wheels/{Path(tmp).name}/{built}"],
