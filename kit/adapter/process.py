@@ -17,7 +17,7 @@ from kit.adapter import target_calls
 from kit.adapter.libc import Result
 from kit.adapter.proc import parse_fdinfo
 from kit.adapter.target_calls import CallBoard, InCall
-from kit.adapter.watchdog import TargetTimeout
+from kit.adapter.watchdog import WATCHDOG_SIGNAL, TargetTimeout
 from kit.registry import operation
 
 EXEC_BOUND = 10.0
@@ -68,7 +68,7 @@ def exec_probe(fd: int) -> Result:
 # The signal on which a child dumps its Python stacks (faulthandler), so a kit error can
 # say where the kit's own code was when the hard limit ran out. Not one a spec can send
 # unhandled: kit.adapter.signals refuses signals whose disposition Python thinks default.
-DUMP_SIGNAL = signal.SIGRTMAX - 2
+DUMP_SIGNAL = WATCHDOG_SIGNAL - 1
 STACK_WAIT = 1.0        # seconds to wait for that dump before the child is killed
 REAP_WAIT = 5.0         # seconds for a killed child to be reaped (one stuck in D state is not)
 WATCH_EVERY = 0.1       # seconds between looks at the child's target calls

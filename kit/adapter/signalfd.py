@@ -21,7 +21,7 @@ from kit.adapter import arch
 from kit.adapter.libc import Result, call, libc, syscall
 from kit.adapter.proc import parse_fdinfo
 from kit.adapter.signals import _refuse_send, parse_signals
-from kit.adapter.watchdog import WATCHDOG_SIGNAL
+from kit.adapter.watchdog import WATCHDOG_SIGNAL, WATCHDOG_SIGNAL_NAME
 from kit.registry import constants, operation
 
 # include/uapi/linux/signalfd.h: the flags alias the O_* values.
@@ -81,8 +81,8 @@ def _mask(spec: str, bits: int | None = None) -> tuple[SigSet | None, Result | N
     for number in numbers:
         if number == WATCHDOG_SIGNAL:
             return None, Result(ret=-1, errno="EINVAL",
-                                value="SIGRTMAX-1 is the kit's watchdog signal: a signalfd "
-                                      "must not take it")
+                                value=f"{WATCHDOG_SIGNAL_NAME} is the kit's watchdog signal: "
+                                      f"a signalfd must not take it")
         if not 1 <= number <= 64:
             return None, Result(ret=-1, errno="EINVAL", value=f"no signal {number}")
         sigset.val[0] |= 1 << (number - 1)

@@ -22,7 +22,30 @@ import threading
 import time
 from contextlib import contextmanager
 
-WATCHDOG_SIGNAL = signal.SIGRTMAX - 1
+
+def _deliverable(signum: int) -> bool:
+    """Whether this process can send itself `signum` (sent blocked, then taken back).
+    Natively every signal can. qemu-user 7.2 maps the target's realtime signals onto the
+    host's from SIGRTMIN+2 up, two being its own (linux-user/signal.c, signal_table_init),
+    so the target's top two have no host signal and sending them fails with EINVAL."""
+    old = signal.pthread_sigmask(signal.SIG_BLOCK, [signum])
+    try:
+        signal.pthread_kill(threading.get_ident(), signum)
+        signal.sigtimedwait([signum], 0)
+    except OSError:
+        return False
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, old)
+    return True
+
+
+# The highest realtime signal this process can send: SIGRTMAX natively, lower under an
+# emulator. The kit's own signals sit just below it, the top one left to specs.
+TOP_SIGNAL = next((s for s in range(signal.SIGRTMAX, signal.SIGRTMIN + 8, -1)
+                   if _deliverable(s)), signal.SIGRTMAX)
+WATCHDOG_SIGNAL = TOP_SIGNAL - 1
+# how messages name it: SIGRTMAX-1 natively
+WATCHDOG_SIGNAL_NAME = f"SIGRTMAX-{signal.SIGRTMAX - WATCHDOG_SIGNAL}"
 _REFIRE = 0.05  # a signal that lands just before the syscall starts is re-sent
 
 
