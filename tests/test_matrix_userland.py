@@ -62,6 +62,9 @@ def test_the_run_enters_the_rootfs_in_fresh_namespaces_with_the_personality(tmp_
     assert "setarch i686 env -i" in script and "KIT_TARGET_NAME=i" in script
     assert "--report /out" in script and "-k x" in script
     assert "PIP_" not in " ".join(seen["kw"]["env"])     # nothing of the host's pip settings
+    # `exclusive:` locks are the host's: a clock change inside waits for one outside
+    from kit.engine.exclusive import lock_dir
+    assert f"mount --bind {lock_dir()} " in script
 
 
 def test_a_userland_target_file_loads(tmp_path):

@@ -52,6 +52,7 @@ from pathlib import Path
 
 from packaging.requirements import Requirement
 
+from kit.engine.exclusive import lock_dir
 from kit.matrix import binfmt
 from kit.matrix.apt import ARCHIVE, suite_problem
 from kit.matrix.base import RunRequest, RunResult, Target
@@ -316,6 +317,10 @@ class UserlandTarget(Target):
         inside = [*personality, "env", "-i",
                   *(f"{k}={v}" for k, v in _clean_env(**request.env).items()), *kit]
         r, o = shlex.quote(str(rootfs)), shlex.quote(str(request.out_dir))
+        # the locks of `exclusive:` behaviours (setting the realtime clock cancels every
+        # cancel-on-set timer on the machine) are the host's, shared with every other run
+        locks = Path(lock_dir())
+        inner_locks = shlex.quote(f"{rootfs}/tmp/{locks.name}")
         script = (
             "set -e; "
             # the root bound onto itself: inside the chroot / is then a mount point, as
@@ -323,6 +328,8 @@ class UserlandTarget(Target):
             f"mount --bind {r} {r}; "
             f"mount -t proc proc {r}/proc; mount --rbind /dev {r}/dev; "
             f"mount -t tmpfs tmpfs {r}/tmp; mkdir -p {r}/out; mount --bind {o} {r}/out; "
+            f"mkdir -m 0755 {inner_locks}; "
+            f"mount --bind {shlex.quote(str(locks))} {inner_locks}; "
             f"cd {r}; exec chroot {r} {shlex.join(inside)}")
         cmd = ["unshare", "--mount", "--propagation", "private", "--pid", "--fork",
                "--kill-child", "sh", "-c", script]
