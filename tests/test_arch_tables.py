@@ -179,3 +179,31 @@ def test_the_counter_and_siginfo_formats_follow_the_byte_order(order):
     record = (17).to_bytes(4, order) + bytes(124)
     assert signalfd._SIGINFO.unpack(record)[0] == 17
     assert struct.calcsize("=Q") == 8
+
+
+# -- the kit's own signals ------------------------------------------------------------------
+
+def test_the_kits_signals_sit_below_the_highest_one_this_process_can_send():
+    import signal
+
+    from kit.adapter import process, watchdog
+
+    assert watchdog.top_signal() == signal.SIGRTMAX            # natively, every one
+    assert watchdog.WATCHDOG_SIGNAL == signal.SIGRTMAX - 1
+    assert watchdog.WATCHDOG_SIGNAL_NAME == "SIGRTMAX-1"
+    assert process.DUMP_SIGNAL == signal.SIGRTMAX - 2
+    # under qemu-user 7.2 the top two have no host signal: pthread_kill gives EINVAL
+    assert watchdog.top_signal(lambda s: s <= signal.SIGRTMAX - 2) == signal.SIGRTMAX - 2
+
+
+def test_a_signal_that_cannot_be_sent_is_found_so(monkeypatch):
+    import signal
+
+    from kit.adapter import watchdog
+
+    def refuse(ident, signum):
+        raise OSError(22, "Invalid argument")
+
+    monkeypatch.setattr(signal, "pthread_kill", refuse)
+    assert not watchdog._deliverable(signal.SIGRTMAX)
+    assert signal.SIGRTMAX not in signal.pthread_sigmask(signal.SIG_BLOCK, [])   # mask restored
