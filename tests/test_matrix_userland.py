@@ -104,3 +104,15 @@ def test_the_i386_userland_runs_the_kit_end_to_end(tmp_path):
     assert proc.returncode in (0, 1), proc.stdout + proc.stderr
     report = (tmp_path / "m" / "debian-i386" / "report.json").read_text()
     assert '"i686"' in report or '"i386"' in report
+
+
+def test_run_args_reach_kit_run_after_a_double_dash(tmp_path, monkeypatch):
+    seen = {}
+    target = userland.UserlandTarget("a", {"architecture": "i386",
+                                           "run_args": ["--kit-limit", 400]})
+    monkeypatch.setattr(target, "run_command",
+                        lambda request, cmd, metadata, **kw: seen.update(cmd=cmd))
+    target.run(RunRequest(repo=tmp_path, out_dir=tmp_path / "out", kit_args=["-k", "x"],
+                          timeout=60, log=tmp_path / "log"))
+    assert "-k x -- --kit-limit 400; " in seen["cmd"][-1] or \
+        seen["cmd"][-1].endswith("-k x -- --kit-limit 400")

@@ -14,7 +14,8 @@ pip for the userland's platform, so the userland itself needs no network.
     suite: bookworm
     architecture: i386
     timeout: 3600
-    # optional: archive (a mirror's URL), packages (more Debian packages), jobs
+    # optional: archive (a mirror's URL), packages (more Debian packages), jobs,
+    # run_args (pytest options for `kit run`, after --)
 
 Prepared once and cached under $KIT_CACHE/userlands/<suite>-<architecture>-<digest>/:
 
@@ -311,6 +312,10 @@ class UserlandTarget(Target):
         request.out_dir.mkdir(parents=True, exist_ok=True)
         kit = [f"{VENV}/bin/python", "-m", "kit", "run", "--report", "/out", "-n",
                str(self.spec.get("jobs", "1")), *request.kit_args]
+        # pytest options of the target's own (`run_args: [--kit-limit, "300"]`: emulation
+        # is slow enough for a long model program to pass the default hard limit)
+        if self.spec.get("run_args"):
+            kit += ["--", *(str(a) for a in self.spec["run_args"])]
         # under qemu-user the personality is the emulated machine already (qemu's uname)
         personality = [] if self.qemu else [
             "setarch", ARCHITECTURES[self.architecture]["setarch"]]
