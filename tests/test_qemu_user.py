@@ -36,6 +36,7 @@ def test_the_target_file_loads_as_a_qemu_user_userland(name):
     assert target.spec["timeout"] >= 3600
 
 
+@pytest.mark.timeout(600)   # --list asks apt whether every kernel package can be fetched
 def test_matrix_list_shows_both_targets_or_why_they_are_skipped():
     proc = subprocess.run([sys.executable, "-m", "kit", "matrix", "--list"], cwd=REPO,
                           capture_output=True, text=True, timeout=300, check=False)
