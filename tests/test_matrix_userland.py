@@ -33,7 +33,8 @@ def test_requirement_names(requirement, name):
 
 def test_an_unknown_architecture_is_skipped_with_the_known_ones():
     target = userland.UserlandTarget("u", {"architecture": "vax", "suite": "bookworm"})
-    assert "'vax' has no table here (one of amd64, i386)" in target.unavailable()
+    assert "'vax' has no table here (one of amd64, arm64, i386, s390x)" in \
+        target.unavailable()
 
 
 def test_the_cache_directory_follows_the_recipe(tmp_path, monkeypatch):
@@ -61,6 +62,9 @@ def test_the_run_enters_the_rootfs_in_fresh_namespaces_with_the_personality(tmp_
     assert "setarch i686 env -i" in script and "KIT_TARGET_NAME=i" in script
     assert "--report /out" in script and "-k x" in script
     assert "PIP_" not in " ".join(seen["kw"]["env"])     # nothing of the host's pip settings
+    # `exclusive:` locks are the host's: a clock change inside waits for one outside
+    from kit.engine.exclusive import lock_dir
+    assert f"mount --bind {lock_dir()} " in script
 
 
 def test_a_userland_target_file_loads(tmp_path):
@@ -71,17 +75,21 @@ def test_a_userland_target_file_loads(tmp_path):
 
 @pytest.mark.parametrize("machine, bits, abi", [
     ("x86_64", 64, "x86_64"), ("x86_64", 32, "i386"), ("i686", 32, "i386"),
-    ("aarch64", 64, "aarch64"), ("arm64", 64, "aarch64")])
+    ("aarch64", 64, "aarch64"), ("arm64", 64, "aarch64"), ("s390x", 64, "s390x")])
 def test_the_abi_is_the_interpreters(machine, bits, abi):
     assert arch._abi(machine, bits) == abi
 
 
 def test_every_table_names_the_same_calls_where_the_architecture_has_them():
     x86 = set(arch.SYSCALLS["x86_64"])
-    # i386 has every call x86_64 has (and the *_time64 twins); aarch64 lacks the legacy ones
-    assert x86 <= set(arch.SYSCALLS["i386"])
+    # i386 has every call x86_64 has (and the *_time64 twins) but the raw timer and prctl
+    # calls of the kit's own machinery (it uses a watchdog thread and libc's prctl there);
+    # aarch64 lacks the legacy ones; s390x has them all
+    machinery = {"timer_create", "timer_settime", "timer_delete", "prctl"}
+    assert x86 - machinery <= set(arch.SYSCALLS["i386"])
     assert x86 - set(arch.SYSCALLS["aarch64"]) == {"epoll_create", "epoll_wait", "eventfd",
                                                    "signalfd", "poll"}
+    assert x86 == set(arch.SYSCALLS["s390x"])
 
 
 @pytest.mark.skipif(os.environ.get("KIT_USERLAND_TESTS") != "1",
@@ -96,3 +104,15 @@ def test_the_i386_userland_runs_the_kit_end_to_end(tmp_path):
     assert proc.returncode in (0, 1), proc.stdout + proc.stderr
     report = (tmp_path / "m" / "debian-i386" / "report.json").read_text()
     assert '"i686"' in report or '"i386"' in report
+
+
+def test_run_args_reach_kit_run_after_a_double_dash(tmp_path, monkeypatch):
+    seen = {}
+    target = userland.UserlandTarget("a", {"architecture": "i386",
+                                           "run_args": ["--kit-limit", 400]})
+    monkeypatch.setattr(target, "run_command",
+                        lambda request, cmd, metadata, **kw: seen.update(cmd=cmd))
+    target.run(RunRequest(repo=tmp_path, out_dir=tmp_path / "out", kit_args=["-k", "x"],
+                          timeout=60, log=tmp_path / "log"))
+    assert "-k x -- --kit-limit 400; " in seen["cmd"][-1] or \
+        seen["cmd"][-1].endswith("-k x -- --kit-limit 400")

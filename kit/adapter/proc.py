@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import threading
+import time
 
 from kit.adapter.libc import Result, from_oserror
 from kit.registry import operation
@@ -91,14 +93,8 @@ def open_fds() -> set[int]:
     return {int(name) for name in listed if os.path.lexists(f"/proc/self/fd/{name}")}
 
 
-def blocked_in_syscall(tid: int, pid: int | str = "self") -> bool | None:
-    """Whether thread `tid` of process `pid` sleeps inside a system call other than futex
-    (where a Python thread waits for the GIL or a lock: not the call under test).
-
-    None when /proc cannot tell (no per-task syscall file, e.g. on some sandboxes).
-    """
-    from kit.adapter.arch import syscall_number
-
+def _task_syscall(tid: int, pid: int | str = "self") -> tuple[str, str] | None:
+    """A task's state letter and the first word of its /proc syscall file."""
     try:
         with open(f"/proc/{pid}/task/{tid}/stat") as fh:
             state = fh.read().rsplit(")", 1)[1].split()[0]
@@ -106,10 +102,65 @@ def blocked_in_syscall(tid: int, pid: int | str = "self") -> bool | None:
             first = fh.read().split()[0]
     except (OSError, IndexError):
         return None
+    return state, first
+
+
+_CALIBRATION_BOUND = 2.0     # seconds for a helper thread to be seen asleep on a lock
+_futex_seen: list[int | None] = []     # once per process: the number, or None (unknown)
+
+
+def _futex_as_proc_shows() -> int | None:
+    """The number /proc shows for a thread asleep on a Python lock. Natively, and for a
+    compat (i386) task, it is the ABI's futex; under qemu-user the thread really sleeps in
+    the host's futex, so /proc shows the host's number (202 on x86_64), not the emulated
+    ABI's (98 on aarch64): found by watching a helper thread wait on a lock."""
+    from kit.adapter.arch import ARCH, syscall_number
+
+    if ARCH in ("x86_64", "i386"):
+        # no emulator runs x86 here: the table's number, without the helper's cost
+        return syscall_number("futex")
+    if _futex_seen:
+        return _futex_seen[0]
+
+    lock = threading.Lock()
+    lock.acquire()
+    tids: list[int] = []
+
+    def wait() -> None:
+        tids.append(threading.get_native_id())
+        if lock.acquire(timeout=_CALIBRATION_BOUND):
+            lock.release()
+
+    helper = threading.Thread(target=wait, name="kit-futex-calibration", daemon=True)
+    helper.start()
+    seen = None
+    deadline = time.monotonic() + _CALIBRATION_BOUND / 2
+    while seen is None and time.monotonic() < deadline:
+        shown = _task_syscall(tids[0]) if tids else None
+        if shown is not None and shown[0] == "S" and shown[1].isdigit():
+            seen = int(shown[1])
+        else:
+            time.sleep(0.001)
+    lock.release()
+    helper.join(_CALIBRATION_BOUND)
+    _futex_seen.append(seen if seen is not None else syscall_number("futex"))
+    return _futex_seen[0]
+
+
+def blocked_in_syscall(tid: int, pid: int | str = "self") -> bool | None:
+    """Whether thread `tid` of process `pid` sleeps inside a system call other than futex
+    (where a Python thread waits for the GIL or a lock: not the call under test).
+
+    None when /proc cannot tell (no per-task syscall file, e.g. on some sandboxes).
+    """
+    shown = _task_syscall(tid, pid)
+    if shown is None:
+        return None
+    state, first = shown
     if state not in ("S", "D") or not first.lstrip("-").isdigit():
         return False
     number = int(first)
-    return number >= 0 and number != syscall_number("futex")
+    return number >= 0 and number != _futex_as_proc_shows()
 
 
 def run_queue_wait(tid: int) -> float | None:

@@ -18,7 +18,7 @@ from kit.adapter import target_calls
 from kit.adapter.libc import Result
 from kit.adapter.proc import parse_fdinfo
 from kit.adapter.target_calls import CallBoard, InCall
-from kit.adapter.watchdog import TargetTimeout
+from kit.adapter.watchdog import WATCHDOG_SIGNAL, TargetTimeout
 from kit.registry import operation
 
 EXEC_BOUND = 10.0
@@ -69,15 +69,13 @@ def exec_probe(fd: int) -> Result:
 # The signal on which a child dumps its Python stacks (faulthandler), so a kit error can
 # say where the kit's own code was when the hard limit ran out. Not one a spec can send
 # unhandled: kit.adapter.signals refuses signals whose disposition Python thinks default.
-DUMP_SIGNAL = signal.SIGRTMAX - 2
+DUMP_SIGNAL = WATCHDOG_SIGNAL - 1
 STACK_WAIT = 1.0        # seconds to wait for that dump before the child is killed
 REAP_WAIT = 5.0         # seconds for a killed child to be reaped (one stuck in D state is not)
 WATCH_EVERY = 0.1       # seconds between looks at the child's target calls
 
 _PR_SET_PDEATHSIG = 1
 _FORKING = threading.Lock()     # see run_forked
-_PRCTL = {"x86_64": 157, "aarch64": 167}   # syscall numbers (made raw: a preloaded
-                                           # library under test must not intercept it)
 
 
 @dataclass
@@ -130,11 +128,12 @@ def _die_with_parent(parent: int) -> None:
     SIGKILL or os._exit, where no finally block runs)."""
     import ctypes
 
-    from kit.adapter.arch import ARCH
+    from kit.adapter.arch import syscall_number
     from kit.adapter.libc import own_libc
 
     libc = own_libc()
-    number = _PRCTL.get(ARCH)
+    # raw where the table has it: a preloaded library under test must not intercept it
+    number = syscall_number("prctl")
     if number is not None:
         libc.syscall(ctypes.c_long(number), ctypes.c_long(_PR_SET_PDEATHSIG),
                      ctypes.c_long(signal.SIGKILL))

@@ -21,7 +21,7 @@ from kit.adapter import arch
 from kit.adapter.libc import Result, call, libc, syscall
 from kit.adapter.proc import parse_fdinfo
 from kit.adapter.signals import _refuse_send, parse_signals
-from kit.adapter.watchdog import WATCHDOG_SIGNAL
+from kit.adapter.watchdog import WATCHDOG_SIGNAL, WATCHDOG_SIGNAL_NAME
 from kit.registry import constants, operation
 
 # include/uapi/linux/signalfd.h: the flags alias the O_* values.
@@ -81,8 +81,8 @@ def _mask(spec: str, bits: int | None = None) -> tuple[SigSet | None, Result | N
     for number in numbers:
         if number == WATCHDOG_SIGNAL:
             return None, Result(ret=-1, errno="EINVAL",
-                                value="SIGRTMAX-1 is the kit's watchdog signal: a signalfd "
-                                      "must not take it")
+                                value=f"{WATCHDOG_SIGNAL_NAME} is the kit's watchdog signal: "
+                                      f"a signalfd must not take it")
         if not 1 <= number <= 64:
             return None, Result(ret=-1, errno="EINVAL", value=f"no signal {number}")
         sigset.val[0] |= 1 << (number - 1)
@@ -194,15 +194,20 @@ libc.sigqueue.argtypes = [ctypes.c_int, ctypes.c_int, _SigVal]
 
 @operation(family="signal", signum="int", value="int")
 def sigqueue(signum: int, value: int = 0) -> Result:
-    """sigqueue(3) of `signum` to the kit's own process, `value` in the union sigval's
-    sival_ptr (sival_int overlays its first 4 bytes: its low 32 bits on little-endian
+    """sigqueue(3) of `signum` to the kit's own process with `value` in the union sigval:
+    a value that fits 32 bits in sival_int (ssi_int reads it back on every byte order;
+    ssi_ptr is the value on little-endian ABIs, value << 32 on big-endian s390x), a wider
+    one in sival_ptr (sival_int overlays its first 4 bytes: the low half on little-endian
     x86_64 and aarch64). Refused, like signal_process, for a signal whose default action
     would end the run: signal_install it first. 0 on success."""
     refused = _refuse_send(signum)
     if refused:
         return refused
     sigval = _SigVal()
-    sigval.sival_ptr = value & 0xFFFFFFFFFFFFFFFF
+    if 0 <= value <= 0xFFFFFFFF:
+        sigval.sival_int = ctypes.c_int(value).value
+    else:
+        sigval.sival_ptr = value & 0xFFFFFFFFFFFFFFFF
     return call(libc.sigqueue, os.getpid(), signum, sigval)
 
 
@@ -227,8 +232,8 @@ assert _QUEUED_SIGINFO.size == 128
 
 @operation(family="signal", signum="int", value="int")
 def sigqueue_thread(signum: int, value: int = 0) -> Result:
-    """rt_tgsigqueueinfo(2): queue `signum` with `value` (sival, low 32 bits read as
-    ssi_int) to the calling thread only, with si_code SI_QUEUE. Unlike sigqueue, no other
+    """rt_tgsigqueueinfo(2): queue `signum` with `value` (the sigval, placed as sigqueue
+    places it: ssi_int reads back a 32-bit value on every byte order) to the calling thread only, with si_code SI_QUEUE. Unlike sigqueue, no other
     thread can take it, so a signal this thread blocks stays pending here even in a
     process with other threads. Refused for a signal that is not blocked here and whose
     default action would end the run. 0 on success."""
@@ -240,7 +245,10 @@ def sigqueue_thread(signum: int, value: int = 0) -> Result:
         if refused:
             return refused
     head = (signum, 0, -1, 0) if _POINTER_SIZE == 8 else (signum, 0, -1)
+    sigval = value & _SIGVAL_MASK
+    if arch.BIG_ENDIAN and 0 <= value <= 0xFFFFFFFF and _POINTER_SIZE == 8:
+        sigval <<= 32     # a 32-bit value goes in sival_int, the first 4 bytes, as sigqueue
     info = ctypes.create_string_buffer(_QUEUED_SIGINFO.pack(
-        *head, os.getpid(), os.getuid(), value & _SIGVAL_MASK), 128)
+        *head, os.getpid(), os.getuid(), sigval), 128)
     return syscall(number, os.getpid(), threading.get_native_id(), signum,
                    ctypes.addressof(info))

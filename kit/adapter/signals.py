@@ -20,7 +20,7 @@ import signal
 import threading
 
 from kit.adapter.libc import Result, from_oserror, libc
-from kit.adapter.watchdog import WATCHDOG_SIGNAL
+from kit.adapter.watchdog import WATCHDOG_SIGNAL, WATCHDOG_SIGNAL_NAME
 from kit.registry import constants, operation
 
 # Signal numbers by name (SIGUSR1, SIGUSR2, ..., SIGRTMIN, SIGRTMAX) for `signum` arguments.
@@ -60,7 +60,7 @@ def parse_signals(spec: str | int) -> tuple[list[int], str | None]:
 def _refuse(signum: int) -> Result | None:
     if signum == WATCHDOG_SIGNAL:
         return Result(ret=-1, errno="EINVAL",
-                      value="SIGRTMAX-1 is the kit's watchdog signal")
+                      value=f"{WATCHDOG_SIGNAL_NAME} is the kit's watchdog signal")
     if not 1 <= signum < signal.NSIG:
         return Result(ret=-1, errno="EINVAL", value=f"no signal {signum}")
     return None

@@ -22,7 +22,35 @@ import threading
 import time
 from contextlib import contextmanager
 
-WATCHDOG_SIGNAL = signal.SIGRTMAX - 1
+
+def _deliverable(signum: int) -> bool:
+    """Whether this process can send itself `signum` (sent blocked, then taken back).
+    Natively every signal can. qemu-user 7.2 maps the target's realtime signals onto the
+    host's from SIGRTMIN+2 up, two being its own (linux-user/signal.c, signal_table_init),
+    so the target's top two have no host signal and sending them fails with EINVAL."""
+    old = signal.pthread_sigmask(signal.SIG_BLOCK, [signum])
+    try:
+        signal.pthread_kill(threading.get_ident(), signum)
+        signal.sigtimedwait([signum], 0)
+    except OSError:
+        return False
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, old)
+    return True
+
+
+def top_signal(deliverable=_deliverable) -> int:
+    """The highest realtime signal this process can send: SIGRTMAX natively, lower under
+    an emulator (SIGRTMAX-2 under qemu-user 7.2)."""
+    return next((s for s in range(signal.SIGRTMAX, signal.SIGRTMIN + 8, -1)
+                 if deliverable(s)), signal.SIGRTMAX)
+
+
+# The kit's own signals sit just below the top one, which is left to specs.
+TOP_SIGNAL = top_signal()
+WATCHDOG_SIGNAL = TOP_SIGNAL - 1
+# how messages name it: SIGRTMAX-1 natively
+WATCHDOG_SIGNAL_NAME = f"SIGRTMAX-{signal.SIGRTMAX - WATCHDOG_SIGNAL}"
 _REFIRE = 0.05  # a signal that lands just before the syscall starts is re-sent
 
 
@@ -52,9 +80,8 @@ def installed() -> bool:
 
 _CLOCK_MONOTONIC = 1   # include/uapi/linux/time.h
 _SIGEV_THREAD_ID = 4   # include/uapi/asm-generic/siginfo.h
-# timer_create, timer_settime, timer_delete (arch/x86/entry/syscalls/syscall_64.tbl,
-# include/uapi/asm-generic/unistd.h)
-_TIMER_SYSCALLS = {"x86_64": (222, 223, 226), "aarch64": (107, 110, 111)}
+# timer_create, timer_settime and timer_delete come from kit.adapter.arch's tables
+_TIMER_SYSCALLS = ("timer_create", "timer_settime", "timer_delete")
 
 
 class _SigEvent(ctypes.Structure):
@@ -82,9 +109,10 @@ class _Timers:
     """Raw timer syscalls through the C library's own syscall(2), out of an interposer's reach."""
 
     def __init__(self):
-        from kit.adapter.arch import ARCH
+        from kit.adapter.arch import syscall_number
 
-        self.numbers = _TIMER_SYSCALLS.get(ARCH)
+        numbers = tuple(syscall_number(name) for name in _TIMER_SYSCALLS)
+        self.numbers = None if None in numbers else numbers
         self.usable = self.numbers is not None
         if self.usable:
             from kit.adapter.libc import own_libc

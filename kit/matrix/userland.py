@@ -2,7 +2,10 @@
 
 An i386 userland on an x86_64 kernel exercises the 32-bit compat system calls (other struct
 layouts, 32-bit time_t, the *_time64 variants); another Debian release exercises another
-glibc. Nothing is pulled from an image registry: the root filesystem is made with mmdebstrap
+glibc. An arm64 or s390x userland on an x86_64 machine runs under Debian's qemu-user
+(registered with binfmt_misc for the run, kit.matrix.binfmt): qemu translates each call to the
+host kernel, so such a target judges qemu-user's implementation of that ABI (other syscall
+numbers, struct layouts, big-endian s390x), reported as platform `qemu-user`. Nothing is pulled from an image registry: the root filesystem is made with mmdebstrap
 from the Debian archive, and the kit's Python dependencies are downloaded by the host's own
 pip for the userland's platform, so the userland itself needs no network.
 
@@ -11,7 +14,8 @@ pip for the userland's platform, so the userland itself needs no network.
     suite: bookworm
     architecture: i386
     timeout: 3600
-    # optional: archive (a mirror's URL), packages (more Debian packages), jobs
+    # optional: archive (a mirror's URL), packages (more Debian packages), jobs,
+    # run_args (pytest options for `kit run`, after --)
 
 Prepared once and cached under $KIT_CACHE/userlands/<suite>-<architecture>-<digest>/:
 
@@ -25,11 +29,17 @@ Before each run the checkout's kit is built into a wheel and installed into the 
 (seconds), so the userland runs the same kit and specs as the host. A run is `kit run`
 chrooted into the root filesystem in fresh mount and PID namespaces (unshare), with /proc,
 /dev, a tmpfs /tmp and the report directory mounted in; none of it outlives the run. The
-process runs under the architecture's personality (`setarch i686`), so the report names it.
+process runs under the architecture's personality (`setarch i686`), so the report names it;
+under qemu-user the emulated machine is what uname says.
+
+Adding an architecture: a row of ARCHITECTURES here, a syscall table in kit.adapter.arch,
+and a targets/*.yaml file.
 """
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import hashlib
 import json
 import os
@@ -41,22 +51,49 @@ import tempfile
 from importlib import metadata
 from pathlib import Path
 
+from packaging.requirements import Requirement
+
+from kit.engine.exclusive import lock_dir
+from kit.matrix import binfmt
 from kit.matrix.apt import ARCHIVE, suite_problem
 from kit.matrix.base import RunRequest, RunResult, Target
 from kit.matrix.qemu_kernel import cache_root
 
-# Debian architecture -> how the host runs it, pip's platform tags, the personality
-ARCHITECTURES = {
-    "i386": {"hosts": ("x86_64",), "setarch": "i686",
-             "platforms": ("manylinux_2_17_i686", "manylinux2014_i686", "manylinux_2_5_i686",
-                           "manylinux1_i686", "linux_i686")},
-    "amd64": {"hosts": ("x86_64",), "setarch": "x86_64",
-              "platforms": ("manylinux_2_17_x86_64", "manylinux2014_x86_64",
-                            "manylinux_2_5_x86_64", "manylinux1_x86_64", "linux_x86_64")},
-}
 # Python distributions the userland takes from Debian instead of PyPI (no wheel for every
 # architecture; Debian builds them everywhere)
 FROM_DEBIAN = {"pyyaml": "python3-yaml"}
+
+
+def _platforms(machine: str, *tags: str) -> tuple[str, ...]:
+    return tuple(f"{tag}_{machine}" for tag in tags)
+
+
+# Debian architecture -> the machines that run it natively, the qemu-user emulator that runs
+# it elsewhere, pip's platform tags, the personality, and the distributions PyPI has no
+# wheel of there (Debian's package instead)
+ARCHITECTURES = {
+    "i386": {"hosts": ("x86_64",), "setarch": "i686",
+             "platforms": _platforms("i686", "manylinux_2_17", "manylinux2014", "manylinux_2_5",
+                                     "manylinux1", "linux")},
+    "amd64": {"hosts": ("x86_64",), "setarch": "x86_64",
+              "platforms": _platforms("x86_64", "manylinux_2_17", "manylinux2014",
+                                      "manylinux_2_5", "manylinux1", "linux")},
+    "arm64": {"hosts": ("aarch64",), "qemu": "aarch64", "setarch": "aarch64",
+              "platforms": _platforms("aarch64", "manylinux_2_28", "manylinux_2_17",
+                                      "manylinux2014", "linux")},
+    # MarkupSafe (Jinja2's) has no s390x wheel on PyPI
+    "s390x": {"hosts": ("s390x",), "qemu": "s390x", "setarch": "s390x",
+              "platforms": _platforms("s390x", "manylinux_2_28", "manylinux_2_17",
+                                      "manylinux2014", "linux"),
+              "from_debian": {"markupsafe": "python3-markupsafe"}},
+}
+
+
+def from_debian(architecture: str) -> dict[str, str]:
+    """PyPI distribution -> the Debian package that stands in for it on `architecture`."""
+    return {**FROM_DEBIAN, **ARCHITECTURES.get(architecture, {}).get("from_debian", {})}
+
+
 BASE_PACKAGES = ["python3", "python3-venv", *FROM_DEBIAN.values()]
 VENV = "/opt/kit-venv"
 DISTRIBUTION = "syscall-conformance-kit"
@@ -85,16 +122,42 @@ def _requirement_name(requirement: str) -> str:
     return name.strip()
 
 
-def kit_requirements() -> list[str]:
+def kit_requirements(architecture: str = "amd64") -> list[str]:
     """The kit's runtime requirements that come from PyPI (not from Debian packages)."""
     wanted = []
+    debian = from_debian(architecture)
     for requirement in metadata.requires(DISTRIBUTION) or []:
         if "extra ==" in requirement:
             continue
-        if _requirement_name(requirement).lower() in FROM_DEBIAN:
+        if _requirement_name(requirement).lower() in debian:
             continue
         wanted.append(requirement.split(";")[0].replace(" ", ""))
     return wanted
+
+
+def pinned_closure(architecture: str) -> list[str]:
+    """NAME==VERSION of the kit's runtime requirements and everything they need, as installed
+    here, less what Debian provides on `architecture`: fetched one by one without pip's
+    resolver, which would insist on a wheel of a dependency that Debian stands in for
+    (Jinja2's MarkupSafe on s390x)."""
+    debian = {_normal(name) for name in from_debian(architecture)}
+    pinned: dict[str, str] = {}
+    todo = [Requirement(r) for r in metadata.requires(DISTRIBUTION) or []]
+    while todo:
+        requirement = todo.pop()
+        if requirement.marker and not requirement.marker.evaluate({"extra": ""}):
+            continue
+        name = _normal(requirement.name)
+        if name in pinned or name in debian:
+            continue
+        dist = metadata.distribution(requirement.name)
+        pinned[name] = dist.version
+        todo += [Requirement(r) for r in dist.requires or []]
+    return sorted(f"{name}=={version}" for name, version in pinned.items())
+
+
+def _normal(name: str) -> str:
+    return name.lower().replace("_", "-")
 
 
 def _clean_env(**extra: str) -> dict:
@@ -116,12 +179,27 @@ class UserlandTarget(Target):
         return str(self.spec.get("suite", "bookworm"))
 
     def packages(self) -> list[str]:
-        return BASE_PACKAGES + [str(p) for p in self.spec.get("packages", [])]
+        debian = [p for p in from_debian(self.architecture).values() if p not in BASE_PACKAGES]
+        return BASE_PACKAGES + debian + [str(p) for p in self.spec.get("packages", [])]
+
+    @property
+    def qemu(self) -> str | None:
+        """The qemu-user emulator this machine needs for the architecture (None: native)."""
+        arch = ARCHITECTURES.get(self.architecture, {})
+        return None if os.uname().machine in arch.get("hosts", ()) else arch.get("qemu")
+
+    def requirements(self) -> list[str]:
+        return kit_requirements(self.architecture)
+
+    def emulation(self):
+        """The block within which the userland's programs run: under qemu-user through
+        binfmt_misc where the architecture is foreign here, else as they are."""
+        return binfmt.registered(self.qemu) if self.qemu else contextlib.nullcontext()
 
     def directory(self) -> Path:
         # the wheels are fetched once per directory, so the kit's requirements are part of it
         recipe = json.dumps([self.suite, self.architecture, self.packages(),
-                             self.spec.get("archive", ARCHIVE), kit_requirements()])
+                             self.spec.get("archive", ARCHIVE), self.requirements()])
         digest = hashlib.sha256(recipe.encode()).hexdigest()[:12]
         return cache_root() / "userlands" / f"{self.suite}-{self.architecture}-{digest}"
 
@@ -133,10 +211,13 @@ class UserlandTarget(Target):
         if suite_problem(self.suite):
             return suite_problem(self.suite)
         machine = os.uname().machine
-        if machine not in arch["hosts"]:
+        if machine not in arch["hosts"] and "qemu" not in arch:
             return f"a {self.architecture} userland does not run natively on {machine}"
         if os.geteuid() != 0:
             return "building and entering a userland (mmdebstrap, chroot, unshare) needs root"
+        if self.qemu and binfmt.problem(self.qemu):
+            return (f"a {self.architecture} userland runs under qemu-user here: "
+                    f"{binfmt.problem(self.qemu)}")
         for tool, package in (("mmdebstrap", "mmdebstrap"), ("unshare", "util-linux"),
                               ("chroot", "coreutils")):
             if shutil.which(tool) is None and not (tool == "mmdebstrap" and self._complete()):
@@ -152,7 +233,7 @@ class UserlandTarget(Target):
 
     def prepare(self, log: Path) -> None:
         directory = self.directory()
-        with open(log, "a") as out:
+        with open(log, "a") as out, self.emulation():
             if not self._complete():
                 self._build(directory, out)
             self._install_kit(directory, out)
@@ -165,6 +246,11 @@ class UserlandTarget(Target):
         _run(["mmdebstrap", "--variant=apt", f"--architectures={self.architecture}",
               f"--include={','.join(self.packages())}", self.suite, str(rootfs),
               f"deb {archive} {self.suite} main"], out, timeout=3600)
+        self._populate(directory, out)
+
+    def _populate(self, directory: Path, out) -> None:
+        """The kit's venv and its dependencies' wheels in a fresh root filesystem."""
+        rootfs = directory / "rootfs"
         _run(["chroot", str(rootfs), "/usr/bin/python3", "-m", "venv",
               "--system-site-packages", VENV], out, timeout=600, env=_clean_env())
         python = subprocess.run(
@@ -176,12 +262,15 @@ class UserlandTarget(Target):
         wheels.mkdir()
         platforms = [a for p in ARCHITECTURES[self.architecture]["platforms"]
                      for a in ("--platform", p)]
-        # the host's pip (its index, proxy and certificates) fetches for the userland
+        requirements = self.requirements()
+        # the host's pip (its index, proxy and certificates) fetches for the userland the
+        # versions installed here
         _run([sys.executable, "-m", "pip", "download", "-q", "--dest", str(wheels),
-              "--only-binary=:all:", *platforms, "--python-version", version,
-              "--implementation", "cp", *kit_requirements()], out, timeout=1800)
+              "--only-binary=:all:", "--no-deps", *platforms, "--python-version", version,
+              "--implementation", "cp", *pinned_closure(self.architecture)], out,
+             timeout=1800)
         self._pip(directory, ["install", "-q", "--no-index", "--find-links", "/wheels",
-                              *kit_requirements()], out)
+                              *requirements], out)
         (directory / ".complete").write_text(json.dumps(
             {"suite": self.suite, "architecture": self.architecture, "python": version}))
 
@@ -197,9 +286,14 @@ class UserlandTarget(Target):
              timeout=1800, env=_clean_env())
 
     def _install_kit(self, directory: Path, out) -> None:
+        (directory / "wheels").mkdir(exist_ok=True)
         with tempfile.TemporaryDirectory(dir=directory / "wheels") as tmp:
-            _run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "-w", tmp,
-                  str(self.repo_root())], out, timeout=900)
+            # setuptools builds in the checkout (build/, *.egg-info): one build at a time,
+            # whichever userland target or `kit matrix` asks
+            with open(directory.parent / ".kit-wheel.lock", "a") as lock:
+                fcntl.flock(lock, fcntl.LOCK_EX)
+                _run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "-w", tmp,
+                      str(self.repo_root())], out, timeout=900)
             built = next(Path(tmp).glob("*.whl")).name
             self._pip(directory, ["install", "-q", "--no-index", "--no-deps",
                                   "--force-reinstall", f"/wheels/{Path(tmp).name}/{built}"],
@@ -218,10 +312,20 @@ class UserlandTarget(Target):
         request.out_dir.mkdir(parents=True, exist_ok=True)
         kit = [f"{VENV}/bin/python", "-m", "kit", "run", "--report", "/out", "-n",
                str(self.spec.get("jobs", "1")), *request.kit_args]
-        personality = ARCHITECTURES[self.architecture]["setarch"]
-        inside = ["setarch", personality, "env", "-i",
+        # pytest options of the target's own (`run_args: [--kit-limit, "300"]`: emulation
+        # is slow enough for a long model program to pass the default hard limit)
+        if self.spec.get("run_args"):
+            kit += ["--", *(str(a) for a in self.spec["run_args"])]
+        # under qemu-user the personality is the emulated machine already (qemu's uname)
+        personality = [] if self.qemu else [
+            "setarch", ARCHITECTURES[self.architecture]["setarch"]]
+        inside = [*personality, "env", "-i",
                   *(f"{k}={v}" for k, v in _clean_env(**request.env).items()), *kit]
         r, o = shlex.quote(str(rootfs)), shlex.quote(str(request.out_dir))
+        # the locks of `exclusive:` behaviours (setting the realtime clock cancels every
+        # cancel-on-set timer on the machine) are the host's, shared with every other run
+        locks = Path(lock_dir())
+        inner_locks = shlex.quote(f"{rootfs}/tmp/{locks.name}")
         script = (
             "set -e; "
             # the root bound onto itself: inside the chroot / is then a mount point, as
@@ -229,10 +333,17 @@ class UserlandTarget(Target):
             f"mount --bind {r} {r}; "
             f"mount -t proc proc {r}/proc; mount --rbind /dev {r}/dev; "
             f"mount -t tmpfs tmpfs {r}/tmp; mkdir -p {r}/out; mount --bind {o} {r}/out; "
+            f"mkdir -m 0755 {inner_locks}; "
+            f"mount --bind {shlex.quote(str(locks))} {inner_locks}; "
             f"cd {r}; exec chroot {r} {shlex.join(inside)}")
         cmd = ["unshare", "--mount", "--propagation", "private", "--pid", "--fork",
                "--kill-child", "sh", "-c", script]
-        return self.run_command(request, cmd, {
-            "how": f"chroot into a Debian {self.suite} {self.architecture} userland "
-                   f"(mmdebstrap), fresh mount and PID namespaces",
-            "userland": str(rootfs)}, env=_clean_env())
+        how = (f"chroot into a Debian {self.suite} {self.architecture} userland "
+               f"(mmdebstrap), fresh mount and PID namespaces")
+        metadata = {"userland": str(rootfs)}
+        if self.qemu:
+            metadata["qemu"] = binfmt.qemu_version(self.qemu)
+            how += f", every program under qemu-user ({metadata['qemu']}) through binfmt_misc"
+        metadata["how"] = how
+        with self.emulation():
+            return self.run_command(request, cmd, metadata, env=_clean_env())
