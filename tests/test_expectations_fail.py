@@ -588,3 +588,18 @@ def test_a_child_waiter_is_awaited_by_its_call_board_where_proc_cannot_tell(no_l
              "- join: writer\n")
     outcome = run_one(spec_text(behaviour("x.child.blind", _steps(steps, ""))))
     assert outcome.status == CONFORMS, outcome.trace()
+
+
+def test_wait_blocked_falls_back_to_time_where_proc_cannot_tell(no_leaks, monkeypatch):
+    """The other way round: a thread waits, this one wakes it after wait_blocked; blind,
+    wait_blocked waits the fallback, so the woken call still lasted long enough."""
+    from kit.engine import interpreter
+
+    monkeypatch.setattr(interpreter, "blocked_in_syscall", lambda *a: None)
+    steps = ("- eventfd: {initval: 0}\n  as: efd\n"
+             "- in_thread:\n    steps:\n      - read_u64: {fd: $efd}  # CHECK\n"
+             "        expect: {value: 7, blocks: {asleep: true}}\n  as: reader\n"
+             "- wait_blocked: reader\n- write_u64: {fd: $efd, value: 7}\n"
+             "- join: reader\n")
+    outcome = run_one(spec_text(behaviour("x.asleep.blind.wait", _steps(steps, ""))))
+    assert outcome.status == CONFORMS, outcome.trace()

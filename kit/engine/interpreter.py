@@ -331,6 +331,7 @@ class Run:
         that returned at once (a target that does not block) is not waited for; its own
         expectation then tells."""
         deadline = time.monotonic() + self.bound
+        blind = False
         for name in names:
             worker = self.threads[name]
             while worker.thread.is_alive() and not self.asleep_in_call(worker.tid):
@@ -339,6 +340,9 @@ class Run:
                     note_overrun([WAIT_RAN_OUT])
                     return
                 time.sleep(0.001)
+            blind = blind or (worker.thread.is_alive() and worker.tid not in self.seen_asleep)
+        if blind:   # /proc could not tell: give the calls time to reach their sleep
+            time.sleep(ASLEEP_FALLBACK + 0.01)
 
     def asleep_in_call(self, tid: int | None) -> bool:
         """Whether thread `tid` is inside a blocking call and asleep there (None from /proc:
