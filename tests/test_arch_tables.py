@@ -207,3 +207,12 @@ def test_a_signal_that_cannot_be_sent_is_found_so(monkeypatch):
     monkeypatch.setattr(signal, "pthread_kill", refuse)
     assert not watchdog._deliverable(signal.SIGRTMAX)
     assert signal.SIGRTMAX not in signal.pthread_sigmask(signal.SIG_BLOCK, [])   # mask restored
+
+
+def test_a_kernel_timespec_of_seconds_never_holds_a_whole_second_in_nanoseconds():
+    from kit.adapter.arch import KernelTimespec
+
+    for seconds, want in ((0.9999999999, (1, 0)), (1.5, (1, 500_000_000)),
+                          (2.000000001, (2, 1)), (0, (0, 0))):
+        ts = KernelTimespec.of(seconds)
+        assert (ts.tv_sec, ts.tv_nsec) == want, seconds

@@ -125,5 +125,6 @@ class KernelTimespec(ctypes.Structure):
 
     @classmethod
     def of(cls, seconds: float) -> KernelTimespec:
-        whole = int(seconds)
-        return cls(whole, round((seconds - whole) * 1e9))
+        # whole nanoseconds first, so 0.9999999999 s is (1, 0), never (0, 1000000000)
+        whole, nsec = divmod(round(seconds * 1_000_000_000), 1_000_000_000)
+        return cls(whole, nsec)
