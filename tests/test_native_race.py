@@ -201,3 +201,18 @@ def test_the_executor_reports_a_failed_call_as_an_error_record():
     assert json.loads(subprocess.run([str(exe), "mod_rearm", "3", "1", "1", "1", "1000", "5"],
                                      capture_output=True, text=True, timeout=10,
                                      check=True).stdout)["rounds"] == 3
+
+
+def test_an_executor_that_cannot_run_or_dies_is_the_kits_failure_not_a_deviation(
+        monkeypatch, tmp_path):
+    """An exec that fails, or an executor killed before it wrote its record, is the kit's
+    (or the machine's) failure: an error verdict, never the target's answer."""
+    broken = tmp_path / "race"
+    broken.write_text("#!/bin/sh\nkill -SEGV $$\n")
+    broken.chmod(0o755)
+    monkeypatch.setattr(race, "executor", lambda: broken)
+    with pytest.raises(race.ExecutorFailed, match="killed by signal 11"):
+        race.run("ping_pong", race.plan(20, 1, 1.0), 1, False, 100)
+    monkeypatch.setattr(race, "executor", lambda: tmp_path / "missing")
+    with pytest.raises(race.ExecutorFailed, match="cannot run the native race executor"):
+        race.run("ping_pong", race.plan(20, 1, 1.0), 1, False, 100)

@@ -56,8 +56,9 @@ class Result:
     # (kit.adapter.proc.run_queue_wait): the machine's load, not the call blocking.
     queued: float = 0.0
     # Whether another thread of the run saw this call asleep in the kernel (/proc) while
-    # it ran: the evidence `blocks: {asleep: true}` wants. False: nobody saw it there.
-    seen_asleep: bool = False
+    # it ran: the evidence `blocks: {asleep: true}` wants. False: nobody saw it there;
+    # None: one looked, but /proc could not tell (a sandbox without the per-task files).
+    seen_asleep: bool | None = False
     # Descriptors this call created, so the run can close what a spec forgets to.
     created_fds: list[int] = field(default_factory=list)
 

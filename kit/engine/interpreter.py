@@ -152,8 +152,10 @@ class Run:
         self.variants: list[str] = []
         # native thread id -> the blocking call it is inside right now (for when_blocked)
         self.calling: dict[int, str] = {}
-        # native ids of threads seen asleep (by /proc) inside the call they are in now
+        # native ids of threads seen asleep (by /proc) inside the call they are in now, and
+        # of those /proc could not tell about there (the time fallback applies to them)
         self.seen_asleep: set[int] = set()
+        self.unseen: set[int] = set()
         # pid -> call board of each running in_child process
         self.children: dict[int, CallBoard] = {}
 
@@ -256,12 +258,14 @@ class Run:
             with bounded(bound) as guard, target_call(step.line, where, record.call, bound,
                                                       _kind(op, args)):
                 self.seen_asleep.discard(me)
+                self.unseen.discard(me)
                 self.calling[me] = record.call
                 try:
                     result = _confined(op.fn, args, record)
                 finally:
                     self.calling.pop(me, None)
-            result.seen_asleep = me in self.seen_asleep
+            result.seen_asleep = True if me in self.seen_asleep else (
+                None if me in self.unseen else False)
             if me in self.released:     # a waiter the kit released: not the target's answer
                 raise waiters.Released()
             if guard.fired and result.errno == "EINTR":
@@ -351,8 +355,11 @@ class Run:
         if call is None:
             return False
         blocked = blocked_in_syscall(tid)
-        if blocked and self.calling.get(tid) is call:   # asleep in that very call
-            self.seen_asleep.add(tid)
+        if self.calling.get(tid) is call:   # still that very call
+            if blocked:
+                self.seen_asleep.add(tid)
+            elif blocked is None:
+                self.unseen.add(tid)
         return blocked is None or blocked
 
     def _finish_threads(self, records: list[StepRecord]) -> StepFailure | None:

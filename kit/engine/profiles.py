@@ -28,3 +28,4 @@ def bindings(profile: str) -> dict:
     seconds = QUIET.get(profile, QUIET["quick"])
     return {"quiet": seconds, "quiet_ms": round(seconds * 1000),
             "loop_share": LOOP_SHARE.get(profile, LOOP_SHARE["quick"])}
+

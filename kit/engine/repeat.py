@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING
 
 from kit.engine.profiles import LOOP_SHARE
 from kit.engine.records import CONFORMS, StepFailure, StepRecord
+from kit.native.race import plan as scaled_loop
 from kit.spec.schema import ITERATION as INDEX
 
 if TYPE_CHECKING:
@@ -28,8 +29,8 @@ if TYPE_CHECKING:
 def planned(step: Step, profile: str) -> tuple[int, float]:
     """The iterations and the time cap of this loop in this profile."""
     share = LOOP_SHARE.get(profile, LOOP_SHARE["quick"])
-    iterations, seconds = step.args["iterations"], step.args["seconds"]
-    return max(1, round(iterations * share)), max(0.1, seconds * share)
+    loop = scaled_loop(step.args["iterations"], step.args["seconds"], share)
+    return loop.rounds, loop.seconds
 
 
 def run_loop(run: Run, step: Step, env: dict, records: list[StepRecord],

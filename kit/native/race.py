@@ -57,6 +57,11 @@ class Hung(Exception):
     """The executor outlived its bound and was killed."""
 
 
+class ExecutorFailed(Exception):
+    """The executor could not run, died, or gave up without a system call's error: the
+    kit's failure (or the machine's), never the target's answer."""
+
+
 @dataclass(frozen=True)
 class Plan:
     rounds: int        # rounds in this profile
@@ -64,7 +69,8 @@ class Plan:
 
 
 def plan(rounds: int, seconds: float, share: float) -> Plan:
-    """A loop's rounds and time cap in a profile (the same rule as kit.engine.repeat)."""
+    """A loop's rounds and time cap at a profile's share of its thorough size: at least one
+    round and 0.1 s, never more than written (kit.engine.repeat's loops follow it too)."""
     return Plan(max(1, round(rounds * share)), max(0.1, seconds * share))
 
 
@@ -122,7 +128,7 @@ def run(scenario: str, p: Plan, waiters: int, et: bool, wait_ms: int) -> dict:
         done = subprocess.run(cmd, capture_output=True, text=True, timeout=limit,
                               check=False, close_fds=True, stdin=subprocess.DEVNULL)
     except OSError as exc:
-        return {"error": f"cannot run the native race executor: {exc}", "errno": None}
+        raise ExecutorFailed(f"cannot run the native race executor: {exc}") from None
     except subprocess.TimeoutExpired:
         raise Hung(f"the native race executor ({scenario}) did not finish within "
                    f"{limit:g} s and was killed") from None
@@ -137,11 +143,13 @@ def run(scenario: str, p: Plan, waiters: int, et: bool, wait_ms: int) -> dict:
         detail = (done.stderr.strip() or done.stdout.strip())[:300]
         if done.returncode == -14:   # its own alarm: it hung past every wait's bound
             raise Hung(f"the native race executor ({scenario}) hung and its alarm ended it")
-        return {"error": f"the native race executor failed ({how})"
-                         + (f": {detail}" if detail else ""), "errno": None}
+        raise ExecutorFailed(f"the native race executor failed ({how})"
+                             + (f": {detail}" if detail else ""))
     if record.get("error"):
         code = record.get("errno") or 0
-        return {"error": record["error"], "errno": errnos.errorcode.get(code, str(code)),
+        if not code:   # no system call failed: the executor itself gave up
+            raise ExecutorFailed(f"the native race executor ({scenario}): {record['error']}")
+        return {"error": record["error"], "errno": errnos.errorcode.get(code, f"E{code}"),
                 "rounds": record.get("rounds")}
     record.pop("error", None)
     record.pop("errno", None)
