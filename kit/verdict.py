@@ -12,14 +12,17 @@ STATUSES = ("conforms", "deviates", "timeout", "error", "not applicable", "untes
 
 
 def replay_command(behaviour_id: str, params: dict | None, *, target: str | None = None,
-                   targets_dir: str | None = None) -> str:
+                   targets_dir: str | None = None, profile: str = "quick") -> str:
     """`kit replay` of one example; with `target`, the command that runs it on that matrix
     target (from the checkout, as `kit matrix` is run: `.venv/bin/kit`), since a plain
-    replay runs it on whatever machine reads the report."""
+    replay runs it on whatever machine reads the report. A profile other than quick is
+    named: it binds $quiet and $loop_share, so the same parameters mean another example."""
     cmd = ["kit", "replay", behaviour_id]
     if target:
         where = ["--targets", targets_dir] if targets_dir else []
         cmd = [".venv/bin/kit", "replay", "--target", target, *where, behaviour_id]
+    if profile != "quick":
+        cmd += ["--profile", profile]
     if params:
         import json
         cmd += ["--params", json.dumps(params, sort_keys=True)]

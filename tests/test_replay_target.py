@@ -298,3 +298,10 @@ def test_a_replay_in_the_i386_userland_reproduces_what_only_a_32_bit_caller_sees
     assert "timerfd.ioctl.set_ticks.read deviates" in there.stdout
     assert "known deviation: Linux: timerfd_fops has no .compat_ioctl" in there.stdout
     assert "timerfd_set_ticks(" in there.stdout and "ENOTTY" in there.stdout
+
+
+def test_a_replay_command_names_a_profile_other_than_quick():
+    """The profile binds $quiet and $loop_share: a thorough example replays as thorough."""
+    assert replay_command("a.b", {"x": 1}, profile="thorough") == \
+        "kit replay a.b --profile thorough --params '{\"x\": 1}'"
+    assert "--profile" not in replay_command("a.b", {"x": 1})

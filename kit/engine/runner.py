@@ -193,7 +193,7 @@ def check_behaviour(behaviour: Behaviour, target: Target, *, profile: str = "qui
                        trace=[r.as_dict() for r in exc.outcome.records],
                        variants=sorted(checker.variants), known_deviation=judged.reason,
                        new_deviation=judged.unmatched,
-                       replay=replay_command(behaviour.id, found))
+                       replay=replay_command(behaviour.id, found, profile=profile))
     except exclusive.Busy as exc:
         return verdict("error", message=f"not run: machine-wide state held elsewhere: {exc}")
     except exclusive.Unsafe as exc:
