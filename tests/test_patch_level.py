@@ -22,7 +22,8 @@ from kit.engine.patch_level import (
 from kit.engine.runner import check_behaviour
 from kit.engine.target import Target
 from kit.matrix import qemu_kernel
-from kit.matrix.runner import _target_env, render_matrix_markdown
+from kit.matrix.runner import render_matrix_markdown
+from kit.matrix.targets import target_env
 from kit.matrix.targets import TargetFileError, load_target
 from kit.report.html import render_html
 from kit.report.markdown import render_markdown
@@ -258,14 +259,14 @@ def _target_file(tmp_path, extra: str):
 @pytest.mark.parametrize("field", ["kernel_version", "assume_kernel"])
 def test_a_target_field_sets_the_override_for_its_run(tmp_path, field):
     target = load_target(_target_file(tmp_path, f'{field}: "5.10.262"\n'))
-    assert _target_env(target)[ENV] == "5.10.262"
+    assert target_env(target)[ENV] == "5.10.262"
 
 
 def test_the_shipped_targets_gvisor_keeps_its_version_and_debian_reads_its_own():
     targets = Path(__file__).resolve().parent.parent / "targets"
-    assert _target_env(load_target(targets / "gvisor.yaml"))[ENV] == "6.18"
+    assert target_env(load_target(targets / "gvisor.yaml"))[ENV] == "6.18"
     for name in ("debian-6.1.yaml", "debian-6.12.yaml", "host.yaml"):
-        assert ENV not in _target_env(load_target(targets / name))   # uname -v / -r tell
+        assert ENV not in target_env(load_target(targets / name))   # uname -v / -r tell
 
 
 @pytest.mark.parametrize("extra, field, line, message", [

@@ -19,7 +19,7 @@ from pathlib import Path
 
 from kit.matrix.base import RunRequest, RunResult, Target
 from kit.matrix.paths import OutputPathError, output_root, read_regular, target_paths
-from kit.matrix.targets import TargetFileError, load_targets
+from kit.matrix.targets import TargetFileError, load_targets, target_env
 from kit.report.target_replay import add_target_replays
 
 
@@ -66,7 +66,6 @@ def targets_dir_argument(target: Target) -> str | None:
 def replay_on_target(target: Target, behaviour_id: str, params: str | None,
                      kit_args: list[str], progress=None) -> TargetReplay:
     """Run the one behaviour on `target` (from runnable_target)."""
-    from kit.matrix.runner import _target_env  # the runner imports this module
 
     work = Path(tempfile.mkdtemp(prefix=f"kit-replay-{target.name}-"))
     try:
@@ -76,7 +75,7 @@ def replay_on_target(target: Target, behaviour_id: str, params: str | None,
         raise ReplayFailed(str(exc)) from None
     request = RunRequest(repo=target.repo, out_dir=out_dir, kit_args=kit_args,
                          timeout=float(target.spec.get("timeout", 1800)), log=log,
-                         env=_target_env(target))
+                         env=target_env(target))
     if progress:
         progress(f"running {behaviour_id} on target {target.name} (log: {log})")
     try:

@@ -22,7 +22,6 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from kit.engine.patch_level import ENV as KERNEL_VERSION_ENV
 from kit.matrix.base import RunRequest, RunResult, Target
 from kit.matrix.paths import (
     OutputPathError,
@@ -33,7 +32,7 @@ from kit.matrix.paths import (
 from kit.matrix.phases import seconds_text
 from kit.matrix.phases import summary as phase_summary
 from kit.matrix.replay import targets_dir_argument
-from kit.matrix.targets import kernel_override
+from kit.matrix.targets import target_env
 from kit.report.atomic import write_atomic
 from kit.report.diff import differences
 from kit.report.html import write_html
@@ -78,16 +77,6 @@ class Progress:
     def close(self) -> None:
         self.done.set()
         self.beat.join()
-
-
-def _target_env(target: Target) -> dict:
-    env = {"KIT_TARGET_NAME": target.name,
-           "KIT_PLATFORM": target.spec.get("platform",
-                                           target.kind if target.kind != "host" else "linux")}
-    # where the kernel does not tell its version (gVisor) or the kit cannot read it
-    if kernel_override(target.spec):
-        env[KERNEL_VERSION_ENV] = kernel_override(target.spec)
-    return env
 
 
 def _one(target: Target, request: RunRequest, progress: Progress) -> RunResult:
@@ -139,7 +128,7 @@ def run_matrix(targets: list[Target], *, repo: Path, out: Path, kit_args: list[s
         runnable.append(target)
         requests[target.name] = RunRequest(
             repo=repo, out_dir=out_dir, kit_args=kit_args,
-            timeout=float(target.spec.get("timeout", 1800)), log=log, env=_target_env(target))
+            timeout=float(target.spec.get("timeout", 1800)), log=log, env=target_env(target))
     jobs = jobs or max(1, min(len(runnable), os.cpu_count() or 1))
     for request in requests.values():
         request.cpus = max(1, (os.cpu_count() or 1) // jobs)
@@ -162,7 +151,7 @@ def write_matrix(out: Path, targets: list[Target], results: list[RunResult]) -> 
         # userlands), known even for a target that did not run
         target = by_name[result.target]
         result.metadata.setdefault("kind", target.kind)
-        result.metadata.setdefault("platform", _target_env(target)["KIT_PLATFORM"])
+        result.metadata.setdefault("platform", target_env(target)["KIT_PLATFORM"])
         if result.report:
             try:
                 report = json.loads(read_regular(result.report))

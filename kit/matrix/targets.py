@@ -8,6 +8,7 @@ from pathlib import Path
 
 import yaml
 
+from kit.engine.patch_level import ENV as KERNEL_VERSION_ENV
 from kit.engine.patch_level import BadKernelVersion, parse_override
 from kit.matrix.apt import suite_problem
 from kit.matrix.base import Target
@@ -77,6 +78,18 @@ def kernel_override(spec: dict) -> str:
         if spec.get(name):
             return str(spec[name]).strip()
     return ""
+
+
+def target_env(target: Target) -> dict:
+    """What a target's run of `kit run` gets in its environment: its name, its platform
+    (known deviations name it) and, where the kernel does not tell its version (gVisor) or
+    the kit cannot read it, the version to judge it by."""
+    env = {"KIT_TARGET_NAME": target.name,
+           "KIT_PLATFORM": target.spec.get("platform",
+                                           target.kind if target.kind != "host" else "linux")}
+    if kernel_override(target.spec):
+        env[KERNEL_VERSION_ENV] = kernel_override(target.spec)
+    return env
 
 
 def _check_kernel_version(spec: dict, text: str, path: Path) -> None:
