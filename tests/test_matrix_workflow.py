@@ -16,7 +16,8 @@ with a -k expression (`inputs.select`), which the emulation uses to keep each ta
 handful of behaviours.
 
 Jobs this machine cannot run are skipped with the reason: the test-suite job (it is this
-suite), the QEMU targets unless KIT_VM_TESTS=1 (minutes each under TCG), and any target
+suite), the QEMU and qemu-user targets unless KIT_VM_TESTS=1 (minutes each under
+emulation), and any target
 whose `kit matrix` would skip it here (no container engine, no runsc ...).
 """
 
@@ -228,10 +229,15 @@ def skip_reason(job_id: str, target: str) -> str | None:
     problem = container_problem(job)
     if problem:
         return problem
-    if load_target(target).kind == "qemu" and os.environ.get("KIT_VM_TESTS") != "1":
+    loaded = load_target(target)
+    if loaded.kind == "qemu" and os.environ.get("KIT_VM_TESTS") != "1":
         return ("boots a Debian kernel under QEMU: minutes (TCG) for every run; set "
                 "KIT_VM_TESTS=1 to run it")
-    return load_target(target).unavailable()
+    if loaded.spec.get("platform") == "qemu-user" and os.environ.get("KIT_VM_TESTS") != "1":
+        # and it registers binfmt entries that another test of this suite may hold
+        return ("runs the suite under qemu-user emulation: 10 minutes or more (plus about "
+                "10 to build its userland); set KIT_VM_TESTS=1 to run it")
+    return loaded.unavailable()
 
 
 # -- the workflow's shape ---------------------------------------------------------------------

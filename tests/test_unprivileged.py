@@ -42,6 +42,7 @@ def _check_all_as_nobody() -> dict:
 
 
 @pytest.mark.skipif(os.getuid() != 0, reason="needs root to drop to another user")
+@pytest.mark.timeout(360)   # every behaviour, one after the other: its own bound is 300 s
 def test_every_behaviour_holds_without_privileges():
     status, data = run_forked(_check_all_as_nobody, bound=300)
     assert status == "ok", data
