@@ -233,7 +233,12 @@ class UserlandTarget(Target):
 
     def prepare(self, log: Path) -> None:
         directory = self.directory()
-        with open(log, "a") as out, self.emulation():
+        directory.parent.mkdir(parents=True, exist_ok=True)
+        # One build of a userland at a time: a second kit (a replay, a test) waits, then
+        # finds it complete, instead of building into the same directory.
+        with open(log, "a") as out, self.emulation(), \
+                open(directory.parent / f".{directory.name}.lock", "a") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
             if not self._complete():
                 self._build(directory, out)
             self._install_kit(directory, out)
