@@ -116,3 +116,21 @@ def test_run_args_reach_kit_run_after_a_double_dash(tmp_path, monkeypatch):
                           timeout=60, log=tmp_path / "log"))
     assert "-k x -- --kit-limit 400; " in seen["cmd"][-1] or \
         seen["cmd"][-1].endswith("-k x -- --kit-limit 400")
+
+
+def test_a_build_never_deletes_through_a_mount_an_interrupted_one_left(tmp_path, monkeypatch):
+    """mmdebstrap killed mid-setup can leave /proc, /sys or /dev mounted in the rootfs:
+    the next build stops with the reason instead of deleting through them."""
+    if os.geteuid() != 0:
+        pytest.skip("mounting needs root")
+    target = userland.UserlandTarget.__new__(userland.UserlandTarget)
+    directory = tmp_path / "bookworm-x"
+    (directory / "rootfs" / "proc").mkdir(parents=True)
+    subprocess.run(["mount", "-t", "tmpfs", "tmpfs", str(directory / "rootfs" / "proc")],
+                   check=True)
+    try:
+        with pytest.raises(userland.UserlandError, match="left mounts under"):
+            target._build(directory, None)
+        assert (directory / "rootfs" / "proc").is_dir()
+    finally:
+        subprocess.run(["umount", str(directory / "rootfs" / "proc")], check=True)

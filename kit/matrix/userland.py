@@ -160,6 +160,18 @@ def _normal(name: str) -> str:
     return name.lower().replace("_", "-")
 
 
+def _mounts_under(directory: Path) -> list[str]:
+    """Mount points at or below `directory` (from /proc/self/mountinfo, whose octal
+    escapes are undone)."""
+    root = str(directory)
+    try:
+        with open("/proc/self/mountinfo") as fh:
+            points = [line.split()[4].encode().decode("unicode_escape") for line in fh]
+    except OSError:
+        return []
+    return [p for p in points if p == root or p.startswith(root + "/")]
+
+
 def _clean_env(**extra: str) -> dict:
     """An environment for commands inside the userland: nothing of the host's (its PIP_*
     settings name host paths), only what the command needs."""
@@ -244,6 +256,12 @@ class UserlandTarget(Target):
             self._install_kit(directory, out)
 
     def _build(self, directory: Path, out) -> None:
+        mounted = _mounts_under(directory)
+        if mounted:
+            # an interrupted build (mmdebstrap's setup) can leave mounts behind: deleting
+            # through one would reach outside the userland, so say so instead
+            raise UserlandError(f"an earlier build left mounts under {directory}: "
+                                f"{', '.join(mounted)}; unmount them (umount -R) and run again")
         shutil.rmtree(directory, ignore_errors=True)
         directory.mkdir(parents=True)
         rootfs = directory / "rootfs"
