@@ -444,10 +444,10 @@ def test_a_model_without_nesting_is_caught_with_a_short_program(monkeypatch):
     verdict = _search(loaded.behaviours[0])
     assert verdict.status == "deviates"
     program = verdict.counterexample["program"]
-    # 7 or 8 operations on a quiet machine; a loaded one can keep a timed wait or two that a
-    # candidate needed to disagree in time, so the bound leaves room
+    # 7 or 8 operations on a quiet machine; a loaded one has kept up to 13 (timed waits a
+    # candidate needed to disagree in time), so the bound leaves room
     # the silent instance shows in a wait on it or a poll(2) of it, whichever the search met
-    assert program[-1]["op"] in ("wait", "poll") and len(program) <= 12, program
+    assert program[-1]["op"] in ("wait", "poll") and len(program) <= 16, program
     assert verdict.replay.startswith("kit replay model.test.tree --profile thorough --params ")
     assert run_program(program).status == "deviates"
     monkeypatch.undo()
