@@ -552,54 +552,54 @@ def test_through_the_plugin_the_variant_is_in_the_verdict(plugin_run):
     assert "kernel >=3.0: short writes are refused by every modern kernel" in right[0]
 
 
-def test_blocks_asleep_falls_back_to_time_where_proc_cannot_tell(no_leaks, monkeypatch):
-    """A sandbox without /proc/PID/task/TID/syscall: the waker waits after the call began,
-    and a call that blocked that long passes; one that returned at once still fails."""
+def _blind(monkeypatch, bid: str, steps: str):
+    """Run the steps as on a sandbox without /proc/PID/task/TID/syscall: /proc never tells
+    whether a thread sleeps in its call."""
     from kit.engine import interpreter
-    from kit.engine.expectations import ASLEEP_FALLBACK
 
     monkeypatch.setattr(interpreter, "blocked_in_syscall", lambda *a: None)
-    steps = ("- eventfd: {initval: 0}\n  as: efd\n"
-             "- in_thread: {when_blocked: true, steps: [{write_u64: {fd: $efd, value: 7}}]}\n"
-             "  as: writer\n"
-             "- read_u64: {fd: $efd}  # CHECK\n  expect: {value: 7, blocks: {asleep: true}}\n"
-             "- join: writer\n")
-    outcome = run_one(spec_text(behaviour("x.asleep.blind", _steps(steps, ""))))
+    outcome = run_one(spec_text(behaviour(bid, _steps(steps, ""))))
     assert outcome.status == CONFORMS, outcome.trace()
-    read = [r for r in outcome.records if r.call.startswith("read_u64")][0]
+    return outcome
+
+
+def test_blocks_asleep_falls_back_to_time_where_proc_cannot_tell(no_leaks, monkeypatch):
+    """Blind, the waker waits after the call began, and a call that blocked that long
+    passes on time alone."""
+    from kit.engine.expectations import ASLEEP_FALLBACK
+
+    outcome = _blind(monkeypatch, "x.asleep.blind", (
+        "- eventfd: {initval: 0}\n  as: efd\n"
+        "- in_thread: {when_blocked: true, steps: [{write_u64: {fd: $efd, value: 7}}]}\n"
+        "  as: writer\n"
+        "- read_u64: {fd: $efd}  # CHECK\n  expect: {value: 7, blocks: {asleep: true}}\n"
+        "- join: writer\n"))
+    read = next(r for r in outcome.records if r.call.startswith("read_u64"))
     assert read.result["duration"] >= ASLEEP_FALLBACK
     assert "seen_asleep" not in read.result
 
 
 def test_a_child_waiter_is_awaited_by_its_call_board_where_proc_cannot_tell(no_leaks,
                                                                            monkeypatch):
-    """when_blocked: child on a sandbox without the per-task files: the waker waits until
-    the child's call board shows it inside its read, then `after`, so the read blocks."""
-    from kit.engine import interpreter
-
-    monkeypatch.setattr(interpreter, "blocked_in_syscall", lambda *a: None)
-    steps = ("- eventfd: {initval: 0}\n  as: efd\n"
-             "- in_thread: {when_blocked: child, after: 0.1,"
-             " steps: [{write_u64: {fd: $efd, value: 7}}]}\n"
-             "  as: writer\n"
-             "- in_child:\n    steps:\n      - sleep: 0.3\n"
-             "      - read_u64: {fd: $efd}  # CHECK\n"
-             "        expect: {value: 7, blocks: {at_least: 0.05}}\n"
-             "- join: writer\n")
-    outcome = run_one(spec_text(behaviour("x.child.blind", _steps(steps, ""))))
-    assert outcome.status == CONFORMS, outcome.trace()
+    """when_blocked: child, blind: the waker waits until the child's call board shows it
+    inside its read, then `after`, so the read blocks."""
+    _blind(monkeypatch, "x.child.blind", (
+        "- eventfd: {initval: 0}\n  as: efd\n"
+        "- in_thread: {when_blocked: child, after: 0.1,"
+        " steps: [{write_u64: {fd: $efd, value: 7}}]}\n"
+        "  as: writer\n"
+        "- in_child:\n    steps:\n      - sleep: 0.3\n"
+        "      - read_u64: {fd: $efd}  # CHECK\n"
+        "        expect: {value: 7, blocks: {at_least: 0.05}}\n"
+        "- join: writer\n"))
 
 
 def test_wait_blocked_falls_back_to_time_where_proc_cannot_tell(no_leaks, monkeypatch):
     """The other way round: a thread waits, this one wakes it after wait_blocked; blind,
     wait_blocked waits the fallback, so the woken call still lasted long enough."""
-    from kit.engine import interpreter
-
-    monkeypatch.setattr(interpreter, "blocked_in_syscall", lambda *a: None)
-    steps = ("- eventfd: {initval: 0}\n  as: efd\n"
-             "- in_thread:\n    steps:\n      - read_u64: {fd: $efd}  # CHECK\n"
-             "        expect: {value: 7, blocks: {asleep: true}}\n  as: reader\n"
-             "- wait_blocked: reader\n- write_u64: {fd: $efd, value: 7}\n"
-             "- join: reader\n")
-    outcome = run_one(spec_text(behaviour("x.asleep.blind.wait", _steps(steps, ""))))
-    assert outcome.status == CONFORMS, outcome.trace()
+    _blind(monkeypatch, "x.asleep.blind.wait", (
+        "- eventfd: {initval: 0}\n  as: efd\n"
+        "- in_thread:\n    steps:\n      - read_u64: {fd: $efd}  # CHECK\n"
+        "        expect: {value: 7, blocks: {asleep: true}}\n  as: reader\n"
+        "- wait_blocked: reader\n- write_u64: {fd: $efd, value: 7}\n"
+        "- join: reader\n"))
