@@ -142,7 +142,7 @@ def run_python(args: list[str], cwd: Path, *, report_dir: Path | None = None,
     return Ran(proc, report_dir)
 
 
-def run_plugin(root: Path, *args: str, report: bool = True) -> Ran:
+def run_plugin(root: Path, *args: str, report: bool = True, env: dict | None = None) -> Ran:
     """pytest -p kit.plugin on ROOT/specs (in a subprocess), report into ROOT/report-N."""
     report_dir = None
     extra: list[str] = []
@@ -152,7 +152,7 @@ def run_plugin(root: Path, *args: str, report: bool = True) -> Ran:
         extra = ["--kit-report", str(report_dir)]
     return run_python(["-m", "pytest", "-p", "kit.plugin", "-p", "no:cacheprovider",
                        "-p", "no:randomly", "--rootdir", str(root), "-rsx", *extra, *args,
-                       str(root / "specs")], cwd=root, report_dir=report_dir)
+                       str(root / "specs")], cwd=root, report_dir=report_dir, env=env)
 
 
 def run_kit(root: Path, *args: str, report_dir: Path | None = None) -> Ran:

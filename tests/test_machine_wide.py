@@ -6,10 +6,12 @@ notices) and always put it back; they need root."""
 
 from __future__ import annotations
 
+import fcntl
 import os
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -35,6 +37,19 @@ WATCHES = "/proc/sys/fs/epoll/max_user_watches"
 SYSCTL = "fs.epoll.max_user_watches"
 
 
+@pytest.fixture(autouse=True)
+def one_test_at_a_time():
+    """The tests of this file change one sysctl and read it back: on two xdist workers at
+    once, one would read the other's value as the original. An flock keeps them apart."""
+    path = os.path.join(tempfile.gettempdir(), "kit-tests-machine-wide.lock")
+    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)
+
+
 def _watches() -> int:
     with open(WATCHES) as fh:
         return int(fh.read())
@@ -52,8 +67,9 @@ def original():
     assert after == before, f"{SYSCTL} left at {after}, was {before}"
 
 
-def _journal() -> Path:
-    return Path(exclusive.lock_dir()) / f"{machine_wide.JOURNAL_PREFIX}{SYSCTL}"
+def _journal(tmpdir: Path | None = None) -> Path:
+    lock_dir = tmpdir / "kit-locks-0" if tmpdir else Path(exclusive.lock_dir())
+    return lock_dir / f"{machine_wide.JOURNAL_PREFIX}{SYSCTL}"
 
 
 def _spec(value: int, then: str = "") -> str:
@@ -153,12 +169,12 @@ def _blocking_spec(value: int) -> str:
         """)
 
 
-def _start(tmp_path: Path, *args: str) -> subprocess.Popen:
+def _start(tmp_path: Path, *args: str, env: dict | None = None) -> subprocess.Popen:
     return subprocess.Popen(
         [sys.executable, "-m", "pytest", "-p", "kit.plugin", "-p", "no:cacheprovider",
          "--rootdir", str(tmp_path), "-n", "0", "--allow-machine-wide", *args,
          str(tmp_path / "specs")],
-        cwd=tmp_path, env=_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+        cwd=tmp_path, env=env or _env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
         text=True, start_new_session=True)
 
 
@@ -177,12 +193,22 @@ def _children(pid: int) -> list[int]:
         return []
 
 
+def _private_tmpdir(tmp_path: Path) -> tuple[Path, dict]:
+    """Every run of the kit restores a killed run's journal, and the suite starts runs on
+    the other worker all the time: a lock directory of the test's own keeps the journal
+    for the runs the test starts, so the message it looks for is theirs."""
+    private = tmp_path / "tmp"
+    private.mkdir()
+    return private, {**_env(), "TMPDIR": str(private)}
+
+
 def test_a_checker_killed_mid_behaviour_is_restored_by_its_parent(tmp_path, original):
+    private, env = _private_tmpdir(tmp_path)
     write_spec(tmp_path, _blocking_spec(original - 1))
-    proc = _start(tmp_path, "--kit-report", str(tmp_path / "report"))
+    proc = _start(tmp_path, "--kit-report", str(tmp_path / "report"), env=env)
     try:
         _until(lambda: _watches() == original - 1, "the checker set the sysctl")
-        assert _journal().read_text().strip() == str(original)
+        assert _journal(private).read_text().strip() == str(original)
         checkers = _children(proc.pid)
         assert checkers
         for pid in checkers:
@@ -193,26 +219,27 @@ def test_a_checker_killed_mid_behaviour_is_restored_by_its_parent(tmp_path, orig
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait()
     assert _watches() == original, out
-    assert not _journal().exists()
+    assert not _journal(private).exists()
     assert f"{SYSCTL} restored to {original} from the journal after the checker died" in out
 
 
 def test_a_run_killed_mid_behaviour_is_restored_by_the_next_run(tmp_path, original):
+    private, env = _private_tmpdir(tmp_path)
     write_spec(tmp_path, _blocking_spec(original - 1))
-    proc = _start(tmp_path)
+    proc = _start(tmp_path, env=env)
     try:
         _until(lambda: _watches() == original - 1, "the checker set the sysctl")
     finally:
         os.killpg(proc.pid, signal.SIGKILL)   # the run and its checker: no finally runs
         proc.wait()
     _until(lambda: not any(_children(proc.pid)), "the checker died with the run", 10)
-    assert _watches() == original - 1 and _journal().exists()
+    assert _watches() == original - 1 and _journal(private).exists()
     # the next run, whatever it selects, puts the value back before anything runs
-    ran = run_plugin(tmp_path, "-k", "nothing_matches_this", report=False)
+    ran = run_plugin(tmp_path, "-k", "nothing_matches_this", report=False, env=env)
     assert f"kit: {SYSCTL} restored to {original} (journal of a run that was killed)" \
         in ran.output
     assert _watches() == original
-    assert not _journal().exists()
+    assert not _journal(private).exists()
 
 
 def test_with_the_option_a_machine_wide_behaviour_never_overlaps_another(monkeypatch):
