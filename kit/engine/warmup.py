@@ -48,11 +48,15 @@ def warm_up() -> None:
     from kit.engine.runner import check_behaviour
     from kit.spec.loader import load_text
 
-    target = Target.current()
-    for behaviour in load_text(WARM_UP, "warm-up.yaml").behaviours:
-        check_behaviour(behaviour, target, profile="default")
     import hypothesis.stateful  # noqa: F401 - the model tests' machinery
     for info in pkgutil.walk_packages(kit.__path__, "kit."):
         if not info.name.endswith("__main__"):
             importlib.import_module(info.name)
+    # After the imports: Hypothesis reads the constants of every module loaded from
+    # outside site-packages (the kit's own) once per process, and again whenever more
+    # modules were loaded since. Read here, in the parent, the children inherit the
+    # result; read in each child, it cost some 20 ms per behaviour.
+    target = Target.current()
+    for behaviour in load_text(WARM_UP, "warm-up.yaml").behaviours:
+        check_behaviour(behaviour, target, profile="default")
     _done = True
