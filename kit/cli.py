@@ -121,8 +121,11 @@ def _exit_by_verdicts(verdicts: list[dict]) -> int:
 
 
 def _common_pytest_args(ns) -> list[str]:
+    # --assert=plain: behaviours are YAML, judged by the kit, never by an assert
+    # statement; with rewriting on, pytest rewrites all of Hypothesis (a pytest plugin's
+    # distribution) in every process, a second each where bytecode is not written.
     args = ["-p", "kit.plugin", "--rootdir", str(Path(ns.specs[0]).resolve().parent),
-            "--kit-profile", ns.profile, "--kit-seed", str(ns.seed)]
+            "--kit-profile", ns.profile, "--kit-seed", str(ns.seed), "--assert=plain"]
     for root in ns.specs:
         args += ["--kit-specs", str(root)]
     if ns.keyword:
