@@ -216,6 +216,7 @@ def _replay_on_target(ns) -> int:
     --only NAME` exits 3 on the same machine. A target that starts and then fails (a VM
     that does not boot, no report back, its timeout) is 2."""
     from kit.engine.runner import explain
+    from kit.matrix import children
     from kit.matrix.replay import (
         ReplayFailed,
         ReplayRefused,
@@ -244,9 +245,12 @@ def _replay_on_target(ns) -> int:
         print(f"kit replay: {message}", file=sys.stderr, flush=True)
 
     try:
-        replayed = replay_on_target(target, ns.id, ns.params, kit_args, progress)
+        with children.stop_on_signals():   # the target's processes go with it
+            replayed = replay_on_target(target, ns.id, ns.params, kit_args, progress)
     except ReplayFailed as exc:
         raise CommandError(str(exc)) from None
+    except children.Signalled as exc:
+        raise CommandError(f"stopped ({exc})") from None
     how = replayed.result.metadata.get("how", target.kind)
     print(f"on target {target.name} ({how}; kernel {kernel_text(replayed.target)})")
     for verdict in replayed.verdicts:
@@ -432,6 +436,7 @@ def cmd_report(ns) -> int:
 
 
 def cmd_matrix(ns) -> int:
+    from kit.matrix import children
     from kit.matrix.paths import OutputPathError
     from kit.matrix.runner import run_matrix
     from kit.matrix.targets import TargetFileError, load_targets
@@ -462,11 +467,17 @@ def cmd_matrix(ns) -> int:
     if ns.keyword:
         kit_args += ["-k", ns.keyword]
     try:
-        matrix = run_matrix(targets, repo=repo, out=Path(ns.output), kit_args=kit_args,
-                            jobs=ns.jobs)
+        with children.stop_on_signals():
+            matrix = run_matrix(targets, repo=repo, out=Path(ns.output), kit_args=kit_args,
+                                jobs=ns.jobs)
     except OutputPathError as exc:
         print(f"kit matrix: {exc}", file=sys.stderr)
         return EXIT_USAGE
+    except (KeyboardInterrupt, children.Signalled) as exc:
+        how = "Ctrl-C" if isinstance(exc, KeyboardInterrupt) else str(exc)
+        print(f"kit matrix: stopped ({how}); the targets that finished are merged in "
+              f"{Path(ns.output) / 'report.html'}", file=sys.stderr)
+        return EXIT_KIT_ERROR
     if ns.json:
         print(json.dumps(matrix, indent=2, default=str))
     else:

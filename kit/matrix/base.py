@@ -7,6 +7,7 @@ import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
+from kit.matrix import children
 from kit.matrix.paths import log_tail
 
 
@@ -91,8 +92,8 @@ class Target:
         stale.unlink(missing_ok=True)  # only this run's report may count
         with open(request.log, "a") as log:
             try:
-                proc = subprocess.run(cmd, stdout=log, stderr=subprocess.STDOUT,
-                                      timeout=request.timeout, check=False, **popen)
+                proc = children.run(cmd, stdout=log, stderr=subprocess.STDOUT,
+                                    timeout=request.timeout, **popen)
             except subprocess.TimeoutExpired:
                 return RunResult(self.name, "timeout", f"no result within {request.timeout}s",
                                  duration=time.monotonic() - start, metadata=metadata)

@@ -13,6 +13,7 @@ import shutil
 import subprocess
 import time
 
+from kit.matrix import children
 from kit.matrix.base import RunRequest, RunResult, Target
 from kit.matrix.host import kit_command
 from kit.report.atomic import write_atomic
@@ -50,8 +51,8 @@ class GvisorTarget(Target):
                "--cwd", str(request.repo), "/bin/sh", "-c", script]
         with open(request.log, "w") as log:
             try:
-                proc = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=log, text=True,
-                                      timeout=request.timeout, check=False)
+                proc = children.run(cmd, stdout=subprocess.PIPE, stderr=log, text=True,
+                                    timeout=request.timeout)
             except subprocess.TimeoutExpired:
                 return RunResult(self.name, "timeout", f"no result within {request.timeout}s",
                                  duration=time.monotonic() - start)

@@ -52,7 +52,7 @@ from pathlib import Path
 from elftools.common.exceptions import ELFError
 from elftools.elf.elffile import ELFFile
 
-from kit.matrix import guest_phases, phases, qemu_image
+from kit.matrix import children, guest_phases, phases, qemu_image
 from kit.matrix import qemu_initramfs as guest
 from kit.matrix import qemu_kernel as kernels
 from kit.matrix.apt import ARCHIVE, AptError, PrivateApt
@@ -600,8 +600,8 @@ class QemuTarget(Target):
         first_timeout = FIRST_OUTPUT_TIMEOUT[accel]
         boot_timeout = float(self.spec.get("boot_timeout", BOOT_TIMEOUT[accel]))
         t0 = time.monotonic()
-        proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                                stderr=subprocess.STDOUT, start_new_session=True)
+        proc = children.start(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                              stderr=subprocess.STDOUT)
         console = Console(proc.stdout, log, t0)
         outcome = {"console": console, "timed_out": False}
         try:
@@ -626,8 +626,9 @@ class QemuTarget(Target):
                                          + " | ".join(console.last_lines(3)))
         finally:
             if proc.poll() is None:
-                proc.kill()
+                children.kill_group(proc)
                 proc.wait()
+            children.forget(proc)
             outcome["exited"] = time.monotonic()
             console.join()
             proc.stdout.close()

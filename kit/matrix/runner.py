@@ -22,6 +22,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+from kit.matrix import children
 from kit.matrix.base import RunRequest, RunResult, Target
 from kit.matrix.paths import (
     OutputPathError,
@@ -134,11 +135,27 @@ def run_matrix(targets: list[Target], *, repo: Path, out: Path, kit_args: list[s
         request.cpus = max(1, (os.cpu_count() or 1) // jobs)
     progress.say(f"running {len(runnable)} target(s), {jobs} at a time; "
                  f"{len(targets) - len(runnable)} skipped")
+    pool = ThreadPoolExecutor(max_workers=jobs)
+    futures = {t.name: pool.submit(_one, t, requests[t.name], progress) for t in runnable}
     try:
-        with ThreadPoolExecutor(max_workers=jobs) as pool:
-            futures = [pool.submit(_one, t, requests[t.name], progress) for t in runnable]
-            results += [f.result() for f in futures]
+        results += [f.result() for f in futures.values()]
+    except (KeyboardInterrupt, children.Signalled) as exc:
+        # Ctrl-C, SIGTERM or SIGHUP: take every target's processes down, then merge what
+        # finished, so that the reports of the targets done so far are not lost
+        stopped_by = "Ctrl-C" if isinstance(exc, KeyboardInterrupt) else str(exc)
+        finished = {name for name, future in futures.items() if future.done()}
+        progress.say(f"stopping ({stopped_by}): ending every target's processes")
+        children.stop_all()
+        pool.shutdown(wait=True, cancel_futures=True)
+        results += [future.result() if name in finished else
+                    RunResult(name, "failed", f"stopped ({stopped_by}) before it "
+                              f"{'started' if future.cancelled() else 'finished'}")
+                    for name, future in futures.items()]
+        progress.close()
+        write_matrix(out, targets, results)
+        raise
     finally:
+        pool.shutdown(wait=True)
         progress.close()
     return write_matrix(out, targets, results)
 

@@ -54,7 +54,7 @@ from pathlib import Path
 from packaging.requirements import Requirement
 
 from kit.engine.exclusive import lock_dir
-from kit.matrix import binfmt
+from kit.matrix import binfmt, children
 from kit.matrix.apt import ARCHIVE, suite_problem
 from kit.matrix.base import RunRequest, RunResult, Target
 from kit.matrix.qemu_kernel import cache_root
@@ -106,8 +106,7 @@ class UserlandError(Exception):
 def _run(cmd: list[str], log, timeout: float, **kw) -> None:
     print("$ " + shlex.join(cmd), file=log, flush=True)
     try:
-        proc = subprocess.run(cmd, stdout=log, stderr=subprocess.STDOUT, timeout=timeout,
-                              check=False, **kw)
+        proc = children.run(cmd, stdout=log, stderr=subprocess.STDOUT, timeout=timeout, **kw)
     except subprocess.TimeoutExpired:
         raise UserlandError(f"{cmd[0]} took over {timeout:.0f} s") from None
     if proc.returncode != 0:
