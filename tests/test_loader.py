@@ -507,3 +507,46 @@ def test_the_documented_bounds_example_loads():
     assert [str(e) for e in result.errors] == []
     fields = result.behaviours[0].steps[2].expect["fields"]
     assert fields["value_ns"] == {"between": [{"sub": ["$value_ns", 1000000000]}, "$value_ns"]}
+
+
+# -- texts that passed the schema are not validated again (kit.spec.validated) -----------
+
+
+def test_a_valid_text_is_validated_once_and_loads_the_same_after(tmp_path, monkeypatch):
+    from kit.spec import loader, validated
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    text = spec_text(behaviour("x.cached", "steps:\n  - eventfd: {}\n"))
+    first = load_text(text, "a.yaml")
+    assert validated.passed(text)
+
+    class Refuses:
+        def iter_errors(self, _doc):
+            raise AssertionError("validated again")
+
+    monkeypatch.setattr(loader, "_VALIDATOR", Refuses())
+    again = load_text(text, "a.yaml")
+    assert [b.id for b in again.behaviours] == [b.id for b in first.behaviours] == ["x.cached"]
+    assert not again.errors
+
+
+def test_a_text_with_a_schema_error_is_reported_every_time(tmp_path, monkeypatch):
+    from kit.spec import validated
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    text = spec_text(behaviour("x.bad", "steps:\n  - eventfd: {initval: many}\n"))
+    for _ in range(2):
+        [error] = load_text(text, "a.yaml").errors
+        assert error.field.startswith("steps[0].eventfd.initval")
+    assert not validated.passed(text)
+
+
+def test_an_unwritable_cache_only_costs_time(tmp_path, monkeypatch):
+    from kit.spec import validated
+
+    (tmp_path / "kit").write_text("a file where the directory would go")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    text = spec_text(behaviour("x.uncached", "steps:\n  - eventfd: {}\n"))
+    for _ in range(2):
+        assert [b.id for b in load_text(text, "a.yaml").behaviours] == ["x.uncached"]
+    assert not validated.passed(text)

@@ -291,6 +291,8 @@ def guest_page_cache(python: str, request: RunRequest, log=None) -> dict:
     pages in the guest took minutes under TCG (a second here). The guest sees the same page
     files (the host's root) and the same kit, so the cache's keys match there."""
     from kit.coverage.pages import _cache_dir
+    from kit.spec import validated
+    from kit.spec.loader import load_text, spec_files
 
     if not any(_cache_dir().glob("*.json")):
         try:    # fills the host's cache, as any `kit run` or `kit coverage` here does
@@ -306,7 +308,13 @@ def guest_page_cache(python: str, request: RunRequest, log=None) -> dict:
     target.mkdir(parents=True, exist_ok=True)
     for page in pages:
         shutil.copy2(page, target / page.name)
-    return {"XDG_CACHE_HOME": str(request.out_dir / GUEST_CACHE)} if pages else {}
+    # and which spec texts passed the schema: validating them took minutes there
+    texts = [path.read_text() for path in spec_files(request.repo / "specs")]
+    for text in texts:
+        if not validated.passed(text):
+            load_text(text, "?")            # as the host's own runs would, once
+    handed = validated.hand_over(texts, request.out_dir / GUEST_CACHE)
+    return {"XDG_CACHE_HOME": str(request.out_dir / GUEST_CACHE)} if pages or handed else {}
 
 
 # -- the target -------------------------------------------------------------------------------

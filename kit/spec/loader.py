@@ -25,7 +25,7 @@ from packaging.specifiers import InvalidSpecifier, SpecifierSet
 from kit.confinement import refusal
 from kit.model import MODEL_OPERATIONS
 from kit.registry import CONSTANTS, OPERATIONS
-from kit.spec import changes, locate, patterns
+from kit.spec import changes, locate, patterns, validated
 from kit.spec import expressions as ex
 from kit.spec.errors import SpecError
 from kit.spec.model import (
@@ -513,14 +513,17 @@ def load_text(text: str, file: str) -> LoadResult:
                                        file=file, line=getattr(doc, "line", 1)))
         return result
     per_behaviour: dict[int, list] = {}
-    for err in _VALIDATOR.iter_errors(doc):
-        path = list(err.absolute_path)
-        if len(path) >= 2 and path[0] == "behaviours":
-            per_behaviour.setdefault(path[1], []).append(err)
-        else:
-            result.errors.append(_schema_error(best_match([err]), doc, file, []))
-    if result.errors:
-        return result
+    if not validated.passed(text):
+        for err in _VALIDATOR.iter_errors(doc):
+            path = list(err.absolute_path)
+            if len(path) >= 2 and path[0] == "behaviours":
+                per_behaviour.setdefault(path[1], []).append(err)
+            else:
+                result.errors.append(_schema_error(best_match([err]), doc, file, []))
+        if result.errors:
+            return result
+        if not per_behaviour:
+            validated.remember(text)
     family = doc.get("family") or Path(file).parent.name
     behaviours = doc["behaviours"]
     sources = _source_slices(text, [getattr(b, "line", 1) for b in behaviours])
