@@ -104,6 +104,35 @@ def test_a_registration_lives_for_the_block_and_the_machine_is_left_as_found(tmp
     assert not (binfmt.BINFMT / "kit-qemu-kittest").exists()
 
 
+@pytest.mark.skipif(_binfmt_usable() is not None, reason=str(_binfmt_usable()))
+def test_another_kit_process_using_the_registration_keeps_it(tmp_path, monkeypatch):
+    """Two kit processes with qemu-user targets at once: the one that finishes first must
+    not remove the entry the other still runs under."""
+    (tmp_path / "qemu-kittest.conf").write_text(
+        ":qemu-kittest:M::KITTEST!::/bin/true:\n")
+    monkeypatch.setattr(binfmt, "CONFIG", tmp_path)
+    entry = binfmt.BINFMT / "kit-qemu-kittest"
+    other = None
+    try:
+        with binfmt.registered("kittest"):       # this process registers it first
+            other = subprocess.Popen(
+                [sys.executable, "-c", "import sys\nfrom pathlib import Path\n"
+                 "from kit.matrix import binfmt\nbinfmt.CONFIG = Path(sys.argv[1])\n"
+                 "with binfmt.registered('kittest'):\n    print('in', flush=True)\n"
+                 "    sys.stdin.readline()\n", str(tmp_path)],
+                cwd=REPO, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+            assert other.stdout.readline() == "in\n"
+        assert entry.exists()                    # the other process still runs under it
+        other.stdin.write("\n")
+        other.stdin.flush()
+        assert other.wait(timeout=60) == 0
+    finally:
+        if other is not None and other.poll() is None:
+            other.kill()
+            other.wait()
+    assert not entry.exists()                    # the last one out removed it
+
+
 # -- inside a cached userland -------------------------------------------------------------
 
 def _usable_userland(name: str) -> userland.UserlandTarget:

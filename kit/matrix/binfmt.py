@@ -6,24 +6,29 @@ the interpreter). The kit registers that line under a name of its own (`kit-qemu
 the F flag, so the kernel opens the interpreter at registration and a chroot needs no copy
 of it, and removes it afterwards; binfmt_misc is mounted for the time it is needed if it was
 not. A registration of the machine's own (binfmt-support's `qemu-aarch64`, systemd-binfmt's)
-that is enabled and has F is used as it is and never touched. Targets run in threads of one
-`kit matrix`, so the registrations are counted: the last user of one removes it.
+that is enabled and has F is used as it is and never touched. Targets of one `kit matrix`
+run in threads, and two kit processes may run qemu-user targets at once: each user holds a
+shared lock on the entry for its whole run, and the last one out removes it.
 """
 
 from __future__ import annotations
 
 import contextlib
 import subprocess
-import threading
 from pathlib import Path
+
+from kit.engine import exclusive
 
 BINFMT = Path("/proc/sys/fs/binfmt_misc")
 CONFIG = Path("/usr/lib/binfmt.d")          # qemu-user-static's registrations
 PREFIX = "kit-"
 
-_LOCK = threading.Lock()
-_USERS: dict[str, int] = {}                 # kit entry name -> targets using it
-_ACTIVE = 0                                 # targets inside registered(), whoever's entry
+# Flocks in the kit's lock directory (kit.engine.exclusive): every target running under
+# qemu-user holds USERS and its entry's lock shared; GUARD is held alone while an entry or
+# the mount is checked, made or removed. Whoever leaves last, in whichever thread or kit
+# process, finds the entry's lock free and removes it.
+USERS = "binfmt-users"
+GUARD = "binfmt"
 _MOUNTED_BY_US = False
 
 
@@ -119,58 +124,57 @@ def _mount() -> None:
     _MOUNTED_BY_US = True
 
 
-def _unmount_if_ours() -> None:
-    # since 6.7 an unmount also removes every entry of that binfmt_misc (an instance per
-    # user namespace): only once no target of ours runs
+def _ensure(qemu: str, name: str) -> None:
+    """Make `qemu` binaries run: the kit's entry `name` (made here, or left by another
+    kit process that uses it too), or the machine's own registration."""
+    _mount()
+    info = _entry(name)
+    if info and info["enabled"] and "F" in info.get("flags", ""):
+        return
+    if info is not None:                     # disabled or changed: ours to make again
+        with contextlib.suppress(OSError):
+            (BINFMT / name).write_text("-1")
+    elif usable_entry(qemu) is not None:
+        return
+    try:
+        (BINFMT / "register").write_text(kit_line(qemu))
+    except OSError as exc:
+        raise BinfmtError(f"cannot register {name} with binfmt_misc: {exc}") from None
+
+
+def _remove_unused(name: str) -> None:
+    """Remove the kit's entry, and unmount binfmt_misc if this process mounted it, unless
+    some target (of any kit process) still holds it."""
     global _MOUNTED_BY_US
-    if _MOUNTED_BY_US and _ACTIVE == 0:
-        subprocess.run(["umount", str(BINFMT)], capture_output=True, timeout=30, check=False)
-        _MOUNTED_BY_US = False
+    with contextlib.suppress(exclusive.Busy), exclusive.held([_user_lock(name)], wait=0):
+        if _entry(name) is not None:
+            with contextlib.suppress(OSError):
+                (BINFMT / name).write_text("-1")    # removes the entry
+    # since 6.7 an unmount also removes every entry of that binfmt_misc (an instance per
+    # user namespace): only once no target anywhere runs under qemu-user
+    if _MOUNTED_BY_US:
+        with contextlib.suppress(exclusive.Busy), exclusive.held([USERS], wait=0):
+            subprocess.run(["umount", str(BINFMT)], capture_output=True, timeout=30,
+                           check=False)
+            _MOUNTED_BY_US = False
 
 
-def _acquire(qemu: str) -> str | None:
-    """Make `qemu` binaries run; the kit's entry name to release, or None if the machine's
-    own registration serves."""
-    global _ACTIVE
-    with _LOCK:
-        _mount()
-        name = PREFIX + _fields(config_line(qemu))[0]
-        if name in _USERS:
-            _USERS[name] += 1
-        elif usable_entry(qemu) is not None:
-            name = None
-        else:
-            try:
-                (BINFMT / "register").write_text(kit_line(qemu))
-            except OSError as exc:
-                _unmount_if_ours()
-                raise BinfmtError(f"cannot register {name} with binfmt_misc: {exc}") from None
-            _USERS[name] = 1
-        _ACTIVE += 1
-        return name
-
-
-def _release(name: str | None) -> None:
-    global _ACTIVE
-    with _LOCK:
-        _ACTIVE -= 1
-        if name is not None:
-            _USERS[name] -= 1
-            if _USERS[name] == 0:
-                del _USERS[name]
-                with contextlib.suppress(OSError):
-                    (BINFMT / name).write_text("-1")    # removes the entry
-        _unmount_if_ours()
+def _user_lock(name: str) -> str:
+    return f"binfmt-{name}"
 
 
 @contextlib.contextmanager
 def registered(qemu: str):
     """Within this block, binaries of the architecture run under qemu-user."""
-    name = _acquire(qemu)
+    name = PREFIX + _fields(config_line(qemu))[0]
     try:
-        yield
+        with exclusive.held([USERS, _user_lock(name)], shared=True):
+            with exclusive.held([GUARD]):
+                _ensure(qemu, name)
+            yield
     finally:
-        _release(name)
+        with exclusive.held([GUARD]):
+            _remove_unused(name)
 
 
 def qemu_version(qemu: str) -> str:
