@@ -721,6 +721,23 @@ def test_a_waiter_that_does_not_block_deviates(monkeypatch):
     assert outcome.message.endswith("before its timeout of 50 ms, with nothing ready")
 
 
+def test_a_waiter_blocked_by_the_last_operation_is_judged_too(monkeypatch):
+    # No operation follows it: it is judged when it returns. A kernel whose blocking
+    # waits give up at half their timeout, with nothing ready, is caught there as well.
+    real = epoll_adapter.epoll_wait
+
+    def early(epfd, maxevents=16, timeout=0, **kw):
+        return real(epfd, maxevents, timeout // 2 if timeout > 0 else timeout, **kw)
+
+    assert WAITERS[5] == {"op": "waiter", "ep": "p2", "timeout": 50}
+    assert run_program(WAITERS[:6]).status == "conforms"
+    monkeypatch.setattr(epoll_adapter, "epoll_wait", early)
+    outcome = run_program(WAITERS[:6])
+    assert outcome.status == "deviates"
+    assert outcome.message.startswith("operation 6 waiter(ep=p2, timeout=50): returned after ")
+    assert outcome.message.endswith("before its timeout of 50 ms, with nothing ready")
+
+
 def test_a_waiter_left_blocked_by_a_failing_program_is_joined(monkeypatch):
     # The operation after the waiter disagrees: the waiter thread still ends with the
     # program (no thread outlives it, whatever failed).

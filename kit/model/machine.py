@@ -143,7 +143,10 @@ class EventfdEpollMachine(RuleBasedStateMachine):
             self.program.fd)))})
 
     def teardown(self):
-        self.program.close_all()
+        try:
+            self.program.finish()
+        finally:
+            self.program.close_all()
 
 
 class TimerfdSignalfdEpollMachine(EventfdEpollMachine):

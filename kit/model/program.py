@@ -152,6 +152,7 @@ class Program:
         self.ops: list[dict] = []
         self.records: list[StepRecord] = []
         self.waiter: Waiter | None = None      # blocked, judged after the next operation
+        self.stopped = False                   # an operation raised: nothing more to judge
 
     @property
     def eventfds(self) -> dict[str, EventfdModel]:
@@ -190,8 +191,16 @@ class Program:
         try:
             for op in program:
                 self.apply(op)
+            self.finish()
         finally:
             self.close_all()
+
+    def finish(self) -> None:
+        """A waiter blocked by the last operation has no next one to be judged after: it
+        is judged now, when it returns (its timeout, as nothing is ready; or news, if
+        something became ready meanwhile)."""
+        if self.waiter is not None and not self.stopped:
+            self._judge_waiter(done=time.monotonic())
 
     def block_signals(self) -> None:
         if self.saved_mask is None:
@@ -272,7 +281,11 @@ class Program:
             self._judge_waiter()        # before: this operation would race with it
             waiter = None
         self.ops.append(op)
-        getattr(self, "_" + op["op"])(op)
+        try:
+            getattr(self, "_" + op["op"])(op)
+        except BaseException:
+            self.stopped = True
+            raise
         if waiter is not None:
             self._judge_waiter(done=time.monotonic())
         if any(model.ahead for model in self.epolls.values()):
