@@ -4,6 +4,7 @@ the right line, the behaviour and the field, and never hide their neighbours."""
 from __future__ import annotations
 
 import errno
+import os
 
 import pytest
 from helpers import CITE, QUOTE, REPO, behaviour, line_of, load, load_one, spec_text
@@ -539,6 +540,26 @@ def test_a_text_with_a_schema_error_is_reported_every_time(tmp_path, monkeypatch
         [error] = load_text(text, "a.yaml").errors
         assert error.field.startswith("steps[0].eventfd.initval")
     assert not validated.passed(text)
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root to drop to another user")
+def test_a_cache_the_user_cannot_read_only_costs_time(tmp_path):
+    """A run that dropped root's privileges keeps root's $HOME, whose cache it may not read."""
+    from kit.adapter.process import run_forked
+
+    cache = tmp_path / "cache"
+    (cache / "kit" / "validated").mkdir(parents=True)
+    cache.chmod(0o700)
+    text = spec_text(behaviour("x.private", "steps:\n  - eventfd: {}\n"))
+
+    def load_as_nobody():
+        os.environ["XDG_CACHE_HOME"] = str(cache)
+        os.setgroups([])
+        os.setresgid(65534, 65534, 65534)
+        os.setresuid(65534, 65534, 65534)
+        return [b.id for b in load_text(text, "a.yaml").behaviours]
+
+    assert run_forked(load_as_nobody, 60) == ("ok", ["x.private"])
 
 
 def test_an_unwritable_cache_only_costs_time(tmp_path, monkeypatch):

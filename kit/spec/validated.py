@@ -43,15 +43,18 @@ def _marker(text: str) -> Path:
 
 
 def passed(text: str) -> bool:
-    """True if this text passed this schema before."""
-    return _marker(text).exists()
+    """True if this text passed this schema before (False where the directory cannot be
+    read: a run that dropped root's privileges still has root's $HOME)."""
+    try:
+        return _marker(text).exists()
+    except OSError:
+        return False
 
 
 def hand_over(texts, cache_home: Path) -> int:
     """Copy the names of these texts that passed into another XDG_CACHE_HOME (a VM's, whose
     kit and schema are this one's); how many were."""
-    names = [_marker(text) for text in texts]
-    names = [name for name in names if name.exists()]
+    names = [_marker(text) for text in texts if passed(text)]
     for name in names:
         into = cache_home / name.relative_to(cache_dir().parent.parent)
         into.parent.mkdir(parents=True, exist_ok=True)
