@@ -474,8 +474,7 @@ def cmd_matrix(ns) -> int:
         print(f"kit matrix: {exc}", file=sys.stderr)
         return EXIT_USAGE
     except (KeyboardInterrupt, children.Signalled) as exc:
-        how = "Ctrl-C" if isinstance(exc, KeyboardInterrupt) else str(exc)
-        print(f"kit matrix: stopped ({how}); the targets that finished are merged in "
+        print(f"kit matrix: stopped ({children.stopped_by(exc)}); the targets that finished are merged in "
               f"{Path(ns.output) / 'report.html'}", file=sys.stderr)
         return EXIT_KIT_ERROR
     if ns.json:

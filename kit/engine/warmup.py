@@ -45,10 +45,10 @@ def warm_up() -> None:
     global _done
     if _done:
         return
+    import hypothesis.stateful  # noqa: F401 - the model tests' machinery
+
     from kit.engine.runner import check_behaviour
     from kit.spec.loader import load_text
-
-    import hypothesis.stateful  # noqa: F401 - the model tests' machinery
     for info in pkgutil.walk_packages(kit.__path__, "kit."):
         if not info.name.endswith("__main__"):
             importlib.import_module(info.name)

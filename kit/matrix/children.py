@@ -91,6 +91,11 @@ class Signalled(BaseException):
         self.signum = signum
 
 
+def stopped_by(exc: BaseException) -> str:
+    """How a stop is named to the user: Ctrl-C, SIGTERM, SIGHUP."""
+    return "Ctrl-C" if isinstance(exc, KeyboardInterrupt) else str(exc)
+
+
 @contextmanager
 def stop_on_signals():
     """In the main thread: SIGTERM and SIGHUP raise Signalled there, like Ctrl-C raises

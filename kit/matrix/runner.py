@@ -142,7 +142,7 @@ def run_matrix(targets: list[Target], *, repo: Path, out: Path, kit_args: list[s
     except (KeyboardInterrupt, children.Signalled) as exc:
         # Ctrl-C, SIGTERM or SIGHUP: take every target's processes down, then merge what
         # finished, so that the reports of the targets done so far are not lost
-        stopped_by = "Ctrl-C" if isinstance(exc, KeyboardInterrupt) else str(exc)
+        stopped_by = children.stopped_by(exc)
         finished = {name for name, future in futures.items() if future.done()}
         progress.say(f"stopping ({stopped_by}): ending every target's processes")
         children.stop_all()
