@@ -49,6 +49,7 @@ def warm_up() -> None:
 
     from kit.engine.runner import check_behaviour
     from kit.spec.loader import load_text
+
     for info in pkgutil.walk_packages(kit.__path__, "kit."):
         if not info.name.endswith("__main__"):
             importlib.import_module(info.name)
