@@ -520,6 +520,9 @@ class QemuTarget(Target):
         """Why the kernel cannot be fetched now (None: cached, or apt can fetch it)."""
         try:
             package, version = self.resolve(update_system=False)
+            if self.foreign and not self.spec.get("busybox"):
+                # the initramfs's busybox comes from the same lists
+                self.busybox_version(self.apt_options())
             if any(k.version == version for k in kernels.cached_kernels(package)):
                 return None
             kernels.download_uri(package, version, self.apt_options())
@@ -545,12 +548,17 @@ class QemuTarget(Target):
                 raise kernels.KernelError("no static busybox of the guest's architecture")
             return found
         options = self.apt_options(log)
+        return foreign_busybox(self.busybox_version(options), self.architecture, options,
+                               log)
+
+    def busybox_version(self, apt_options: list[str]) -> str:
+        """The version of busybox-static apt would fetch for the guest's architecture."""
         found = kernels.pick_newest(BUSYBOX_PACKAGE,
-                                    kernels.apt_candidates(BUSYBOX_PACKAGE, options))
+                                    kernels.apt_candidates(BUSYBOX_PACKAGE, apt_options))
         if found is None:
             raise kernels.KernelError(f"apt knows no {BUSYBOX_PACKAGE} for "
                                       f"{self.architecture} in {self.spec.get('suite')}")
-        return foreign_busybox(found[1], self.architecture, options, log)
+        return found[1]
 
     def _prepare(self, log: Path) -> None:
         with open(log, "a") as out:

@@ -354,6 +354,7 @@ class UserlandTarget(Target):
     def in_use(self):
         """Within this block the userland's kit is being run (here, or by a VM booted on
         its root): another target's prepare does not reinstall it meanwhile."""
+        self._in_use_lock().parent.mkdir(parents=True, exist_ok=True)
         with open(self._in_use_lock(), "a") as lock:
             fcntl.flock(lock, fcntl.LOCK_SH)
             yield
