@@ -238,6 +238,18 @@ def test_busybox_static_is_fetched_for_the_guests_architecture(tmp_path, monkeyp
         arch.foreign_busybox("2", "arm64", [])
 
 
+def test_no_busybox_static_in_the_lists_is_said_in_list(monkeypatch):
+    monkeypatch.setattr(kernels, "apt_candidates", lambda pattern, options=(): {})
+    target = arm64_target()
+    with pytest.raises(kernels.KernelError, match="apt knows no busybox-static for arm64 in "
+                                                  "bookworm"):
+        target.busybox_version([])
+    # what `kit matrix --list` prints, the kernel being there
+    monkeypatch.setattr(q.QemuTarget, "resolve", lambda self, log=None, **kw: ("p", "1"))
+    monkeypatch.setattr(q.QemuTarget, "apt_options", lambda self, log=None: [])
+    assert target.fetch_problem() == "apt knows no busybox-static for arm64 in bookworm"
+
+
 # -- why it cannot run here ----------------------------------------------------------------
 
 
@@ -417,34 +429,33 @@ def test_the_kit_is_not_reinstalled_under_a_running_target(tmp_path, monkeypatch
     monkeypatch.setattr(ul, "_run", build)
     monkeypatch.setattr(ul.UserlandTarget, "_pip",
                         lambda self, d, args, out: installs.append(args[-1]))
-    log = open(tmp_path / "log", "w")
-    userland._install_kit(directory, log)
-    assert len(installs) == 1
-    userland._install_kit(directory, log)        # the same wheel: left as it is
-    assert len(installs) == 1
-    # another kit while a run holds the userland: the reinstall waits, bounded
-    (directory / ul.INSTALLED).write_text("another kit")
-    held, release = threading.Event(), threading.Event()
+    with open(tmp_path / "log", "w") as log:
+        userland._install_kit(directory, log)
+        assert len(installs) == 1
+        userland._install_kit(directory, log)        # the same wheel: left as it is
+        assert len(installs) == 1
+        # another kit while a run holds the userland: the reinstall waits, bounded
+        (directory / ul.INSTALLED).write_text("another kit")
+        held, release = threading.Event(), threading.Event()
 
-    def run():
-        with userland.in_use():
-            held.set()
-            release.wait(30)
-    runner = threading.Thread(target=run)
-    runner.start()
-    try:
-        held.wait(10)
-        start = time.monotonic()
-        with pytest.raises(ul.UserlandError, match="another target has been running"):
-            with userland._exclusive(log, timeout=1.5):
+        def run():
+            with userland.in_use():
+                held.set()
+                release.wait(30)
+        runner = threading.Thread(target=run)
+        runner.start()
+        try:
+            held.wait(10)
+            start = time.monotonic()
+            with pytest.raises(ul.UserlandError, match="another target has been running"), \
+                    userland._exclusive(log, timeout=1.5):
                 pass
-        assert time.monotonic() - start < 10
-    finally:
-        release.set()
-        runner.join(10)
-    userland._install_kit(directory, log)        # free again: reinstalled
-    assert len(installs) == 2
-    log.close()
+            assert time.monotonic() - start < 10
+        finally:
+            release.set()
+            runner.join(10)
+        userland._install_kit(directory, log)        # free again: reinstalled
+        assert len(installs) == 2
 
 
 # -- the real thing -------------------------------------------------------------------------

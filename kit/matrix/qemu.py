@@ -27,7 +27,15 @@ qemu's CPU seconds go into the result's metadata; docs/matrix.md has the measure
     #           boot (auto | pvh | bzimage), boot_timeout, cmdline, modules,
     #           cpus (auto | N), jobs (kit run -n; default: 0 at one vCPU, else N),
     #           python_image (auto: under KVM only | true | false; see qemu_image.py),
-    #           qemu (binary), busybox (path to a static busybox)
+    #           qemu (binary), busybox (path to a static busybox),
+    #           run_args (pytest options for the guest's `kit run`, after --),
+    #           architecture (amd64 | arm64; see below), userland_archive
+
+Another architecture's kernel (`architecture: arm64`, qemu_arch.py) boots in its own
+emulator (qemu-system-aarch64 -machine virt, TCG) from its Image, with its own busybox
+(Debian's busybox-static for it) and, as its root, the Debian userland of that architecture
+that userland.py builds (the checkout's kit installed in its venv); `suite` is required, and
+apt reads that architecture's lists through a private configuration of its own.
 """
 
 from __future__ import annotations

@@ -4,9 +4,11 @@ Nothing here installs anything: a kernel package is fetched with `apt-get downlo
 unpacked with `dpkg -x` into a cache directory, one directory per exact package version:
 
     $KIT_CACHE/kernels/<package>_<version>/      (KIT_CACHE defaults to ~/.cache/kit)
-        <package>_<version>_amd64.deb   what apt-get download fetched
+        <package>_<version>_<arch>.deb  what apt-get download fetched
         tree/                           dpkg -x of it: boot/vmlinuz-*, boot/config-*, lib/modules/
-        vmlinux                         the ELF kernel inside vmlinuz (absent if extraction failed)
+        vmlinux                         amd64: the ELF kernel inside vmlinuz (absent if extraction
+                                        failed)
+        Image                           arm64: the Image the board loads (vmlinuz, inflated)
         initramfs.cpio                  busybox, the 9p-over-virtio modules, /init
         kernel.json                     what was prepared; written last, so it marks completion
 
