@@ -295,6 +295,12 @@ def test_the_userland_is_the_kernels_suite_and_architecture():
     # the same recipe as the qemu-user target's: one root file system for both
     qemu_user = load_target(REPO / "targets" / "debian-arm64.yaml")
     assert userland.directory() == qemu_user.directory()
+    # more packages: a root file system of its own
+    compiler = arm64_target(userland_packages=["gcc", "libc6-dev"]).userland()
+    assert compiler.packages()[-2:] == ["gcc", "libc6-dev"]
+    assert compiler.directory() != qemu_user.directory()
+    assert "userland_packages must be a list" in arm64_target(
+        userland_packages="gcc")._foreign_problem()
 
 
 def test_matrix_list_gives_the_reason(tmp_path):

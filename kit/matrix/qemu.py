@@ -29,7 +29,8 @@ qemu's CPU seconds go into the result's metadata; docs/matrix.md has the measure
     #           python_image (auto: under KVM only | true | false; see qemu_image.py),
     #           qemu (binary), busybox (path to a static busybox),
     #           run_args (pytest options for the guest's `kit run`, after --),
-    #           architecture (amd64 | arm64; see below), userland_archive
+    #           architecture (amd64 | arm64; see below), userland_archive,
+    #           userland_packages (more Debian packages in that architecture's userland)
 
 Another architecture's kernel (`architecture: arm64`, qemu_arch.py) boots in its own
 emulator (qemu-system-aarch64 -machine virt, TCG) from its Image, with its own busybox
@@ -408,6 +409,10 @@ class QemuTarget(Target):
                 "architecture": self.architecture}
         if "userland_archive" in self.spec:
             spec["archive"] = str(self.spec["userland_archive"])
+        if self.spec.get("userland_packages"):
+            # more than the kit needs (a C compiler for the native race executor): a root
+            # file system of its own, not the qemu-user target's
+            spec["packages"] = list(self.spec["userland_packages"])
         userland = UserlandTarget(f"{self.name} (userland)", spec)
         userland.repo = self.repo
         return userland
@@ -457,6 +462,9 @@ class QemuTarget(Target):
         if self.spec.get("boot", "auto") not in ("auto", *self.machine.boot_methods):
             return (f"boot must be auto or {', '.join(self.machine.boot_methods)} for an "
                     f"{arch} kernel, not {self.spec['boot']!r}")
+        extra = self.spec.get("userland_packages", [])
+        if not (isinstance(extra, list) and all(isinstance(p, str) for p in extra)):
+            return f"userland_packages must be a list of Debian package names, not {extra!r}"
         if self.spec.get("busybox") and not is_static_elf(Path(self.spec["busybox"]),
                                                           self.machine.elf_machine):
             return (f"busybox {self.spec['busybox']} is not a static {arch} executable")
