@@ -26,7 +26,10 @@ Prepared once and cached under $KIT_CACHE/userlands/<suite>-<architecture>-<dige
     .complete      written last
 
 Before each run the checkout's kit is built into a wheel and installed into the venv
-(seconds), so the userland runs the same kit and specs as the host. A run is `kit run`
+(seconds), so the userland runs the same kit and specs as the host; an unchanged wheel
+(.kit-wheel: the digest of what it installs) is not installed again, and a changed one waits
+until no run of the userland's kit (this target's, or a VM booted on this root file system
+by the qemu target) holds its `.in-use` lock. A run is `kit run`
 chrooted into the root filesystem in fresh mount and PID namespaces (unshare), with /proc,
 /dev, a tmpfs /tmp and the report directory mounted in; none of it outlives the run. The
 process runs under the architecture's personality (`setarch i686`), so the report names it;
