@@ -42,7 +42,7 @@ def test_matrix_list_shows_both_targets_or_why_they_are_skipped():
                           capture_output=True, text=True, timeout=300, check=False)
     assert proc.returncode == 0, proc.stderr
     for name in TARGETS:
-        line = next(line for line in proc.stdout.splitlines() if line.startswith(name))
+        line = next(line for line in proc.stdout.splitlines() if line.split()[0] == name)
         assert re.search(r"userland\s+(available|skipped: .+)", line), line
 
 

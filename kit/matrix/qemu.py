@@ -27,12 +27,22 @@ qemu's CPU seconds go into the result's metadata; docs/matrix.md has the measure
     #           boot (auto | pvh | bzimage), boot_timeout, cmdline, modules,
     #           cpus (auto | N), jobs (kit run -n; default: 0 at one vCPU, else N),
     #           python_image (auto: under KVM only | true | false; see qemu_image.py),
-    #           qemu (binary), busybox (path to a static busybox)
+    #           qemu (binary), busybox (path to a static busybox),
+    #           run_args (pytest options for the guest's `kit run`, after --),
+    #           architecture (amd64 | arm64; see below), userland_archive,
+    #           userland_packages (more Debian packages in that architecture's userland)
+
+Another architecture's kernel (`architecture: arm64`, qemu_arch.py) boots in its own
+emulator (qemu-system-aarch64 -machine virt, TCG) from its Image, with its own busybox
+(Debian's busybox-static for it) and, as its root, the Debian userland of that architecture
+that userland.py builds (the checkout's kit installed in its venv); `suite` is required, and
+apt reads that architecture's lists through a private configuration of its own.
 """
 
 from __future__ import annotations
 
 import collections
+import contextlib
 import fcntl
 import io
 import json
@@ -58,48 +68,58 @@ from kit.matrix import qemu_kernel as kernels
 from kit.matrix.apt import ARCHIVE, AptError, PrivateApt
 from kit.matrix.base import RunRequest, RunResult, Target
 from kit.matrix.host import kit_command
+from kit.matrix.qemu_arch import (
+    BUSYBOX_PACKAGE,
+    MACHINES,
+    ForeignApt,
+    Machine,
+    foreign_busybox,
+    host_machine,
+    native,
+)
 from kit.report.atomic import write_atomic
 
-QEMU = "qemu-system-x86_64"
+QEMU = MACHINES["amd64"].qemu
 BUSYBOX_CANDIDATES = ("/bin/busybox", "/usr/bin/busybox")
 KVM_GET_API_VERSION, KVM_CREATE_VM = 0xAE00, 0xAE01
-BOOT_METHODS = {"pvh": "vmlinux PVH", "bzimage": "bzImage"}
+BOOT_METHODS = {"pvh": "vmlinux PVH", "bzimage": "bzImage", "image": "Image"}
+GUEST_OUT = Path("/out")       # where a userland root's guest mounts the writable share
 # a VM that printed nothing at all by then did not start its kernel (a PVH entry that is
 # not taken, a KVM that cannot run this guest): give up on that way of booting
 FIRST_OUTPUT_TIMEOUT = {"kvm": 30.0, "tcg": 90.0}
 BOOT_TIMEOUT = {"kvm": 120.0, "tcg": 600.0}    # until /init runs; `boot_timeout` overrides
-# Emulated, the plain x86-64 model costs less than `max` (measured in a guest here: 30 forks
-# of a 60 MB process that touch its pages 16-21 s against 26-29 s, the whole test 44 against
-# 57 CPU seconds): fewer features to emulate (glibc and the kernel pick AVX2 and
-# `rep movsb` copies for `max`, which TCG runs slowly). The specs need no CPU feature.
-TCG_CPU = "qemu64"
+# the CPU model under TCG, per architecture: see qemu_arch.MACHINES for why
+TCG_CPU = MACHINES["amd64"].tcg_cpu
 
 
 # -- host capabilities ------------------------------------------------------------------------
 
 
-def is_static_elf_bytes(head: bytes) -> bool:
-    """An ELF64 executable with no PT_INTERP: runs in an initramfs without a libc."""
+def is_static_elf_bytes(head: bytes, machine: str | None = None) -> bool:
+    """An ELF64 executable with no PT_INTERP: runs in an initramfs without a libc; of
+    `machine` (pyelftools' e_machine, EM_X86_64) if given, so that no busybox of another
+    architecture lands in a guest's initramfs."""
     try:
         elf = ELFFile(io.BytesIO(head))
-        return elf.elfclass == 64 and not any(seg["p_type"] == "PT_INTERP"
-                                              for seg in elf.iter_segments())
+        return (elf.elfclass == 64 and (machine is None or elf["e_machine"] == machine)
+                and not any(seg["p_type"] == "PT_INTERP" for seg in elf.iter_segments()))
     except (ELFError, struct.error, ValueError):
         return False
 
 
-def is_static_elf(path: Path) -> bool:
+def is_static_elf(path: Path, machine: str | None = None) -> bool:
     try:
         with open(path, "rb") as f:
-            return is_static_elf_bytes(f.read(1 << 16))
+            return is_static_elf_bytes(f.read(1 << 16), machine)
     except OSError:
         return False
 
 
-def find_busybox(configured: str | None = None) -> Path | None:
+def find_busybox(configured: str | None = None, machine: str | None = None) -> Path | None:
     for candidate in ([configured] if configured else
                       [*BUSYBOX_CANDIDATES, shutil.which("busybox")]):
-        if candidate and Path(candidate).is_file() and is_static_elf(Path(candidate)):
+        if candidate and Path(candidate).is_file() and is_static_elf(Path(candidate),
+                                                                      machine):
             return Path(candidate)
     return None
 
@@ -139,9 +159,10 @@ def qemu_version(qemu: str) -> str:
 # -- the qemu command line --------------------------------------------------------------------
 
 
-def kernel_cmdline(extra: str = "") -> str:
+def kernel_cmdline(extra: str = "", console: str = "ttyS0") -> str:
     """Serial console; a panic reboots at once, which -no-reboot turns into qemu exiting."""
-    return " ".join(p for p in ("console=ttyS0", "panic=-1", "rdinit=/init", extra) if p)
+    return " ".join(p for p in (f"console={console}", "panic=-1", "rdinit=/init", extra)
+                    if p)
 
 
 def _opt(path: Path) -> str:
@@ -151,21 +172,24 @@ def _opt(path: Path) -> str:
 
 def qemu_command(qemu: str, *, accel: str, kernel: Path, initrd: Path, out_dir: Path,
                  memory_mb: int = 2048, cmdline: str = "", root: Path = Path("/"),
-                 cpus: int = 1, image: Path | None = None) -> list[str]:
-    """`cpus` vCPUs (under TCG one host thread each), no display, no network: the host root
-    (read-only) and out_dir (writable) as two virtio-9p shares, the Python image (if any)
-    as a read-only virtio disk, the serial console on stdout."""
+                 cpus: int = 1, image: Path | None = None,
+                 machine: Machine = MACHINES["amd64"]) -> list[str]:
+    """`cpus` vCPUs (under TCG one host thread each), no display, no network: the guest's
+    root (the host's, or a userland's; read-only) and out_dir (writable) as two virtio-9p
+    shares, the Python image (if any) as a read-only virtio disk, the serial console on
+    stdout; the board, CPU model and console of the guest's architecture (`machine`)."""
     if accel == "tcg" and cpus > 1:
         accel = "tcg,thread=multi"
     disk = ["-drive", f"file={_opt(image)},if=none,id=kitpython,format=raw,readonly=on",
             "-device", "virtio-blk-pci,drive=kitpython"] if image else []
     return [
-        qemu, "-machine", "pc", "-accel", accel,
-        "-cpu", "host" if accel == "kvm" else TCG_CPU,
+        qemu, *machine.board, "-accel", accel,
+        "-cpu", "host" if accel == "kvm" else machine.tcg_cpu,
         "-smp", str(cpus), "-m", str(memory_mb),
         "-nodefaults", "-no-user-config", "-display", "none", "-monitor", "none",
         "-serial", "stdio", "-no-reboot",
-        "-kernel", str(kernel), "-initrd", str(initrd), "-append", kernel_cmdline(cmdline),
+        "-kernel", str(kernel), "-initrd", str(initrd),
+        "-append", kernel_cmdline(cmdline, machine.console),
         "-fsdev", (f"local,id={guest.ROOT_TAG},path={_opt(root)},security_model=none,"
                    f"readonly=on,multidevs=remap"),
         "-device", f"virtio-9p-pci,fsdev={guest.ROOT_TAG},mount_tag={guest.ROOT_TAG}",
@@ -246,21 +270,34 @@ def _uptime(console: Console, key: str) -> float | None:
 GUEST_CONFIG_COPY = ".kernel-config"
 
 
-def guest_kernel_config(kernel: kernels.PreparedKernel, request: RunRequest) -> dict:
+def guest_kernel_config(kernel: kernels.PreparedKernel, request: RunRequest,
+                        guest_out: Path | None = None) -> dict:
     """KIT_KERNEL_CONFIG for the guest's `kit run`: the booted package's boot/config-*, so
     `applies: kernel_config` is judged by the guest kernel's options. Without it the guest
-    would look in /proc/config.gz (Debian kernels have none) and the host's /boot."""
+    would look in /proc/config.gz (Debian kernels have none) and the host's /boot.
+    `guest_out`: the guest's root is a userland, which has none of the host's files, and
+    it mounts the writable share there."""
     config = kernel.config_file()
     if config is None:
         return {}
     config = config.resolve()      # the guest's `kit run` has another cwd
-    if not guest.seen_by_guest(config, request.repo):
+    if guest_out is not None or not guest.seen_by_guest(config, request.repo):
         # a cache under /tmp or /run is covered by the guest's tmpfs: hand over a copy on
-        # the writable share, which the guest mounts at the same path
+        # the writable share, which the guest mounts at the same path (or at guest_out)
         copy = request.out_dir / GUEST_CONFIG_COPY
         write_atomic(copy, Path(config).read_text())
-        config = copy
+        config = (guest_out or request.out_dir) / GUEST_CONFIG_COPY
     return {"KIT_KERNEL_CONFIG": str(config)}
+
+
+def guest_kit_command(command: list[str], run_args: list[str]) -> list[str]:
+    """The guest's `kit run`: --allow-machine-wide among kit run's own options (before a
+    `--`, where a replay's pytest options start), the target's run_args among pytest's."""
+    own, rest = (command[:command.index("--")], command[command.index("--") + 1:]) \
+        if "--" in command else (command, [])
+    rest = [*rest, *run_args]
+    # the guest is the kit's own machine: its sysctls may change (each is restored)
+    return [*own, "--allow-machine-wide", *(["--", *rest] if rest else [])]
 
 
 # -- the checkout, byte-compiled on the host ----------------------------------------------------
@@ -333,11 +370,27 @@ class QemuTarget(Target):
         self.prepare_seconds = 0.0       # resolving, fetching, unpacking, building (host)
         self.image: qemu_image.GuestImage | None = None
         self.image_note = ""             # why there is no image (the guest reads 9p)
+        self.root: guest.GuestRoot | None = None    # a userland's root; None: the host's
 
     # settings
     @property
+    def architecture(self) -> str:
+        """Debian's name of the kernel's architecture (amd64, arm64)."""
+        return str(self.spec.get("architecture", "amd64"))
+
+    @property
+    def machine(self) -> Machine:
+        return MACHINES.get(self.architecture, MACHINES["amd64"])
+
+    @property
+    def foreign(self) -> bool:
+        """The guest's architecture is not this host's: TCG only, and the guest's root is
+        a userland of its architecture instead of the host's root."""
+        return not native(self.machine)
+
+    @property
     def qemu(self) -> str | None:
-        return shutil.which(self.spec.get("qemu", QEMU))
+        return shutil.which(self.spec.get("qemu", self.machine.qemu))
 
     @property
     def python(self) -> str:
@@ -354,9 +407,30 @@ class QemuTarget(Target):
     def accel_setting(self) -> str:
         return str(self.spec.get("accel", "auto")).lower()
 
+    def userland(self):
+        """The userland target whose root file system is the guest's root (a foreign
+        architecture's guest cannot run the host's programs): the same suite and
+        architecture as the kernel, built and cached by userland.py."""
+        from kit.matrix.userland import UserlandTarget
+
+        spec = {"suite": str(self.spec.get("suite", "bookworm")),
+                "architecture": self.architecture}
+        if "userland_archive" in self.spec:
+            spec["archive"] = str(self.spec["userland_archive"])
+        if self.spec.get("userland_packages"):
+            # more than the kit needs (a C compiler for the native race executor): a root
+            # file system of its own, not the qemu-user target's
+            spec["packages"] = list(self.spec["userland_packages"])
+        userland = UserlandTarget(f"{self.name} (userland)", spec)
+        userland.repo = self.repo
+        return userland
+
     def unavailable(self) -> str | None:
-        machine = platform.machine().lower()
-        if machine not in ("x86_64", "amd64"):
+        machine = host_machine()
+        if self.architecture not in MACHINES:
+            return (f"architecture {self.architecture!r} has no machine here (one of "
+                    f"{', '.join(sorted(MACHINES))})")
+        if self.architecture == "amd64" and not native(self.machine):
             return (f"the qemu target boots Debian amd64 kernels on an x86_64 host; this host "
                     f"is {machine}")
         if not self.spec.get("package"):
@@ -371,9 +445,11 @@ class QemuTarget(Target):
             return (f"python_image must be auto, true or false, not "
                     f"{self.spec['python_image']!r}")
         if self.qemu is None:
-            return (f"{self.spec.get('qemu', QEMU)} is not installed "
-                    f"(Debian package: qemu-system-x86)")
-        if find_busybox(self.spec.get("busybox")) is None:
+            return (f"{self.spec.get('qemu', self.machine.qemu)} is not installed "
+                    f"(Debian package: {self.machine.qemu_package})")
+        if self.foreign:
+            return self._foreign_problem()
+        if find_busybox(self.spec.get("busybox"), self.machine.elf_machine) is None:
             return ("no static busybox for the guest's initramfs "
                     "(Debian package: busybox-static)")
         if self.accel_setting == "kvm" and kvm_unusable():
@@ -381,6 +457,31 @@ class QemuTarget(Target):
         if not (shutil.which("apt-get") and shutil.which("dpkg")) \
                 and not kernels.cached_kernels(str(self.spec["package"])):
             return "apt-get and dpkg are needed to fetch Debian kernel packages"
+        return None
+
+    def _foreign_problem(self) -> str | None:
+        """Why a guest of another architecture than the host's cannot run here."""
+        arch = self.architecture
+        if self.accel_setting == "kvm":
+            return f"accel: kvm, but an {arch} guest cannot use KVM on a {host_machine()} host"
+        if not self.spec.get("suite"):
+            return (f"an {arch} kernel comes through the kit's private apt configuration: "
+                    f"the target file must name its `suite` (bookworm)")
+        if self.spec.get("boot", "auto") not in ("auto", *self.machine.boot_methods):
+            return (f"boot must be auto or {', '.join(self.machine.boot_methods)} for an "
+                    f"{arch} kernel, not {self.spec['boot']!r}")
+        extra = self.spec.get("userland_packages", [])
+        if not (isinstance(extra, list) and all(isinstance(p, str) for p in extra)):
+            return f"userland_packages must be a list of Debian package names, not {extra!r}"
+        if self.spec.get("busybox") and not is_static_elf(Path(self.spec["busybox"]),
+                                                          self.machine.elf_machine):
+            return (f"busybox {self.spec['busybox']} is not a static {arch} executable")
+        if not (shutil.which("apt-get") and shutil.which("dpkg")) \
+                and not kernels.cached_kernels(str(self.spec["package"])):
+            return "apt-get and dpkg are needed to fetch Debian kernel packages"
+        problem = self.userland().unavailable()
+        if problem:
+            return f"the guest's root is a Debian {arch} userland, and here {problem}"
         return None
 
     # -- prepare: resolve, download, unpack, extract, build the initramfs (all cached)
@@ -391,9 +492,13 @@ class QemuTarget(Target):
         suite = self.spec.get("suite")
         if not suite:
             return None
-        return PrivateApt(str(suite), kernels.cache_root() / "apt" / str(suite),
-                          archive=str(self.spec.get("archive", ARCHIVE)),
-                          security=bool(self.spec.get("security", True)))
+        settings = {"archive": str(self.spec.get("archive", ARCHIVE)),
+                    "security": bool(self.spec.get("security", True))}
+        if self.foreign:
+            # another architecture's package lists, kept apart from the host's
+            return ForeignApt(str(suite), kernels.cache_root() / "apt" /
+                              f"{suite}-{self.architecture}", self.architecture, **settings)
+        return PrivateApt(str(suite), kernels.cache_root() / "apt" / str(suite), **settings)
 
     def apt_options(self, log=None) -> list[str]:
         """apt's options for this target, the suite's lists fetched first if stale."""
@@ -439,6 +544,9 @@ class QemuTarget(Target):
         """Why the kernel cannot be fetched now (None: cached, or apt can fetch it)."""
         try:
             package, version = self.resolve(update_system=False)
+            if self.foreign and not self.spec.get("busybox"):
+                # the initramfs's busybox comes from the same lists
+                self.busybox_version(self.apt_options())
             if any(k.version == version for k in kernels.cached_kernels(package)):
                 return None
             kernels.download_uri(package, version, self.apt_options())
@@ -455,15 +563,40 @@ class QemuTarget(Target):
         finally:
             self.prepare_seconds += time.monotonic() - began
 
+    def busybox(self, log=None) -> Path:
+        """A static busybox of the guest's architecture: the host's for a native guest,
+        else Debian's busybox-static for that architecture (unless the target names one)."""
+        if not self.foreign or self.spec.get("busybox"):
+            found = find_busybox(self.spec.get("busybox"), self.machine.elf_machine)
+            if found is None:
+                raise kernels.KernelError("no static busybox of the guest's architecture")
+            return found
+        options = self.apt_options(log)
+        return foreign_busybox(self.busybox_version(options), self.architecture, options,
+                               log)
+
+    def busybox_version(self, apt_options: list[str]) -> str:
+        """The version of busybox-static apt would fetch for the guest's architecture."""
+        found = kernels.pick_newest(BUSYBOX_PACKAGE,
+                                    kernels.apt_candidates(BUSYBOX_PACKAGE, apt_options))
+        if found is None:
+            raise kernels.KernelError(f"apt knows no {BUSYBOX_PACKAGE} for "
+                                      f"{self.architecture} in {self.spec.get('suite')}")
+        return found[1]
+
     def _prepare(self, log: Path) -> None:
         with open(log, "a") as out:
             package, version = self.resolve(out)
             kernels._say(out, f"kernel package {package} {version}")
             self.kernel = kernels.prepare_kernel(
-                package, version, find_busybox(self.spec.get("busybox")), out,
+                package, version, self.busybox(out), out,
                 extra_modules=list(self.spec.get("modules", [])),
-                apt_options=self.apt_options(out))
+                apt_options=self.apt_options(out), architecture=self.architecture)
             kernels._say(out, f"prepared in {self.kernel.directory}")
+        if self.foreign:
+            self._prepare_userland(log)
+            return
+        with open(log, "a") as out:
             wanted = self.spec.get("python_image", "auto")
             if wanted is False or wanted == "auto" and not self.kvm_first():
                 self.image_note = (f"python_image: {str(wanted).lower()}"
@@ -483,6 +616,22 @@ class QemuTarget(Target):
                                   f"{self.image_note}")
             byte_compile(self.python, Path(self.repo), out)
 
+    def _prepare_userland(self, log: Path) -> None:
+        """The guest's root: the userland of the kernel's architecture, built once, with the
+        checkout's kit installed into its venv as for the userland targets (its programs
+        run under qemu-user here while it is built)."""
+        from kit.matrix.userland import VENV
+
+        userland = self.userland()
+        userland.prepare(log)
+        rootfs = userland.directory() / "rootfs"
+        # the writable share's mount point: the guest cannot make it on a read-only root
+        (rootfs / GUEST_OUT.relative_to("/")).mkdir(exist_ok=True)
+        self.root = guest.userland_root(rootfs, VENV)
+        self.image_note = f"the guest's root is the {self.architecture} userland {rootfs}"
+        with open(log, "a") as out:
+            kernels._say(out, f"guest root: {rootfs} (read-only over 9p)")
+
     # -- how to boot
 
     def kvm_first(self) -> bool:
@@ -494,7 +643,10 @@ class QemuTarget(Target):
     def plan(self) -> tuple[list[tuple[str, str]], str]:
         """The (accel, method) attempts in order, and a note on the accelerator choice."""
         setting, note = self.accel_setting, ""
-        if setting == "tcg":
+        if self.foreign:
+            accels = ["tcg"]
+            note = f"{self.architecture} guest, {host_machine()} host: TCG only"
+        elif setting == "tcg":
             accels, note = ["tcg"], "the target asks for tcg"
         elif setting == "kvm":
             accels = ["kvm"]
@@ -503,8 +655,8 @@ class QemuTarget(Target):
             accels = ["kvm", "tcg"] if reason is None else ["tcg"]
             note = f"no kvm: {reason}" if reason else ""
         boot = str(self.spec.get("boot", "auto")).lower()
-        methods = ["pvh", "bzimage"] if boot == "auto" else [boot]
-        if self.kernel is not None and self.kernel.vmlinux is None:
+        methods = list(self.machine.boot_methods) if boot == "auto" else [boot]
+        if self.kernel is not None and self.kernel.vmlinux is None and "bzimage" in methods:
             methods = [m for m in methods if m != "pvh"] or ["bzimage"]
         attempts = [(a, m) for a in accels for m in methods]
         failed = _probe_failures()
@@ -540,24 +692,37 @@ class QemuTarget(Target):
                 "python_image": str(self.image.path) if self.image else self.image_note}
         if note:
             meta["accel_note"] = note
+        meta["architecture"] = self.architecture
+        if self.root is not None:
+            meta["userland"] = str(self.root.share)
         meta["how"] = f"qemu, {kernel.package} {kernel.version}"
         # one vCPU: no xdist (a worker would import and collect everything a second time)
         jobs = str(self.spec.get("jobs", meta["cpus"] if meta["cpus"] > 1 else 0))
         meta["jobs"] = jobs
-        command = kit_command(request, str(request.out_dir), jobs)
-        # the guest is the kit's own machine: its sysctls may change (each is restored)
-        command.append("--allow-machine-wide")
-        env = dict(request.env, **guest_kernel_config(kernel, request))
-        env.update(guest_page_cache(self.python, request))
-        # the guest's `kit run` marks its phases on the console (guest_phases.py)
+        run_args = [str(a) for a in self.spec.get("run_args", [])]
+        if self.root is None:
+            command = guest_kit_command(kit_command(request, str(request.out_dir), jobs),
+                                        run_args)
+            env = dict(request.env, **guest_kernel_config(kernel, request))
+            env.update(guest_page_cache(self.python, request))
+        else:
+            # the userland's kit (the checkout's, installed as a wheel) from its venv; no
+            # man pages there, so no sentences to hand over
+            command = guest_kit_command(
+                [f"{self.root.venv_bin}/python", "-m", "kit", "run", "--report",
+                 str(GUEST_OUT), "-n", jobs, *request.kit_args], run_args)
+            env = dict(request.env, **guest_kernel_config(kernel, request, GUEST_OUT))
         env.update(PYTEST_PLUGINS=guest_phases.__name__,
                    **{guest_phases.CONSOLE_ENV: "/dev/console"})
         token = secrets.token_hex(16)
         token_file = request.out_dir / guest.SHARE_TOKEN
         write_atomic(token_file, token)
+        # a userland another target (re)installs the kit into must not change under us
+        in_use = self.userland().in_use() if self.root else contextlib.nullcontext()
         try:
-            return self._attempts(request, kernel, attempts, command, env, token, start,
-                                  deadline, meta)
+            with in_use:
+                return self._attempts(request, kernel, attempts, command, env, token, start,
+                                      deadline, meta)
         finally:
             token_file.unlink(missing_ok=True)
             shutil.rmtree(request.out_dir / GUEST_CACHE, ignore_errors=True)
@@ -568,9 +733,10 @@ class QemuTarget(Target):
         with tempfile.TemporaryDirectory(prefix="kit-qemu-") as tmp, \
                 open(request.log, "a") as log:
             initrd = Path(tmp) / "initramfs.cpio"
-            guest.write_run_initramfs(initrd, Path(kernel.initramfs), request.out_dir,
+            guest.write_run_initramfs(initrd, Path(kernel.initramfs),
+                                      GUEST_OUT if self.root else request.out_dir,
                                       request.repo, command, env, token,
-                                      image=self.image is not None)
+                                      image=self.image is not None, root=self.root)
             for i, (accel, method) in enumerate(attempts):
                 last = i == len(attempts) - 1
                 exit_file.unlink(missing_ok=True)
@@ -597,12 +763,15 @@ class QemuTarget(Target):
     def _boot(self, request: RunRequest, log, accel: str, method: str, initrd: Path,
               deadline: float, meta: dict) -> dict:
         kernel = self.kernel
-        image = Path(kernel.vmlinux if method == "pvh" else kernel.vmlinuz)
+        image = Path({"pvh": kernel.vmlinux, "image": kernel.image}.get(method)
+                     or kernel.vmlinuz)
         cmd = qemu_command(self.qemu, accel=accel, kernel=image, initrd=initrd,
                            out_dir=request.out_dir,
                            memory_mb=int(self.spec.get("memory_mb", 2048)),
                            cmdline=str(self.spec.get("cmdline", "")), cpus=meta["cpus"],
-                           image=self.image.path if self.image else None)
+                           image=self.image.path if self.image else None,
+                           root=self.root.share if self.root else Path("/"),
+                           machine=self.machine)
         log.write("[kit qemu] " + " ".join(cmd) + "\n")
         log.flush()
         first_timeout = FIRST_OUTPUT_TIMEOUT[accel]
@@ -658,6 +827,10 @@ class QemuTarget(Target):
             meta["run_seconds"] = round(ended - began, 2)
         meta["how"] = (f"qemu {meta['accel']} ({meta['boot']}), {meta['kernel_package']} "
                        f"{meta['kernel_version']}")
+        if self.root is not None:
+            meta["how"] += (f", {self.machine.qemu} {' '.join(self.machine.board[1:])} "
+                            f"-cpu {self.machine.tcg_cpu}, a Debian {self.architecture} "
+                            f"userland as its root")
         duration = time.monotonic() - start
         uptimes = {key: _uptime(console, key) for key in console.marks}
         up = console.mark("up")

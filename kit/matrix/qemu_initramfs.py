@@ -7,9 +7,10 @@ The initramfs is two concatenated newc cpio archives (the kernel unpacks them in
     run (written for each run)    /kit/run.conf (paths, 9p tags), /kit/run.sh (what runs
                                   chrooted into the host's root)
 
-/init mounts the host root (9p, read-only), proc/sys/dev and a tmpfs /tmp inside it, the
-writable 9p share on the host's out_dir path, chroots and runs /kit/run.sh, writes the exit
-code into the writable share and powers off. Lines starting with MARK on the serial console
+/init mounts the guest's root (9p, read-only: the host's root, or a userland's root file
+system of the guest's architecture, see GuestRoot), proc/sys/dev and a tmpfs /tmp inside it,
+the writable 9p share on the host's out_dir path (/out on a userland), chroots and runs
+/kit/run.sh, writes the exit code into the writable share and powers off. Lines starting with MARK on the serial console
 let the host follow the boot.
 """
 
@@ -17,6 +18,7 @@ from __future__ import annotations
 
 import shlex
 import stat
+from dataclasses import dataclass
 from pathlib import Path
 
 MARK = "KIT-INIT:"
@@ -124,7 +126,7 @@ for m in $(cat /etc/kit-modules); do
 done
 R=/mnt/root
 mount -t 9p -o "trans=virtio,version=9p2000.L,ro,cache=loose,msize=$KIT_MSIZE" \\
-    "$KIT_ROOT_TAG" $R || die "mounting the host root (9p tag $KIT_ROOT_TAG)"
+    "$KIT_ROOT_TAG" $R || die "mounting the guest's root (9p tag $KIT_ROOT_TAG)"
 mount -t proc proc $R/proc || die "mounting proc"
 mount -t sysfs sysfs $R/sys || die "mounting sysfs"
 mount -t devtmpfs devtmpfs $R/dev || die "mounting devtmpfs"
@@ -215,9 +217,12 @@ def share_check(out_dir: Path, token: str) -> str:
 
 
 def run_script(repo: Path, command: list[str], env: dict, out_dir: Path | None = None,
-               token: str = "") -> str:
-    """/kit/run.sh: runs chrooted into the host's root with the host's /bin/sh."""
-    base = {"PATH": f"{repo}/.venv/bin:{RUN_PATH}", "HOME": "/tmp", "TMPDIR": "/tmp",
+               token: str = "", venv_bin: str | None = None) -> str:
+    """/kit/run.sh: runs chrooted into the guest's root with its /bin/sh, from `repo` (the
+    checkout, or the directory a userland's `kit run` starts in), `venv_bin` first on PATH
+    (default: the checkout's .venv/bin)."""
+    venv_bin = venv_bin or f"{repo}/.venv/bin"
+    base = {"PATH": f"{venv_bin}:{RUN_PATH}", "HOME": "/tmp", "TMPDIR": "/tmp",
             "LANG": "C.UTF-8", "PYTHONDONTWRITEBYTECODE": "1", "PYTHONUNBUFFERED": "1",
             "PY_COLORS": "0"}
     base.update({str(k): str(v) for k, v in env.items()})
@@ -248,21 +253,45 @@ def seen_by_guest(path: Path, repo: Path) -> bool:
     return not any(path == Path(d) or Path(d) in path.parents for d in COVERED)
 
 
+@dataclass(frozen=True)
+class GuestRoot:
+    """What the guest chroots into: the host's root, where the checkout and its venv are at
+    their host paths (the default), or a userland's root file system built for the guest's
+    architecture, with the kit installed in its venv (userland.py)."""
+
+    share: Path                # the host directory shared read-only as the guest's root
+    workdir: str               # where the guest's `kit run` starts
+    venv_bin: str              # first on the guest's PATH
+    keep: Path | None = None   # a path below /tmp that the guest's tmpfs must not hide
+
+
+def host_root(repo: Path) -> GuestRoot:
+    return GuestRoot(Path("/"), str(repo), f"{repo}/.venv/bin", keep_path(repo))
+
+
+def userland_root(rootfs: Path, venv: str) -> GuestRoot:
+    # the kit is installed there as a wheel, specs and schema included: it runs from /
+    return GuestRoot(Path(rootfs), "/", f"{venv}/bin")
+
+
 def run_archive(out_dir: Path, repo: Path, command: list[str], env: dict,
-                token: str = "", image: bool = False) -> bytes:
+                token: str = "", image: bool = False, root: GuestRoot | None = None) -> bytes:
+    root = root or host_root(repo)
     archive = Cpio()
     archive.dir("kit")
-    archive.file("kit/run.conf", run_conf(out_dir, keep_path(repo), image).encode())
-    archive.file("kit/run.sh", run_script(repo, command, env, out_dir, token).encode(),
-                 0o755)
+    archive.file("kit/run.conf", run_conf(out_dir, root.keep, image).encode())
+    archive.file("kit/run.sh", run_script(Path(root.workdir), command, env, out_dir, token,
+                                          root.venv_bin).encode(), 0o755)
     return archive.bytes()
 
 
 def write_run_initramfs(path: Path, base: Path, out_dir: Path, repo: Path,
                         command: list[str], env: dict, token: str = "",
-                        image: bool = False) -> None:
+                        image: bool = False, root: GuestRoot | None = None) -> None:
     """base initramfs + this run's archive, concatenated, as qemu's -initrd. `token` is
-    what the host wrote into out_dir/SHARE_TOKEN, for the guest to find (share_check)."""
+    what the host wrote into out_dir/SHARE_TOKEN, for the guest to find (share_check);
+    `out_dir` is where the guest mounts the writable share (the host's path on the host's
+    root, /out on a userland's)."""
     with open(path, "wb") as out:
         out.write(Path(base).read_bytes())
-        out.write(run_archive(out_dir, repo, command, env, token, image))
+        out.write(run_archive(out_dir, repo, command, env, token, image, root))

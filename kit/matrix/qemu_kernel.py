@@ -4,9 +4,11 @@ Nothing here installs anything: a kernel package is fetched with `apt-get downlo
 unpacked with `dpkg -x` into a cache directory, one directory per exact package version:
 
     $KIT_CACHE/kernels/<package>_<version>/      (KIT_CACHE defaults to ~/.cache/kit)
-        <package>_<version>_amd64.deb   what apt-get download fetched
+        <package>_<version>_<arch>.deb  what apt-get download fetched
         tree/                           dpkg -x of it: boot/vmlinuz-*, boot/config-*, lib/modules/
-        vmlinux                         the ELF kernel inside vmlinuz (absent if extraction failed)
+        vmlinux                         amd64: the ELF kernel inside vmlinuz (absent if extraction
+                                        failed)
+        Image                           arm64: the Image the board loads (vmlinuz, inflated)
         initramfs.cpio                  busybox, the 9p-over-virtio modules, /init
         kernel.json                     what was prepared; written last, so it marks completion
 
@@ -419,6 +421,8 @@ class PreparedKernel:
     config: dict = field(default_factory=dict)   # the few options that matter here
     initramfs_id: str = ""             # what the initramfs was built from (see initramfs_id)
     disk: bool = False                 # the initramfs can mount the Python image
+    architecture: str = "amd64"        # Debian's name of the kernel's architecture
+    image: str | None = None           # arm64: the Image the board loads
 
     @classmethod
     def load(cls, directory: Path) -> PreparedKernel | None:
@@ -427,8 +431,8 @@ class PreparedKernel:
             kernel = cls(**data)
         except (OSError, ValueError, TypeError):
             return None
-        needed = [kernel.vmlinuz, kernel.initramfs] + ([kernel.vmlinux] if kernel.vmlinux
-                                                       else [])
+        needed = [kernel.vmlinuz, kernel.initramfs] + [p for p in (kernel.vmlinux,
+                                                                   kernel.image) if p]
         return kernel if all(Path(p).exists() for p in needed) else None
 
     def config_file(self) -> Path | None:
@@ -515,10 +519,67 @@ def download_uri(package: str, version: str, apt_options: list[str] = ()) -> str
     return found.group(1)
 
 
+def fetch_deb(package: str, version: str, directory: Path, apt_options: list[str] = (),
+              log=None) -> Path:
+    """The package's .deb in `directory`: `apt-get download` once, then the cached file."""
+    debs = sorted(directory.glob("*.deb"))
+    if debs:
+        return debs[0]
+    _say(log, f"apt-get download {package}={version}")
+    with tempfile.TemporaryDirectory(dir=directory) as tmp:
+        proc = _run(["apt-get", *apt_options, "download", f"{package}={version}"], cwd=tmp,
+                    timeout=1800)
+        got = list(Path(tmp).glob("*.deb"))
+        if proc.returncode != 0 or not got:
+            raise KernelError(f"apt-get download {package}={version} failed: "
+                              f"{(proc.stderr or proc.stdout).strip()[-500:]}")
+        got[0].replace(directory / got[0].name)
+    return directory / got[0].name
+
+
+def unpack_deb(deb: Path, tree: Path, log=None) -> None:
+    """`dpkg -x` of the package into `tree` (never installed), once."""
+    if (tree / ".complete").exists():
+        return
+    _say(log, f"dpkg -x {deb.name}")
+    shutil.rmtree(tree, ignore_errors=True)
+    proc = _run(["dpkg", "-x", str(deb), str(tree)], timeout=1800)
+    if proc.returncode != 0:
+        raise KernelError(f"dpkg -x failed: {proc.stderr.strip()[-500:]}")
+    (tree / ".complete").write_text("")
+
+
+ARM64_IMAGE_MAGIC = b"ARM\x64"        # at offset 56 of an arm64 Image's header
+
+
+def arm64_image(vmlinuz: Path, out: Path) -> str:
+    """Write the bootable arm64 Image beside the package and say what it was. Debian's
+    vmlinuz is the Image itself (6.1 in bookworm) or a gzip'd one: QEMU would inflate the
+    latter itself, but one unpacked here is checked once, and not inflated at every boot."""
+    data = vmlinuz.read_bytes()
+    how = "vmlinuz is an uncompressed Image"
+    if data[:2] == b"\x1f\x8b":
+        try:
+            data = gzip.decompress(data)
+        except (OSError, EOFError) as exc:
+            raise KernelError(f"{vmlinuz.name}: a gzip stream that does not inflate: "
+                              f"{exc}") from None
+        how = "inflated from a gzip'd vmlinuz"
+    if data[56:60] != ARM64_IMAGE_MAGIC:
+        raise KernelError(f"{vmlinuz.name} is not an arm64 kernel Image (no ARM\\x64 magic "
+                          f"at offset 56)")
+    tmp = out.with_suffix(".tmp")
+    tmp.write_bytes(data)
+    tmp.replace(out)
+    return how
+
+
 def prepare_kernel(package: str, version: str, busybox: Path, log=None,
                    extra_modules: list[str] | None = None,
-                   apt_options: list[str] = ()) -> PreparedKernel:
-    """Download, unpack and prepare one exact package version (once; then from the cache)."""
+                   apt_options: list[str] = (), architecture: str = "amd64") -> PreparedKernel:
+    """Download, unpack and prepare one exact package version (once; then from the cache).
+    An amd64 kernel is booted from its vmlinux (PVH) or bzImage, an arm64 one from its
+    Image; `busybox` is a static one of the kernel's architecture."""
     from kit.matrix.qemu_initramfs import build_base_initramfs
 
     extra_modules = list(extra_modules or [])
@@ -533,27 +594,9 @@ def prepare_kernel(package: str, version: str, busybox: Path, log=None,
         kernel = PreparedKernel.load(directory)
         if kernel and kernel.initramfs_id == wanted_id:
             return kernel
-        debs = list(directory.glob("*.deb"))
-        if not debs:
-            _say(log, f"apt-get download {package}={version}")
-            with tempfile.TemporaryDirectory(dir=directory) as tmp:
-                proc = _run(["apt-get", *apt_options, "download", f"{package}={version}"],
-                            cwd=tmp,
-                            timeout=1800)
-                got = list(Path(tmp).glob("*.deb"))
-                if proc.returncode != 0 or not got:
-                    raise KernelError(f"apt-get download {package}={version} failed: "
-                                      f"{(proc.stderr or proc.stdout).strip()[-500:]}")
-                got[0].replace(directory / got[0].name)
-            debs = list(directory.glob("*.deb"))
+        deb = fetch_deb(package, version, directory, apt_options, log)
         tree = directory / "tree"
-        if not (tree / ".complete").exists():
-            _say(log, f"dpkg -x {debs[0].name}")
-            shutil.rmtree(tree, ignore_errors=True)
-            proc = _run(["dpkg", "-x", str(debs[0]), str(tree)], timeout=1800)
-            if proc.returncode != 0:
-                raise KernelError(f"dpkg -x failed: {proc.stderr.strip()[-500:]}")
-            (tree / ".complete").write_text("")
+        unpack_deb(deb, tree, log)
         vmlinuzes = sorted((tree / "boot").glob("vmlinuz-*"))
         if not vmlinuzes:
             raise KernelError(f"{package} has no boot/vmlinuz-*: not a kernel image package")
@@ -562,12 +605,19 @@ def prepare_kernel(package: str, version: str, busybox: Path, log=None,
         config_path = tree / "boot" / f"config-{release}"
         config = parse_config(config_path.read_text()) if config_path.exists() else {}
 
-        vmlinux_path, note = directory / "vmlinux", ""
-        if kernel and kernel.vmlinux and vmlinux_path.exists():
+        vmlinux_path, note, image = directory / "vmlinux", "", None
+        if architecture == "arm64":
+            # the board loads the Image itself: no ELF, no PVH entry to look for
+            image = directory / "Image"
+            note = kernel.vmlinux_note if kernel and kernel.image and image.exists() else \
+                arm64_image(vmlinuz, image)
+            _say(log, f"Image: {note}")
+        elif kernel and kernel.vmlinux and vmlinux_path.exists():
             note = kernel.vmlinux_note          # only the initramfs is out of date
         else:
             note = _extract(vmlinuz, vmlinux_path)
-        _say(log, f"vmlinux: {note}")
+        if architecture != "arm64":
+            _say(log, f"vmlinux: {note}")
 
         modules = ModuleTree.scan(tree / "lib" / "modules" / release)
         order = modules.order(GUEST_MODULES + extra_modules)
@@ -586,6 +636,6 @@ def prepare_kernel(package: str, version: str, busybox: Path, log=None,
             vmlinux_note=note, initramfs=str(initramfs), modules=order,
             modules_source=modules.source,
             config={k: config[k] for k in CONFIG_KEYS if k in config}, initramfs_id=wanted_id,
-            disk=disk)
+            disk=disk, architecture=architecture, image=str(image) if image else None)
         kernel.save()
         return kernel

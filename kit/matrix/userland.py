@@ -26,7 +26,10 @@ Prepared once and cached under $KIT_CACHE/userlands/<suite>-<architecture>-<dige
     .complete      written last
 
 Before each run the checkout's kit is built into a wheel and installed into the venv
-(seconds), so the userland runs the same kit and specs as the host. A run is `kit run`
+(seconds), so the userland runs the same kit and specs as the host; an unchanged wheel
+(.kit-wheel: the digest of what it installs) is not installed again, and a changed one waits
+until no run of the userland's kit (this target's, or a VM booted on this root file system
+by the qemu target) holds its `.in-use` lock. A run is `kit run`
 chrooted into the root filesystem in fresh mount and PID namespaces (unshare), with /proc,
 /dev, a tmpfs /tmp and the report directory mounted in; none of it outlives the run. The
 process runs under the architecture's personality (`setarch i686`), so the report names it;
@@ -48,6 +51,8 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import time
+import zipfile
 from importlib import metadata
 from pathlib import Path
 
@@ -95,6 +100,8 @@ def from_debian(architecture: str) -> dict[str, str]:
 
 
 BASE_PACKAGES = ["python3", "python3-venv", *FROM_DEBIAN.values()]
+INSTALLED = ".kit-wheel"       # the digest of the kit's wheel installed in the venv
+IN_USE_WAIT = 4 * 3600.0       # at most a target's run: then the reinstall gives up
 VENV = "/opt/kit-venv"
 DISTRIBUTION = "syscall-conformance-kit"
 
@@ -153,6 +160,16 @@ def pinned_closure(architecture: str) -> list[str]:
         pinned[name] = dist.version
         todo += [Requirement(r) for r in dist.requires or []]
     return sorted(f"{name}=={version}" for name, version in pinned.items())
+
+
+def wheel_digest(wheel: Path) -> str:
+    """What a wheel installs (each member's name and bytes), not when it was built: the
+    same checkout gives the same digest, whatever the zip's timestamps."""
+    digest = hashlib.sha256()
+    with zipfile.ZipFile(wheel) as archive:
+        for name in sorted(archive.namelist()):
+            digest.update(name.encode() + b"\0" + archive.read(name) + b"\0")
+    return digest.hexdigest()
 
 
 def _normal(name: str) -> str:
@@ -316,10 +333,57 @@ class UserlandTarget(Target):
                 fcntl.flock(lock, fcntl.LOCK_EX)
                 _run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "-w", tmp,
                       str(self.repo_root())], out, timeout=900)
-            built = next(Path(tmp).glob("*.whl")).name
-            self._pip(directory, ["install", "-q", "--no-index", "--no-deps",
-                                  "--force-reinstall", f"/wheels/{Path(tmp).name}/{built}"],
-                      out)
+            wheel = next(Path(tmp).glob("*.whl"))
+            digest = wheel_digest(wheel)
+            record = directory / INSTALLED
+            if record.exists() and record.read_text() == digest:
+                # the same kit is installed already: a run of another target (a VM booted
+                # on this root) may be reading it, so it is left alone
+                print(f"the kit in {VENV} is this checkout's already", file=out, flush=True)
+                return
+            with self._exclusive(out):
+                record.unlink(missing_ok=True)
+                self._pip(directory, ["install", "-q", "--no-index", "--no-deps",
+                                      "--force-reinstall",
+                                      f"/wheels/{Path(tmp).name}/{wheel.name}"], out)
+                record.write_text(digest)
+
+    def _in_use_lock(self) -> Path:
+        directory = self.directory()
+        return directory.parent / f".{directory.name}.in-use"
+
+    @contextlib.contextmanager
+    def in_use(self):
+        """Within this block the userland's kit is being run (here, or by a VM booted on
+        its root): another target's prepare does not reinstall it meanwhile."""
+        self._in_use_lock().parent.mkdir(parents=True, exist_ok=True)
+        with open(self._in_use_lock(), "a") as lock:
+            fcntl.flock(lock, fcntl.LOCK_SH)
+            yield
+
+    @contextlib.contextmanager
+    def _exclusive(self, out, timeout: float = IN_USE_WAIT):
+        """No run of this userland's kit while the kit is reinstalled: waits for the runs
+        of other targets, for at most `timeout` seconds."""
+        with open(self._in_use_lock(), "a") as lock:
+            deadline = time.monotonic() + timeout
+            said = False
+            while True:
+                try:
+                    fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    break
+                except BlockingIOError:
+                    if time.monotonic() > deadline:
+                        raise UserlandError(
+                            f"another target has been running the kit of {self.directory()} "
+                            f"for over {timeout:.0f} s; its kit cannot be replaced meanwhile"
+                            ) from None
+                    if not said:
+                        print("waiting for another target's run of this userland's kit",
+                              file=out, flush=True)
+                        said = True
+                    time.sleep(1)
+            yield
 
     @staticmethod
     def repo_root() -> Path:
@@ -367,5 +431,5 @@ class UserlandTarget(Target):
             metadata["qemu"] = binfmt.qemu_version(self.qemu)
             how += f", every program under qemu-user ({metadata['qemu']}) through binfmt_misc"
         metadata["how"] = how
-        with self.emulation():
+        with self.emulation(), self.in_use():
             return self.run_command(request, cmd, metadata, env=_clean_env())
