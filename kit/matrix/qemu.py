@@ -328,8 +328,6 @@ def guest_page_cache(python: str, request: RunRequest, log=None) -> dict:
     pages in the guest took minutes under TCG (a second here). The guest sees the same page
     files (the host's root) and the same kit, so the cache's keys match there."""
     from kit.coverage.pages import _cache_dir
-    from kit.spec import validated
-    from kit.spec.loader import load_text, spec_files
 
     if not any(_cache_dir().glob("*.json")):
         try:    # fills the host's cache, as any `kit run` or `kit coverage` here does
@@ -345,13 +343,23 @@ def guest_page_cache(python: str, request: RunRequest, log=None) -> dict:
     target.mkdir(parents=True, exist_ok=True)
     for page in pages:
         shutil.copy2(page, target / page.name)
-    # and which spec texts passed the schema: validating them took minutes there
+    handed = guest_spec_cache(request)
+    return {"XDG_CACHE_HOME": str(request.out_dir / GUEST_CACHE)} if pages or handed else {}
+
+
+def guest_spec_cache(request: RunRequest) -> bool:
+    """Which of the checkout's spec texts passed the schema (kit.spec.validated), in the
+    guest's cache on the writable share: validating them took minutes under TCG. The
+    guest's kit is this one (the checkout, or its wheel in a userland), so the names
+    match there. False if there was nothing to hand over."""
+    from kit.spec import validated
+    from kit.spec.loader import load_text, spec_files
+
     texts = [path.read_text() for path in spec_files(request.repo / "specs")]
     for text in texts:
         if not validated.passed(text):
             load_text(text, "?")            # as the host's own runs would, once
-    handed = validated.hand_over(texts, request.out_dir / GUEST_CACHE)
-    return {"XDG_CACHE_HOME": str(request.out_dir / GUEST_CACHE)} if pages or handed else {}
+    return validated.hand_over(texts, request.out_dir / GUEST_CACHE) > 0
 
 
 # -- the target -------------------------------------------------------------------------------
@@ -707,11 +715,13 @@ class QemuTarget(Target):
             env.update(guest_page_cache(self.python, request))
         else:
             # the userland's kit (the checkout's, installed as a wheel) from its venv; no
-            # man pages there, so no sentences to hand over
+            # man pages there, so no sentences to hand over, only the validated specs
             command = guest_kit_command(
                 [f"{self.root.venv_bin}/python", "-m", "kit", "run", "--report",
                  str(GUEST_OUT), "-n", jobs, *request.kit_args], run_args)
             env = dict(request.env, **guest_kernel_config(kernel, request, GUEST_OUT))
+            if guest_spec_cache(request):
+                env["XDG_CACHE_HOME"] = str(GUEST_OUT / GUEST_CACHE)
         env.update(PYTEST_PLUGINS=guest_phases.__name__,
                    **{guest_phases.CONSOLE_ENV: "/dev/console"})
         token = secrets.token_hex(16)
