@@ -205,3 +205,92 @@ def test_the_hogs_are_gone_when_the_body_fails():
     with pytest.raises(RuntimeError), cpu_hogs(2) as procs:
         raise RuntimeError("the body failed")
     assert all(proc.poll() == -signal.SIGKILL for proc in procs)
+
+
+# -- a waker held back past the waiters' timeouts: not judged, run again ------------------
+
+ET_TALLY = """
+    steps:
+      - epoll_create1: {}
+        as: ep
+      - eventfd: {flags: EFD_NONBLOCK}
+        as: efd
+      - eventfd: {flags: EFD_NONBLOCK}
+        as: tally
+      - epoll_ctl: {epfd: $ep, op: EPOLL_CTL_ADD, fd: $efd, events: [EPOLLIN, EPOLLET], data: 1}
+      - in_thread:
+          steps:
+            - epoll_wait: {epfd: $ep, maxevents: 4, timeout: 100, by: count}
+              within: 5
+              as: got
+            - write_u64: {fd: $tally, value: $got}
+        as: waiter
+      - wait_blocked: [waiter]
+      - write_u64: {fd: $efd, value: 1}
+      - join: waiter
+      - read_u64: {fd: $tally}
+        expect: {value: 1}
+"""
+
+
+def _held_back(monkeypatch, times: int) -> list[int]:
+    """The thread that runs the steps is descheduled for 0.3 s right after wait_blocked
+    (past the waiter's 100 ms timeout), the first `times` times."""
+    from kit.engine.interpreter import Run
+
+    real, seen = Run._wait_blocked, []
+
+    def slow(self, names):
+        asleep = real(self, names)
+        seen.append(1)
+        if len(seen) <= times:
+            time.sleep(0.3)
+        return asleep
+
+    monkeypatch.setattr(Run, "_wait_blocked", slow)
+    return seen
+
+
+def test_a_waker_held_back_past_the_waiters_timeout_is_not_judged(monkeypatch):
+    _held_back(monkeypatch, 1)
+    outcome = run_one(spec_text(behaviour("x.late", ET_TALLY)))
+    assert outcome.status == "late", outcome.message
+    assert "write_u64 began after 1 of the threads wait_blocked saw asleep had left their " \
+           "call (it lasted 0.1" in outcome.message
+
+
+def test_the_runner_runs_a_late_example_again(monkeypatch):
+    from kit.engine.runner import check_behaviour
+    from kit.engine.target import Target
+    from helpers import load_one
+
+    seen = _held_back(monkeypatch, 2)
+    verdict = check_behaviour(load_one(spec_text(behaviour("x.late", ET_TALLY))),
+                              Target.current())
+    assert verdict.status == "conforms", verdict.message
+    assert len(seen) == 3                        # twice late, then judged
+
+
+def test_an_example_late_every_time_is_an_error_never_a_deviation(monkeypatch):
+    from kit.engine.runner import LATE_TRIES, check_behaviour
+    from kit.engine.target import Target
+    from helpers import load_one
+
+    _held_back(monkeypatch, 100)
+    verdict = check_behaviour(load_one(spec_text(behaviour("x.late", ET_TALLY))),
+                              Target.current())
+    assert verdict.status == "error"
+    assert verdict.message.startswith(f"not judged in {LATE_TRIES} runs of one example: ")
+    assert "past the waiters' timeouts" in verdict.message
+
+
+def test_a_waiter_whose_own_expectation_fails_is_still_reported(monkeypatch):
+    # Held back too, but the waiter's own step fails (here it demands one event): that
+    # deviation is the waiter's answer, reported as such, never voided as late.
+    _held_back(monkeypatch, 1)
+    text = ET_TALLY.replace("              within: 5\n              as: got",
+                            "              within: 5\n              expect: {returns: 1}\n"
+                            "              as: got")
+    outcome = run_one(spec_text(behaviour("x.late", text)))
+    assert outcome.status == DEVIATES, outcome.message
+    assert "expected a return of 1" in outcome.message

@@ -31,6 +31,7 @@ from kit.engine.records import (  # noqa: F401 - the run's records, re-exported 
     CONFORMS,
     DEVIATES,
     ERROR,
+    LATE,
     STUCK_GRACE,
     TIMEOUT,
     UNGUARDED_EXTRA,
@@ -158,6 +159,9 @@ class Run:
         self.unseen: set[int] = set()
         # pid -> call board of each running in_child process
         self.children: dict[int, CallBoard] = {}
+        # native ids of the threads a wait_blocked step saw asleep -> when the call they
+        # slept in began and ended (None: not yet); judged by the step after it, the waker
+        self.awaited: dict[int, tuple[float, float] | None] = {}
 
     # -- the public entry point -------------------------------------------------------
 
@@ -185,35 +189,48 @@ class Run:
 
     def execute(self, steps: list[Step], env: dict, records: list[StepRecord],
                 where: str = "main") -> None:
+        awaited: dict[int, tuple[float, float] | None] = {}
         for step in steps:
-            if step.action == "sleep":
-                time.sleep(step.args)
-            elif step.action == "in_thread":
-                worker = _Thread(self, step, env)
-                try:
-                    worker.thread.start()
-                except RuntimeError as exc:  # the machine's limit, not the kernel's answer
-                    raise StepFailure(ERROR, f"line {step.line}: could not start thread "
-                                             f"{step.bind}: {exc} (a limit on threads or "
-                                             f"processes such as RLIMIT_NPROC?)") from None
-                # Only a started thread: the run's end joins every thread listed here.
-                self.threads[step.bind] = worker
-            elif step.action == "join":
-                self._join(step, env, records)
-            elif step.action == "wait_blocked":
-                self._wait_blocked(step.args)
-            elif step.action == "in_child":
-                self._in_child(step, env, records, where)
-            elif step.action == "waiters":
-                self._start_group(step, env)
-            elif step.action == "woken":
-                self._woken(step, env, records, where)
-            elif step.action == "repeat":
-                done = repeat.run_loop(self, step, env, records, where)
-                if step.bind:
-                    env[step.bind] = done
-            else:
-                self._call(step, env, records, where)
+            if awaited:     # this step is the waker of the threads wait_blocked saw asleep
+                began = time.monotonic()
+                self._step(step, env, records, where)
+                self._check_waker_in_time(awaited, began, step)
+                awaited = {}
+                continue
+            if step.action == "wait_blocked":
+                awaited = self._wait_blocked(step.args)
+                continue
+            self._step(step, env, records, where)
+
+    def _step(self, step: Step, env: dict, records: list[StepRecord], where: str) -> None:
+        if step.action == "sleep":
+            time.sleep(step.args)
+        elif step.action == "in_thread":
+            worker = _Thread(self, step, env)
+            try:
+                worker.thread.start()
+            except RuntimeError as exc:  # the machine's limit, not the kernel's answer
+                raise StepFailure(ERROR, f"line {step.line}: could not start thread "
+                                         f"{step.bind}: {exc} (a limit on threads or "
+                                         f"processes such as RLIMIT_NPROC?)") from None
+            # Only a started thread: the run's end joins every thread listed here.
+            self.threads[step.bind] = worker
+        elif step.action == "join":
+            self._join(step, env, records)
+        elif step.action == "wait_blocked":    # the last step: nothing to wake them
+            self._wait_blocked(step.args)
+        elif step.action == "in_child":
+            self._in_child(step, env, records, where)
+        elif step.action == "waiters":
+            self._start_group(step, env)
+        elif step.action == "woken":
+            self._woken(step, env, records, where)
+        elif step.action == "repeat":
+            done = repeat.run_loop(self, step, env, records, where)
+            if step.bind:
+                env[step.bind] = done
+        else:
+            self._call(step, env, records, where)
 
     def _resolve_args(self, step: Step, env: dict) -> dict:
         op = OPERATIONS[step.action]
@@ -260,10 +277,13 @@ class Run:
                 self.seen_asleep.discard(me)
                 self.unseen.discard(me)
                 self.calling[me] = record.call
+                entered = time.monotonic()
                 try:
                     result = _confined(op.fn, args, record)
                 finally:
                     self.calling.pop(me, None)
+                    if me in self.awaited and self.awaited[me] is None:
+                        self.awaited[me] = (entered, time.monotonic())
             result.seen_asleep = True if me in self.seen_asleep else (
                 None if me in self.unseen else False)
             if me in self.released:     # a waiter the kit released: not the target's answer
@@ -329,24 +349,52 @@ class Run:
             raise worker.failure
         env.update({k: v for k, v in worker.env.items() if k not in env})
 
-    def _wait_blocked(self, names: list[str]) -> None:
+    def _wait_blocked(self, names: list[str]) -> dict:
         """Wait (bounded) until each named thread sleeps inside a blocking call, or has
         finished: a waker in this thread must not act before the waiter waits. A thread
         that returned at once (a target that does not block) is not waited for; its own
-        expectation then tells."""
+        expectation then tells. Returns self.awaited: each thread found in its call, and
+        (filled in by that thread) when the call began and ended."""
         deadline = time.monotonic() + self.bound
         blind = False
+        self.awaited = {}
         for name in names:
             worker = self.threads[name]
             while worker.thread.is_alive() and not self.asleep_in_call(worker.tid):
                 if time.monotonic() >= deadline:
                     # the result may depend on it (see runner's circuit), as for when_blocked
                     note_overrun([WAIT_RAN_OUT])
-                    return
+                    return self.awaited
                 time.sleep(0.001)
+            if worker.thread.is_alive():
+                # from now on the end of its call is noted, whenever this thread runs next
+                self.awaited.setdefault(worker.tid, None)
             blind = blind or (worker.thread.is_alive() and worker.tid not in self.seen_asleep)
         if blind:   # /proc could not tell: give the calls time to reach their sleep
             time.sleep(ASLEEP_FALLBACK + 0.01)
+        return self.awaited
+
+    def _check_waker_in_time(self, awaited: dict[int, tuple[float, float] | None],
+                             began: float, step: Step) -> None:
+        """After the step that follows wait_blocked (the waker): if a thread's call had
+        already ended before the waker began, the waker came too late to tell anything
+        (a loaded machine held this thread back past the waiter's own timeout): the
+        example is not judged, whatever the steps after would say, and is run again. A
+        thread whose own steps failed is left to report that."""
+        self.awaited = {}
+        late = {tid: span for tid, span in awaited.items() if span and span[1] < began}
+        if not late:
+            return
+        for worker in self.threads.values():
+            if worker.tid in late:
+                worker.thread.join(self.bound)
+                if worker.failure is not None:
+                    return                      # its own deviation comes out at its join
+        lasted = ", ".join(f"{end - start:.3f}s" for start, end in late.values())
+        raise StepFailure(LATE, f"line {step.line}: {step.action} began after "
+                                f"{len(late)} of the threads wait_blocked saw asleep had left "
+                                f"their call (it lasted {lasted}): the waker came too late to "
+                                f"judge anything")
 
     def asleep_in_call(self, tid: int | None) -> bool:
         """Whether thread `tid` is inside a blocking call and asleep there (None from /proc:

@@ -22,6 +22,10 @@ STUCK_GRACE = 1.0
 WAIT_RAN_OUT = "when_blocked wait ran out"
 
 CONFORMS, DEVIATES, TIMEOUT, ERROR = "conforms", "deviates", "timeout", "error"
+# Not a verdict: the example could not be judged, because the machine held the run back
+# so long that a waiter's own timeout ran out before the step meant to wake it began (the
+# runner runs the example again).
+LATE = "late"
 
 
 @dataclass

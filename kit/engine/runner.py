@@ -62,6 +62,20 @@ class _Timeout(TargetTimeout):
         self.params, self.outcome = params, outcome
 
 
+class _Unjudged(TargetTimeout):
+    """An example that came out `late` every time it ran: the machine, not the target,
+    kept it from being judged (a BaseException, so Hypothesis stops at once)."""
+
+    def __init__(self, params: dict, outcome: interp.Outcome):
+        super().__init__(outcome.message)
+        self.params, self.outcome = params, outcome
+
+
+# Runs of one example that came out `late` (a waker held back past a waiter's timeout)
+# before it is reported as not judged.
+LATE_TRIES = 3
+
+
 def item_seed(behaviour_id: str, run_seed: int) -> int:
     return zlib.crc32(behaviour_id.encode()) ^ run_seed
 
@@ -81,8 +95,13 @@ class _Checker:
 
     def steps(self, fixed: dict | None) -> None:
         def check(params):
-            outcome = interp.Run(self.b, self.target, params, self.bound,
-                                 profile=self.profile_name).outcome()
+            for _ in range(LATE_TRIES):
+                outcome = interp.Run(self.b, self.target, params, self.bound,
+                                     profile=self.profile_name).outcome()
+                if outcome.status != interp.LATE:
+                    break
+            else:
+                raise _Unjudged(params, outcome)
             self.last = outcome
             self.variants.update(outcome.variants)
             if outcome.status == interp.TIMEOUT:
@@ -194,6 +213,13 @@ def check_behaviour(behaviour: Behaviour, target: Target, *, profile: str = "qui
                        variants=sorted(checker.variants), known_deviation=judged.reason,
                        new_deviation=judged.unmatched,
                        replay=replay_command(behaviour.id, found, profile=profile))
+    except _Unjudged as exc:
+        # not the kernel's answer, so never a deviation; an error, so never hidden either
+        return verdict("error", message=f"not judged in {LATE_TRIES} runs of one example: "
+                                        f"{exc.outcome.message} (a machine this loaded holds "
+                                        f"the run back past the waiters' timeouts)",
+                       counterexample=typed(exc.params),
+                       trace=[r.as_dict() for r in exc.outcome.records])
     except exclusive.Busy as exc:
         return verdict("error", message=f"not run: machine-wide state held elsewhere: {exc}")
     except exclusive.Unsafe as exc:
