@@ -216,3 +216,27 @@ def test_a_command_that_leaves_no_report_fails_with_the_end_of_its_log(tmp_path)
     assert result.reason.startswith("no report.json (exit 2): starting | kit run: cannot "
                                     "write report dir: read-only; see ")
     assert log_tail(tmp_path / "missing.log") == ""
+
+
+def test_the_targets_that_took_longest_last_time_start_first(tmp_path):
+    """With one target at a time the start order is the run order: a VM that took minutes
+    last time must not start last and run on alone."""
+    from kit.matrix.runner import longest_first
+
+    out = tmp_path / "out"
+    out.mkdir()
+    targets = [Recording(n) for n in ("host", "vm", "gvisor", "new")]
+    assert [t.name for t in longest_first(targets, out)] == ["host", "vm", "gvisor", "new"]
+    (out / "matrix.json").write_text(json.dumps({"targets": [
+        {"name": "host", "status": "ran", "duration": 50.0},
+        {"name": "vm", "status": "ran", "duration": 500.0},
+        {"name": "gvisor", "status": "ran", "duration": 300.0}]}))
+    order = []
+    for target in targets:
+        target.leave = None
+        target.run = lambda request, t=target: order.append(t.name) or \
+            RunResult(t.name, "failed", "ran nothing")
+    run_matrix(targets, repo=REPO, out=out, kit_args=[], jobs=1, progress=quiet())
+    assert order == ["new", "vm", "gvisor", "host"]   # never timed: longest, to be safe
+    (out / "matrix.json").write_text("not json")
+    assert [t.name for t in longest_first(targets, out)] == ["host", "vm", "gvisor", "new"]

@@ -130,6 +130,7 @@ def run_matrix(targets: list[Target], *, repo: Path, out: Path, kit_args: list[s
         requests[target.name] = RunRequest(
             repo=repo, out_dir=out_dir, kit_args=kit_args,
             timeout=float(target.spec.get("timeout", 1800)), log=log, env=target_env(target))
+    runnable = longest_first(runnable, out)
     jobs = jobs or max(1, min(len(runnable), os.cpu_count() or 1))
     for request in requests.values():
         request.cpus = max(1, (os.cpu_count() or 1) // jobs)
@@ -158,6 +159,20 @@ def run_matrix(targets: list[Target], *, repo: Path, out: Path, kit_args: list[s
         pool.shutdown(wait=True)
         progress.close()
     return write_matrix(out, targets, results)
+
+
+def longest_first(targets: list[Target], out: Path) -> list[Target]:
+    """The targets in the order to start them: those that took longest in the last run
+    into `out` (its matrix.json) first, so that a long VM does not start last and run on
+    alone; a target without a time there (new, or never run) counts as longest. Without
+    an earlier run, the order of the target files."""
+    try:
+        earlier = json.loads((out / "matrix.json").read_text())["targets"]
+        took = {t["name"]: float(t["duration"]) for t in earlier
+                if t.get("status") == "ran" and t.get("duration")}
+    except (OSError, ValueError, KeyError, TypeError):
+        return targets
+    return sorted(targets, key=lambda t: -took.get(t.name, float("inf")))
 
 
 def write_matrix(out: Path, targets: list[Target], results: list[RunResult]) -> dict:
