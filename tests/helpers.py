@@ -18,6 +18,8 @@ import tempfile
 import textwrap
 from pathlib import Path
 
+import pytest
+
 from kit.adapter import watchdog
 from kit.engine.interpreter import Outcome, Run
 from kit.engine.target import Target
@@ -202,3 +204,24 @@ def build_hang_shim(cc: str, out: Path, interruptible: bool = False) -> Path:
                     *(["-DINTERRUPTIBLE"] if interruptible else []), "-o", str(built),
                     str(out / "hang.c"), "-ldl"], check=True, timeout=120)
     return built
+
+
+def boot_and_run(target_file: Path, out: Path):
+    """Prepare a VM target from its file (the user's real cache: downloads once) and run
+    `-k "eventfd and create"` in it as `kit matrix` would: (target, result, its report).
+    Skips with the target's reason where this machine cannot run it."""
+    from kit.matrix.base import RunRequest
+    from kit.matrix.targets import load_target, target_env
+
+    target = load_target(target_file)
+    target.repo = REPO
+    reason = target.unavailable()
+    if reason:
+        pytest.skip(reason)
+    log = out.parent / f"{out.name}.log"
+    target.prepare(log)
+    result = target.run(RunRequest(repo=REPO, out_dir=out, kit_args=["-k", "eventfd and create"],
+                                   timeout=1800, log=log, env=target_env(target)))
+    assert result.status == "ran", f"{result.reason}\n{log.read_text()[-3000:]}"
+    assert result.exit_code in (0, 1)
+    return target, result, json.loads(result.report.read_text())

@@ -10,7 +10,6 @@ kernel is behind KIT_VM_TESTS=1.
 from __future__ import annotations
 
 import gzip
-import json
 import lzma
 import os
 import shutil
@@ -929,20 +928,11 @@ def test_a_run_past_its_timeout_is_killed(fake_target, tmp_path):
                            "for every run; set KIT_VM_TESTS=1 to run it")
 @pytest.mark.timeout(3600)
 def test_debian_61_boots_and_runs_the_kit(tmp_path, monkeypatch):
+    from helpers import boot_and_run
+
     monkeypatch.delenv("KIT_CACHE")          # the user's real cache: download once
-    target = load_target(REPO / "targets" / "debian-6.1.yaml")
-    target.repo = REPO
-    reason = target.unavailable()
-    if reason:
-        pytest.skip(reason)
-    log = tmp_path / "debian-6.1.log"
-    target.prepare(log)
-    result = target.run(RunRequest(
-        repo=REPO, out_dir=tmp_path / "debian-6.1", kit_args=["-k", "eventfd and create"],
-        timeout=1800, log=log, env={"KIT_TARGET_NAME": "debian-6.1", "KIT_PLATFORM": "linux"}))
-    assert result.status == "ran", f"{result.reason}\n{log.read_text()[-3000:]}"
-    assert result.exit_code in (0, 1)
-    report = json.loads(result.report.read_text())
+    target, result, report = boot_and_run(REPO / "targets" / "debian-6.1.yaml",
+                                          tmp_path / "debian-6.1")
     assert report["target"]["release"] == target.kernel.release == result.metadata[
         "kernel_release"]
     assert result.metadata["boot_seconds"] > 0

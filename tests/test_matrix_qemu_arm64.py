@@ -474,19 +474,10 @@ def test_the_kit_is_not_reinstalled_under_a_running_target(tmp_path, monkeypatch
                            "minutes: set KIT_VM_TESTS=1 to run it")
 @pytest.mark.timeout(3600)
 def test_debian_arm64_61_boots_and_runs_the_kit(tmp_path, monkeypatch):
+    from helpers import boot_and_run
+
     monkeypatch.delenv("KIT_CACHE")          # the user's real cache: download and build once
-    target = load_target(TARGET_FILE)
-    target.repo = REPO
-    reason = target.unavailable()
-    if reason:
-        pytest.skip(reason)
-    log = tmp_path / "arm64.log"
-    target.prepare(log)
-    result = target.run(RunRequest(
-        repo=REPO, out_dir=tmp_path / "arm64", kit_args=["-k", "eventfd and create"],
-        timeout=1800, log=log, env=target_env(target)))
-    assert result.status == "ran", f"{result.reason}\n{log.read_text()[-3000:]}"
-    report = json.loads(result.report.read_text())
+    target, result, report = boot_and_run(TARGET_FILE, tmp_path / "arm64")
     assert report["target"]["arch"] == "aarch64" and report["target"]["platform"] == "linux"
     assert report["target"]["release"] == target.kernel.release == result.metadata[
         "kernel_release"] and target.kernel.release.endswith("-arm64")

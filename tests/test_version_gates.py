@@ -22,10 +22,8 @@ from packaging.version import Version
 from kit.engine import gates
 from kit.engine.runner import check_behaviour
 from kit.engine.target import Target, not_applicable_reason
-from kit.report import build_report
 from kit.report.diff import diff_reports, render_diff
 from kit.report.html import render_html
-from kit.report.markdown import render_markdown
 from kit.spec.changes import carried
 from kit.spec.loader import load_file
 from kit.spec.model import Change
