@@ -20,7 +20,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from helpers import REPO, run_kit, run_python
+from helpers import READS_COUNTER_WRONG, REPO, behaviour, run_kit, run_python, spec_text
 
 from kit.report.target_replay import add_target_replays, target_replays
 from kit.verdict import replay_command
@@ -67,20 +67,8 @@ def test_a_matrix_targets_report_gets_its_own_replay_command_and_a_plain_run_doe
     assert target_replays(add_target_replays(plain)) == {}
 
 
-WRONG = """
-family: demo
-behaviours:
-  - id: demo.read.wrong
-    title: A deliberately wrong expectation
-    cite: {page: eventfd(2), section: "DESCRIPTION, read(2)", quote: "the counter's value is reset to zero"}
-    params:
-      initval: {integers: {min: 1, max: 100}}
-    steps:
-      - eventfd: {initval: $initval, flags: EFD_NONBLOCK}
-        as: efd
-      - read_u64: {fd: $efd}
-        expect: {value: {add: [$initval, 1]}}
-"""
+WRONG = spec_text(behaviour("demo.read.wrong", READS_COUNTER_WRONG,
+                            title="A deliberately wrong expectation"), family="demo")
 
 
 def deviating_report(tmp_path: Path) -> dict:
