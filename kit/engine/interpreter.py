@@ -191,16 +191,15 @@ class Run:
                 where: str = "main") -> None:
         awaited: dict[int, tuple[float, float] | None] = {}
         for step in steps:
-            if awaited:     # this step is the waker of the threads wait_blocked saw asleep
+            if step.action == "wait_blocked":
+                awaited = self._wait_blocked(step.args)
+            elif awaited:   # this step is the waker of the threads wait_blocked saw asleep
                 began = time.monotonic()
                 self._step(step, env, records, where)
                 self._check_waker_in_time(awaited, began, step)
                 awaited = {}
-                continue
-            if step.action == "wait_blocked":
-                awaited = self._wait_blocked(step.args)
-                continue
-            self._step(step, env, records, where)
+            else:
+                self._step(step, env, records, where)
 
     def _step(self, step: Step, env: dict, records: list[StepRecord], where: str) -> None:
         if step.action == "sleep":
@@ -217,8 +216,6 @@ class Run:
             self.threads[step.bind] = worker
         elif step.action == "join":
             self._join(step, env, records)
-        elif step.action == "wait_blocked":    # the last step: nothing to wake them
-            self._wait_blocked(step.args)
         elif step.action == "in_child":
             self._in_child(step, env, records, where)
         elif step.action == "waiters":
